@@ -1,0 +1,37 @@
+#ifndef CJELLY_SYSTEM_H
+#define CJELLY_SYSTEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// CRC-32C (Castagnoli), as used by iSCSI, ext4 and LevelDB: polynomial 0x1EDC6F41
+/// (reflected 0x82F63B78), initial value and final xor 0xFFFFFFFF.
+/// `crc` is the value returned by a previous call (0 to start), so a checksum over
+/// several pieces is `jelly_crc32c(jelly_crc32c(0, a, n), b, m)`.
+/// Uses the SSE4.2 / ARMv8 CRC instructions when the CPU has them, tables otherwise.
+uint32_t jelly_crc32c(uint32_t crc, const void *data, size_t length);
+
+/// 1 when `jelly_crc32c` runs on a hardware instruction, 0 when it uses tables.
+int jelly_crc32c_is_hardware(void);
+
+/// The software implementation, exposed so tests can check both paths agree.
+uint32_t jelly_crc32c_software(uint32_t crc, const void *data, size_t length);
+
+/// open(2) with O_DIRECT where the platform has it (Linux). Returns -1 with errno set on failure,
+/// for example EINVAL on tmpfs, which refuses direct I/O. On platforms without O_DIRECT returns
+/// -1 with errno = ENOTSUP so the caller falls back to buffered I/O.
+int jelly_open_direct(const char *path, int flags, int mode);
+
+/// Data-only sync: fdatasync(2) on Linux; F_FULLFSYNC on Darwin (plain fsync there does not
+/// flush the drive's cache). Returns 0 or -1 with errno set.
+int jelly_datasync(int fd);
+
+/// Allocates `length` bytes of disk space for `fd` from offset 0 (posix_fallocate or
+/// F_PREALLOCATE). Returns 0 or an errno value.
+int jelly_allocate(int fd, int64_t length);
+
+/// Takes an exclusive, non-blocking advisory lock on the whole file (flock).
+/// Returns 0, or -1 with errno set (EWOULDBLOCK when another process holds it).
+int jelly_lock_exclusive(int fd);
+
+#endif

@@ -1,0 +1,122 @@
+/// The store contract: partitions of named objects with store-wide versions, and one session
+/// lease (lock) per partition with fencing tokens. Implemented by the embedded engine
+/// (`JellyEngine.EmbeddedStore`) and, later, by the NATS JetStream cluster backend; the
+/// conformance suite in `JellyTestSupport` runs against every implementation.
+///
+/// Names: partitions 1–128 bytes, keys 1–512 bytes of UTF-8, no control characters, no `/`,
+/// not `.` or `..`; compared byte for byte. Every method that takes a name throws
+/// `.invalidArgument` for a bad one and writes nothing.
+///
+/// Lock rule for writes: a write that carries `lockToken` is accepted only if that token is the
+/// partition's current, unexpired lock; a write without a token only while the partition is not
+/// locked. Otherwise it fails with `.locked` and nothing is written.
+public protocol JellyStore: Sendable {
+    /// The limits this store enforces.
+    var limits: JellyLimits { get }
+
+    /// Reads one object, or nil when it does not exist.
+    func get(partition: String, key: String) async throws -> StoredObject?
+
+    /// Lists a partition's objects in ascending byte order of key, starting after `after`.
+    /// `limit` is clamped to `limits.listLimitMax`.
+    func list(partition: String, after: String?, limit: Int) async throws -> ObjectListing
+
+    /// Commits `operations` on one partition atomically, with one version for every object
+    /// written. With `releaseLock`, the lease named by `lockToken` is released in the same
+    /// commit: the lock is never free before the final save is durable.
+    ///
+    /// - Throws: `.locked` (lock rule), `.preconditionFailed` (a condition failed),
+    ///   `.invalidArgument` (bad name, a key named twice, release without a token),
+    ///   `.tooLarge` (value or batch over its limit), `.unavailable` (store cannot write).
+    @discardableResult
+    func write(
+        partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool
+    ) async throws -> WriteResult
+
+    /// Acquires the partition's lease for `owner`. The same owner again while it holds the lease
+    /// gets the same token with the expiry reset to now + ttl; another owner gets `.locked` with the
+    /// holder until the lease expires; after expiry anyone gets a new, higher token.
+    func acquireLock(partition: String, owner: String, ttlMilliseconds: Int64) async throws -> LockInfo
+
+    /// `acquireLock`, then every object of the partition with its value, in one call: a session
+    /// start in one round trip. The objects reflect every write acknowledged before the lock.
+    func acquireLockAndLoad(
+        partition: String, owner: String, ttlMilliseconds: Int64
+    ) async throws -> (lock: LockInfo, objects: [StoredObject])
+
+    /// Extends a live lease. An expired lease cannot be renewed (`.locked`): acquire again.
+    func renewLock(partition: String, token: LockToken, ttlMilliseconds: Int64) async throws -> LockInfo
+
+    /// Hands a live lease to `owner` with a new, higher token; the old token is fenced from then on.
+    func transferLock(
+        partition: String, token: LockToken, to owner: String, ttlMilliseconds: Int64
+    ) async throws -> LockInfo
+
+    /// Releases a live lease.
+    func releaseLock(partition: String, token: LockToken) async throws
+
+    /// The partition's live lease, or nil when unlocked or expired.
+    func inspectLock(partition: String) async throws -> LockInfo?
+
+    /// Administrative: removes the lease whoever holds it; returns what was removed.
+    @discardableResult
+    func breakLock(partition: String) async throws -> LockInfo?
+
+    /// Finishes in-flight writes, syncs and releases the store.
+    func close() async throws
+}
+
+extension JellyStore {
+    /// Puts one object. Returns its new version.
+    @discardableResult
+    public func put(
+        partition: String, key: String, value: [UInt8], contentType: String? = nil,
+        condition: WriteCondition = .none, lockToken: LockToken? = nil
+    ) async throws -> UInt64 {
+        let result = try await write(
+            partition: partition,
+            [.put(key: key, value: value, contentType: contentType, condition: condition)],
+            lockToken: lockToken, releaseLock: false
+        )
+        guard let version = result.version else {
+            throw JellyError(.io, "internal error: a put committed without a version")
+        }
+        return version
+    }
+
+    /// Deletes one object. Returns whether it existed.
+    @discardableResult
+    public func delete(
+        partition: String, key: String, condition: WriteCondition = .none, lockToken: LockToken? = nil
+    ) async throws -> Bool {
+        let result = try await write(
+            partition: partition, [.delete(key: key, condition: condition)],
+            lockToken: lockToken, releaseLock: false
+        )
+        return result.applied.first ?? false
+    }
+
+    /// The final save of a session and the lock's release, in one atomic commit.
+    @discardableResult
+    public func saveAndRelease(
+        partition: String, _ operations: [WriteOperation], lockToken: LockToken
+    ) async throws -> WriteResult {
+        try await write(partition: partition, operations, lockToken: lockToken, releaseLock: true)
+    }
+
+    /// Runs `body` while holding the partition's lease, releasing it afterwards (also on error).
+    public func withLock<T: Sendable>(
+        partition: String, owner: String, ttlMilliseconds: Int64,
+        _ body: (LockInfo) async throws -> T
+    ) async throws -> T {
+        let lock = try await acquireLock(partition: partition, owner: owner, ttlMilliseconds: ttlMilliseconds)
+        do {
+            let value = try await body(lock)
+            try? await releaseLock(partition: partition, token: lock.token)
+            return value
+        } catch {
+            try? await releaseLock(partition: partition, token: lock.token)
+            throw error
+        }
+    }
+}

@@ -1,0 +1,55 @@
+/// Every bound the store enforces, in one place. The defaults are documented in
+/// `docs/limits.md`; a request that exceeds one fails with `.invalidArgument` or `.tooLarge`
+/// and writes nothing.
+public struct JellyLimits: Sendable, Equatable {
+    /// Largest partition name, in UTF-8 bytes. Fixed by the format (one length byte): at most 128.
+    public var partitionBytesMax: Int = 128
+    /// Largest object key, in UTF-8 bytes. At most 512.
+    public var keyBytesMax: Int = 512
+    /// Largest lock owner name, in UTF-8 bytes. At most 128.
+    public var ownerBytesMax: Int = 128
+    /// Largest content type, in bytes of printable ASCII. At most 255.
+    public var contentTypeBytesMax: Int = 255
+    /// Largest value, in bytes. Default 16 MiB; at most 256 MiB.
+    public var valueBytesMax: Int = 16 << 20
+    /// Most operations in one atomic batch.
+    public var batchOperationsMax: Int = 1000
+    /// Largest atomic batch, in bytes of encoded records (values plus names plus 48 bytes
+    /// of framing per object). Default 64 MiB; must be at least `valueBytesMax` plus framing.
+    public var batchBytesMax: Int = 64 << 20
+    /// Shortest and longest lock lease.
+    public var lockTTLMillisecondsMin: Int64 = 100
+    public var lockTTLMillisecondsMax: Int64 = 24 * 3600 * 1000
+    /// Most objects returned by one list call.
+    public var listLimitMax: Int = 1000
+
+    public init() {}
+
+    public static let `default` = JellyLimits()
+
+    /// Checks that the limits fit the on-disk format and each other.
+    public func validate() throws {
+        func check(_ ok: Bool, _ message: String) throws {
+            if !ok { throw JellyError(.invalidArgument, "invalid limits: \(message)") }
+        }
+        try check((1...128).contains(partitionBytesMax), "partitionBytesMax must be 1...128")
+        try check((1...512).contains(keyBytesMax), "keyBytesMax must be 1...512")
+        try check((1...128).contains(ownerBytesMax), "ownerBytesMax must be 1...128")
+        try check((0...255).contains(contentTypeBytesMax), "contentTypeBytesMax must be 0...255")
+        try check((1...(256 << 20)).contains(valueBytesMax), "valueBytesMax must be 1 byte...256 MiB")
+        try check(batchOperationsMax >= 1, "batchOperationsMax must be at least 1")
+        try check(batchBytesMax >= valueBytesMax + 2048, "batchBytesMax must be at least valueBytesMax + 2 KiB")
+        try check(batchBytesMax <= 512 << 20, "batchBytesMax must be at most 512 MiB")
+        try check(lockTTLMillisecondsMin >= 1 && lockTTLMillisecondsMin <= lockTTLMillisecondsMax, "lock TTL range is empty")
+        try check(listLimitMax >= 1, "listLimitMax must be at least 1")
+    }
+
+    func checkTTL(_ ttl: Int64) throws {
+        guard ttl >= lockTTLMillisecondsMin && ttl <= lockTTLMillisecondsMax else {
+            throw JellyError(
+                .invalidArgument,
+                "lock ttl \(ttl) ms is outside the allowed range \(lockTTLMillisecondsMin)...\(lockTTLMillisecondsMax) ms"
+            )
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import JellyCore
+
+/// When a write is acknowledged relative to the disk.
+public enum Durability: Sendable, Equatable, CustomStringConvertible {
+    /// The default. A write returns only after its group's `fdatasync` (F_FULLFSYNC on macOS):
+    /// every acknowledged write survives a crash or power loss. Concurrent writers share one
+    /// write and one sync (group commit), so this costs latency, not throughput.
+    case always
+    /// Writes return once handed to the operating system; the log is synced at least every
+    /// `milliseconds`. A process crash loses nothing; a power loss or kernel crash may lose the
+    /// writes of the last `milliseconds`. Lock operations are still synced before they return.
+    case interval(milliseconds: Int)
+    /// Writes return once handed to the operating system; the log is synced only when a lock
+    /// operation commits, a segment is sealed, or the store closes. THIS IS UNSAFE for data you
+    /// cannot recompute: a power loss may lose any amount of recent writes. Lock operations
+    /// (and therefore save-and-release) are still synced, so fencing stays correct.
+    case never
+
+    public var description: String {
+        switch self {
+        case .always: return "always"
+        case .interval(let ms): return "interval(\(ms) ms)"
+        case .never: return "never"
+        }
+    }
+
+    /// Parses `always`, `never`, `interval` (100 ms) or `interval:N`.
+    public init?(parsing text: String) {
+        switch text {
+        case "always": self = .always
+        case "never": self = .never
+        case "interval": self = .interval(milliseconds: 100)
+        default:
+            if text.hasPrefix("interval:"), let ms = Int(text.dropFirst("interval:".count)), ms > 0 {
+                self = .interval(milliseconds: ms)
+            } else {
+                return nil
+            }
+        }
+    }
+}
+
+/// When compaction runs by itself.
+public struct CompactionPolicy: Sendable, Equatable {
+    /// Run compaction in the background. Off, space is reclaimed only by `compact()`.
+    public var automatic = true
+    /// A sealed segment is compacted once this fraction of its bytes is garbage (overwritten or
+    /// deleted values). Disk use stays below live data / (1 − ratio) plus three segments.
+    public var garbageRatio = 0.5
+    /// How often the background worker looks for work.
+    public var checkIntervalMilliseconds = 1000
+
+    public init() {}
+}
+
+/// Everything `EmbeddedStore.open` needs. Only `directory` is required.
+public struct EmbeddedStoreConfiguration: Sendable {
+    /// The data directory; created if missing. One process at a time may open it.
+    public var directory: String
+    public var durability: Durability = .always
+    public var limits: JellyLimits = .default
+    /// Refuse every write that does not carry the partition's current lock token.
+    public var requireLocks = false
+    /// Size of a log segment file. Larger segments mean fewer files and seals; each new segment is
+    /// zero-filled once ahead of use so that syncs do not update file metadata.
+    public var segmentBytes = 64 << 20
+    /// Use O_DIRECT (F_NOCACHE on macOS) for log writes where the filesystem allows it.
+    public var directIO = true
+    /// Upper bound of one group commit's block, in bytes (a single larger batch goes alone).
+    public var groupCommitBytesMax = 8 << 20
+    public var compaction = CompactionPolicy()
+    /// Threads that perform blocking value reads, off Swift's cooperative pool.
+    public var readThreads = 4
+    /// Read and verify every record of every segment at open, instead of trusting the sealed
+    /// segments' checksummed hint files. Slower (it reads all data); finds damage to sealed data
+    /// at open rather than when the damaged record is read, compacted or checked (`jelly check`).
+    public var verifyAllSegmentsOnOpen = false
+    public var clock: any JellyClock = SystemClock()
+    public var storage: any StorageSystem = PosixStorage()
+
+    public init(directory: String) {
+        self.directory = directory
+        self.limits.batchBytesMax = 32 << 20
+    }
+
+    func validate() throws {
+        try limits.validate()
+        let largestBlock = Format.alignUp(Format.blockHeaderBytes + max(limits.batchBytesMax, groupCommitBytesMax))
+        let needed = Format.segmentHeaderBytes + largestBlock + Format.pageBytes
+        if segmentBytes < needed || segmentBytes > Int(UInt32.max) {
+            throw JellyError(
+                .invalidArgument,
+                "segmentBytes \(segmentBytes) must be between \(needed) (room for the largest batch, limits.batchBytesMax = \(limits.batchBytesMax)) and 4 GiB"
+            )
+        }
+        if case .interval(let ms) = durability, ms < 1 {
+            throw JellyError(.invalidArgument, "durability interval must be at least 1 ms")
+        }
+        if !(0.05...0.95).contains(compaction.garbageRatio) {
+            throw JellyError(.invalidArgument, "compaction.garbageRatio must be between 0.05 and 0.95")
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import JellyCore
+
+/// What `jelly info` shows.
+public struct StoreInfo: Sendable {
+    public var directory: String
+    public var objects: Int
+    public var partitions: Int
+    /// Partitions with a live lease now.
+    public var locksHeld: Int
+    /// Bytes of records that are current (values, names and framing).
+    public var liveBytes: Int64
+    /// Bytes of records in all segments, current or not.
+    public var recordBytes: Int64
+    /// Bytes of segment files on disk (sealed ones trimmed to their data; the active one at its
+    /// preallocated size is counted by its written part).
+    public var segmentBytes: Int64
+    public var segments: Int
+    public var sealedSegments: Int
+    /// Fraction of record bytes that are garbage (overwritten or deleted), 0 to 1.
+    public var garbageRatio: Double
+    /// "direct", or "buffered (why)".
+    public var ioMode: String
+    public var durability: Durability
+    public var nextVersion: UInt64
+    public var recoveryNotes: [String]
+    /// Log writer statistics since open.
+    public var blocksWritten: Int
+    public var recordsWritten: Int
+    public var logBytesWritten: Int
+    public var recordBytesWritten: Int
+    public var syncs: Int
+    public var syncNanoseconds: UInt64
+    /// Bytes written to zero-fill new segment files since open.
+    public var preparedBytesWritten: Int
+    public var segmentsCompacted: Int
+    /// Commit pipeline timings since open, for benchmarks.
+    public var timings: [String: Double] = [:]
+}
+
+extension EmbeddedStore {
+    public func info() -> StoreInfo {
+        let now = clock.nowMilliseconds()
+        let committerStats = committer.stats.withLock { $0 }
+        let compaction = maintenance.compactionStats.withLock { $0 }
+        let ioMode = committer.ioMode
+        return shared.state.withLock { state in
+            let segs = state.index.segments
+            let record = segs.values.reduce(Int64(0)) { $0 + $1.recordBytes }
+            let live = segs.values.reduce(Int64(0)) { $0 + $1.liveBytes }
+            return StoreInfo(
+                directory: configuration.directory,
+                objects: state.index.objectCount,
+                partitions: state.index.partitions.values.filter { $0.values.contains { $0.kind == .put } }.count,
+                locksHeld: state.index.leases.values.filter { $0.isLive(at: now) }.count,
+                liveBytes: live, recordBytes: record,
+                segmentBytes: segs.values.reduce(Int64(0)) { $0 + $1.fileBytes },
+                segments: segs.count, sealedSegments: segs.values.filter(\.sealed).count,
+                garbageRatio: record == 0 ? 0 : Double(record - live) / Double(record),
+                ioMode: ioMode, durability: configuration.durability, nextVersion: state.nextVersion,
+                recoveryNotes: recoveryNotes,
+                blocksWritten: committerStats.blocks, recordsWritten: committerStats.records,
+                logBytesWritten: committerStats.logBytes, recordBytesWritten: committerStats.payloadBytes,
+                syncs: committerStats.syncs, syncNanoseconds: committerStats.syncNanos,
+                preparedBytesWritten: compaction.preparedBytes, segmentsCompacted: compaction.segmentsCompacted,
+                timings: [
+                    "sync_max_ms": Double(committerStats.syncMaxNanos) / 1e6,
+                    "write_mean_ms": Double(committerStats.writeNanos) / 1e6 / Double(max(1, committerStats.blocks)),
+                    "write_max_ms": Double(committerStats.writeMaxNanos) / 1e6,
+                    "rotations": Double(committerStats.rotations),
+                    "rotation_mean_ms": Double(committerStats.rotationNanos) / 1e6 / Double(max(1, committerStats.rotations)),
+                    "rotation_max_ms": Double(committerStats.rotationMaxNanos) / 1e6,
+                    "rotation_drain_mean_ms": Double(committerStats.rotationDrainNanos) / 1e6 / Double(max(1, committerStats.rotations)),
+                    "move_bytes": Double(committerStats.moveBytes),
+                ]
+            )
+        }
+    }
+
+    /// Compacts now, on the background worker, and waits. With `force`, every sealed segment
+    /// holding any garbage is compacted, whatever the configured threshold.
+    public func compact(force: Bool = true, progress: (@Sendable (CompactionProgress) -> Void)? = nil) async throws -> CompactionReport {
+        try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<CompactionReport, any Error>) in
+            maintenance.requestCompaction(force: force, progress: progress) { result in
+                switch result {
+                case .success(let r): c.resume(returning: r)
+                case .failure(let e): c.resume(throwing: e)
+                }
+            }
+        }
+    }
+
+    /// The active segment's id (for tests and `info`).
+    public var activeSegment: UInt32 { shared.state.withLock { $0.activeSegment } }
+}

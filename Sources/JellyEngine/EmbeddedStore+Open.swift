@@ -1,0 +1,174 @@
+import JellyCore
+
+extension EmbeddedStore {
+    /// Opens (creating if needed) the store in `configuration.directory` and recovers it.
+    ///
+    /// Recovery: sealed segments are indexed from their hint files (or scanned when a hint is
+    /// missing, and the hint rewritten); the last segment is scanned record by record. A torn
+    /// write at its end (a crash mid-append) is cut off and reported in `recoveryNotes`; damage
+    /// anywhere else is corruption and open fails with the file and offset.
+    ///
+    /// - Throws: `.alreadyOpen` when another process has the directory open, `.corruption`,
+    ///   `.io`, `.invalidArgument` for a bad configuration.
+    public static func open(_ configuration: EmbeddedStoreConfiguration) throws -> EmbeddedStore {
+        try configuration.validate()
+        let storage = configuration.storage
+        let directory = configuration.directory
+        try storage.makeDirectory(directory)
+        let lock = try storage.lockDirectory(directory)
+        do {
+            return try recover(configuration, lock: lock)
+        } catch {
+            lock.close()
+            throw error
+        }
+    }
+
+    private static func recover(_ configuration: EmbeddedStoreConfiguration, lock: any StorageFile) throws -> EmbeddedStore {
+        let storage = configuration.storage
+        let directory = configuration.directory
+        func path(_ name: String) -> String { directory + "/" + name }
+
+        var segments: [UInt32] = []
+        var hints = Set<UInt32>()
+        var prepared: [String] = []
+        var preparedNumber = 0
+        var notes: [String] = []
+        for name in try storage.listDirectory(directory) {
+            if name.hasSuffix(".tmp") {
+                try storage.remove(path(name))
+            } else if let id = parseSegmentName(name, suffix: ".log") {
+                segments.append(id)
+            } else if let id = parseSegmentName(name, suffix: ".hint") {
+                hints.insert(id)
+            } else if name.hasPrefix("prepared-"), let dot = name.lastIndex(of: "."),
+                      [".zero", ".recycled"].contains(String(name[dot...])),
+                      let n = Int(name[name.index(name.startIndex, offsetBy: "prepared-".count)..<dot]) {
+                preparedNumber = max(preparedNumber, n)
+                let file = try storage.openRead(path: path(name))
+                let size = try file.size()
+                file.close()
+                if size == Int64(configuration.segmentBytes) && prepared.count < 2 { prepared.append(path(name)) } else { try storage.remove(path(name)) }
+            }
+        }
+        segments.sort()
+
+        var index = StoreIndex()
+        var maxVersion: UInt64 = 0
+        var versionFloor: UInt64 = 1
+        var reuse: (id: UInt32, file: any StorageFile)? = nil
+        let sealBuffer = AlignedBuffer(capacity: Format.pageBytes)
+
+        for (position, id) in segments.enumerated() {
+            let segmentPath = path(segmentFileName(id))
+            let hintPath = path(hintFileName(id))
+            let isLast = position == segments.count - 1
+            if !isLast && hints.contains(id) && !configuration.verifyAllSegmentsOnOpen {
+                let (header, entries) = try SegmentFiles.readHint(storage, path: hintPath, segmentID: id)
+                let file = try storage.openRead(path: segmentPath)
+                let size = try file.size()
+                file.close()
+                if size < Int64(header.dataEnd) {
+                    throw JellyError(.corruption, "\(segmentPath): the segment is \(size) bytes but its hint says its data ends at \(header.dataEnd); the file was cut short. Restore it from a backup")
+                }
+                for entry in entries { index.apply(entry.meta, segment: id, offset: UInt32(entry.offset)) }
+                index.segments[id, default: SegmentStats()].sealed = true
+                index.segments[id, default: SegmentStats()].fileBytes = Int64(header.dataEnd)
+                maxVersion = max(maxVersion, header.maxVersion)
+                continue
+            }
+            let bytes = try SegmentFiles.readAll(storage, path: segmentPath)
+            if isLast && bytes.prefix(Format.segmentHeaderUsedBytes).allSatisfy({ $0 == 0 }) {
+                // A prepared file renamed into place whose header never reached the disk: no
+                // data was ever written to it.
+                try storage.remove(segmentPath)
+                notes.append("removed \(segmentFileName(id)): a new segment that was never started")
+                continue
+            }
+            let scan = try SegmentFiles.scan(bytes, path: segmentPath, isLast: isLast)
+            for entry in scan.entries { index.apply(entry.meta, segment: id, offset: UInt32(entry.offset)) }
+            let scanMax = scan.entries.reduce(scan.sealVersion) { max($0, $1.version) }
+            maxVersion = max(maxVersion, scanMax)
+            versionFloor = max(versionFloor, scan.header.versionFloor)
+            if !isLast {
+                index.segments[id, default: SegmentStats()].sealed = true
+                index.segments[id, default: SegmentStats()].fileBytes = Int64(scan.dataEnd)
+                if !hints.contains(id) {
+                    try writeHintFile(storage, directory: directory, id: id, entries: scan.entries, dataEnd: scan.dataEnd, maxVersion: scanMax)
+                }
+                continue
+            }
+            if let torn = scan.tornTail {
+                notes.append("\(segmentFileName(id)): cut off a torn write at offset \(torn.offset) (a crash during an unacknowledged append)")
+            }
+            if scan.sealed {
+                index.segments[id, default: SegmentStats()].sealed = true
+                index.segments[id, default: SegmentStats()].fileBytes = Int64(scan.dataEnd)
+                if !hints.contains(id) {
+                    try writeHintFile(storage, directory: directory, id: id, entries: scan.entries, dataEnd: scan.dataEnd, maxVersion: scanMax)
+                }
+            } else if scan.blocks == 0 && scan.tornTail == nil && bytes.count == configuration.segmentBytes {
+                // Started but never written: keep appending to it.
+                let file = try storage.openLog(path: segmentPath, create: false, direct: configuration.directIO)
+                reuse = (id, file)
+                index.segments[id] = SegmentStats(fileBytes: Int64(Format.segmentHeaderBytes))
+            } else {
+                // Seal where the valid data ends; what follows (a torn write) is never read again.
+                let file = try storage.openLog(path: segmentPath, create: false, direct: configuration.directIO)
+                defer { file.close() }
+                let sealVersion = max(maxVersion, versionFloor - 1)
+                try writeSealBlock(file: file, segmentID: id, at: scan.dataEnd, durableOffset: scan.dataEnd, version: sealVersion, buffer: sealBuffer)
+                try file.sync()
+                let dataEnd = scan.dataEnd + Format.pageBytes
+                try file.truncate(to: Int64(dataEnd))
+                try file.sync()
+                try writeHintFile(storage, directory: directory, id: id, entries: scan.entries, dataEnd: dataEnd, maxVersion: sealVersion)
+                index.segments[id, default: SegmentStats()].sealed = true
+                index.segments[id, default: SegmentStats()].fileBytes = Int64(dataEnd)
+                maxVersion = max(maxVersion, sealVersion)
+            }
+        }
+
+        var state = EngineState()
+        state.index = index
+        state.nextVersion = max(maxVersion + 1, versionFloor, 1)
+        for id in index.segments.keys {
+            state.readers[id] = SegmentReader(id: id, file: try storage.openRead(path: path(segmentFileName(id))))
+        }
+        let shared = EngineShared(state: state, directory: directory, storage: storage, directoryLock: lock)
+        let maintenance = Maintenance(shared: shared, configuration: configuration, prepared: prepared, nextPreparedNumber: preparedNumber)
+        let committer: Committer
+        if let reuse {
+            committer = Committer(
+                shared: shared, configuration: configuration, maintenance: maintenance,
+                log: ActiveLog(id: reuse.id, file: reuse.file, offset: Format.segmentHeaderBytes, durableOffset: Format.segmentHeaderBytes)
+            )
+            shared.state.withLock { $0.activeSegment = reuse.id }
+        } else {
+            committer = Committer(shared: shared, configuration: configuration, maintenance: maintenance, log: nil)
+            try committer.activate(id: (segments.last ?? 0) + 1)
+        }
+        committer.start()
+        maintenance.start()
+        return EmbeddedStore(configuration: configuration, shared: shared, committer: committer, maintenance: maintenance, notes: notes)
+    }
+
+    static func writeHintFile(_ storage: any StorageSystem, directory: String, id: UInt32, entries: [HintEntry], dataEnd: Int, maxVersion: UInt64) throws {
+        let bytes = SegmentFiles.encodeHint(entries, segmentID: id, dataEnd: dataEnd, maxVersion: maxVersion)
+        let tmp = directory + "/" + hintFileName(id) + ".tmp"
+        let file = try storage.openWrite(path: tmp, truncate: true)
+        defer { file.close() }
+        try bytes.withUnsafeBytes { try file.write($0, at: 0) }
+        try file.sync()
+        try storage.rename(tmp, directory + "/" + hintFileName(id))
+        try storage.syncDirectory(directory)
+    }
+}
+
+/// `0000000000000001.log` → 1.
+func parseSegmentName(_ name: String, suffix: String) -> UInt32? {
+    guard name.hasSuffix(suffix) else { return nil }
+    let stem = name.dropLast(suffix.count)
+    guard stem.count == 16, let value = UInt64(stem, radix: 16), value <= UInt64(UInt32.max) else { return nil }
+    return UInt32(value)
+}

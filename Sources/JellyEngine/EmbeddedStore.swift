@@ -1,0 +1,502 @@
+import Dispatch
+import JellyCore
+import Synchronization
+
+/// The embedded Jelly store: a log-structured engine in this process, like SQLite.
+///
+/// ```swift
+/// let store = try EmbeddedStore.open(EmbeddedStoreConfiguration(directory: "./jelly-data"))
+/// let (lock, objects) = try await store.acquireLockAndLoad(partition: "player-42", owner: "server-1", ttlMilliseconds: 30_000)
+/// try await store.put(partition: "player-42", key: "inventory", value: bytes, lockToken: lock.token)
+/// try await store.saveAndRelease(partition: "player-42", [.put(key: "inventory", value: bytes)], lockToken: lock.token)
+/// try await store.close()
+/// ```
+///
+/// Guarantees: with `Durability.always`, a write returns only after it is on disk; a batch is
+/// atomic (all of it survives a crash or none); reads see only writes that were committed;
+/// lock tokens are durable before they are returned and never reused.
+public final class EmbeddedStore: JellyStore, Sendable {
+    public let configuration: EmbeddedStoreConfiguration
+    public var limits: JellyLimits { configuration.limits }
+    let shared: EngineShared
+    let committer: Committer
+    let maintenance: Maintenance
+    let readers: BlockingIOPool
+    /// What recovery found (torn tails truncated and so on), for `jelly info` and logs.
+    public let recoveryNotes: [String]
+
+    init(configuration: EmbeddedStoreConfiguration, shared: EngineShared, committer: Committer, maintenance: Maintenance, notes: [String]) {
+        self.configuration = configuration
+        self.shared = shared
+        self.committer = committer
+        self.maintenance = maintenance
+        self.readers = BlockingIOPool(threads: configuration.readThreads)
+        self.recoveryNotes = notes
+    }
+
+    var clock: any JellyClock { configuration.clock }
+
+    // MARK: Writes
+
+    @discardableResult
+    public func write(
+        partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool
+    ) async throws -> WriteResult {
+        let limits = self.limits
+        try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
+        if operations.isEmpty && !releaseLock {
+            throw JellyError(.invalidArgument, "a write needs at least one operation")
+        }
+        if operations.count > limits.batchOperationsMax {
+            throw JellyError(.tooLarge, "a batch has \(operations.count) operations; the limit is \(limits.batchOperationsMax)")
+        }
+        if releaseLock && lockToken == nil {
+            throw JellyError(.invalidArgument, "releasing the lock with a write needs the lock's token")
+        }
+        let partitionBytes = partition.utf8.count
+        var keys = Set<ByteName>(minimumCapacity: operations.count)
+        var total = 0
+        for op in operations {
+            try Names.validate(op.key, as: .key, maxBytes: limits.keyBytesMax)
+            guard keys.insert(ByteName(op.key)).inserted else {
+                throw JellyError(.invalidArgument, "key \(Names.quoted(op.key)) is named twice in one batch")
+            }
+            switch op {
+            case .put(let key, let value, let contentType, _):
+                if value.count > limits.valueBytesMax {
+                    throw JellyError(.tooLarge, "value of key \(Names.quoted(key)) is \(value.count) bytes; the limit is \(limits.valueBytesMax) bytes")
+                }
+                if let contentType { try Names.validateContentType(contentType, maxBytes: limits.contentTypeBytesMax) }
+                total += EncodedRecords.size(partition: partitionBytes, key: key.utf8.count, contentType: (contentType ?? defaultContentType).utf8.count, value: value.count)
+            case .delete(let key, _):
+                total += EncodedRecords.size(partition: partitionBytes, key: key.utf8.count, contentType: 0, value: 0)
+            }
+        }
+        if total > limits.batchBytesMax {
+            throw JellyError(.tooLarge, "the batch encodes to \(total) bytes; the limit is \(limits.batchBytesMax) bytes; write large values one at a time")
+        }
+
+        var records = EncodedRecords(capacity: total + Format.recordOverheadBytes * 2 + partitionBytes)
+        var metas: [RecordMeta] = []
+        metas.reserveCapacity(operations.count + 1)
+        let pk = ByteName(partition)
+        for op in operations {
+            switch op {
+            case .put(let key, let value, let contentType, _):
+                let ct = contentType ?? defaultContentType
+                records.append(kind: .put, partition: partition, key: key, contentType: ct, value: value)
+                metas.append(RecordMeta(kind: .put, partition: pk, key: key, contentType: ct, recordLength: UInt32(records.records[records.records.count - 1].length), version: 0, token: 0, expiresAtMilliseconds: 0))
+            case .delete(let key, _):
+                records.append(kind: .delete, partition: partition, key: key)
+                metas.append(RecordMeta(kind: .delete, partition: pk, key: key, contentType: "", recordLength: UInt32(records.records[records.records.count - 1].length), version: 0, token: 0, expiresAtMilliseconds: 0))
+            }
+        }
+        if releaseLock, let lockToken {
+            records.append(kind: .unlease, partition: partition, key: "", token: lockToken.rawValue)
+            metas.append(RecordMeta(kind: .unlease, partition: pk, key: "", contentType: "", recordLength: UInt32(records.records[records.records.count - 1].length), version: 0, token: lockToken.rawValue, expiresAtMilliseconds: 0))
+        }
+
+        var applied = [Bool](repeating: true, count: operations.count)
+        let requireLocks = configuration.requireLocks
+        let clock = self.clock
+        let shared = self.shared
+        let version: UInt64 = try await withUnsafeThrowingContinuation { continuation in
+            let outcome: Outcome = shared.state.withLock { state in
+                if let blocker = state.writeBlocker { return .fail(blocker) }
+                let now = clock.nowMilliseconds()
+                if let error = LeaseRules.checkWrite(token: lockToken, current: state.index.leases[pk], partition: partition, now: now, requireLocks: requireLocks) {
+                    return .fail(error)
+                }
+                var include = [Bool](repeating: true, count: metas.count)
+                var anything = releaseLock
+                for (i, op) in operations.enumerated() {
+                    let ref = ObjectRef(partition: pk, key: ByteName(op.key))
+                    let current = state.currentVersion(ref)
+                    let condition: WriteCondition
+                    switch op {
+                    case .put(_, _, _, let c): condition = c
+                    case .delete(_, let c): condition = c
+                    }
+                    switch condition {
+                    case .none: break
+                    case .ifVersion(let expected):
+                        if current != expected {
+                            return .fail(JellyError(
+                                .preconditionFailed,
+                                "key \(Names.quoted(op.key)) of partition \(Names.quoted(partition)) is at \(current.map { "version \($0)" } ?? "no version (it does not exist)"), not version \(expected); nothing was written"
+                            ))
+                        }
+                    case .ifAbsent:
+                        if let current {
+                            return .fail(JellyError(
+                                .preconditionFailed,
+                                "key \(Names.quoted(op.key)) of partition \(Names.quoted(partition)) already exists (version \(current)); nothing was written"
+                            ))
+                        }
+                    }
+                    if case .delete = op, current == nil {
+                        include[i] = false
+                        applied[i] = false
+                    } else {
+                        anything = true
+                    }
+                }
+                if !anything { return .nothing }
+                let version = state.nextVersion
+                state.nextVersion += 1
+                records.seal(version: version)
+                var versioned = metas
+                for i in versioned.indices { versioned[i].version = version }
+                for (i, op) in operations.enumerated() where include[i] {
+                    let ref = ObjectRef(partition: pk, key: ByteName(op.key))
+                    if case .put = op {
+                        state.overlay[ref, default: PendingObject()].push(version: version)
+                    } else {
+                        state.overlay[ref, default: PendingObject()].push(version: nil)
+                    }
+                }
+                if releaseLock { state.index.leases[pk] = nil }
+                let request = CommitRequest(
+                    records: records, include: include, metas: versioned, moveOf: nil, version: version,
+                    needsSync: releaseLock, completion: .continuation(continuation)
+                )
+                return state.queue.enqueue(request) == .wakeCommitter ? .queuedWake : .queued
+            }
+            switch outcome {
+            case .fail(let error): continuation.resume(throwing: error)
+            case .nothing: continuation.resume(returning: 0)
+            case .queued: break
+            case .queuedWake: shared.committerWake.signal()
+            }
+        }
+        return WriteResult(version: version == 0 ? nil : version, applied: applied)
+    }
+
+    enum Outcome { case fail(JellyError), nothing, queued, queuedWake }
+
+    // MARK: Locks
+
+    public func acquireLock(partition: String, owner: String, ttlMilliseconds: Int64) async throws -> LockInfo {
+        try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
+        try limits.checkTTLPublic(ttlMilliseconds)
+        guard let info = try await leaseOperation(partition: partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds)) else {
+            throw JellyError(.io, "internal error: acquire produced no lease")
+        }
+        return info
+    }
+
+    public func acquireLockAndLoad(partition: String, owner: String, ttlMilliseconds: Int64) async throws -> (lock: LockInfo, objects: [StoredObject]) {
+        let lock = try await acquireLock(partition: partition, owner: owner, ttlMilliseconds: ttlMilliseconds)
+        return (lock, try await readers.run { [self] in try loadAll(partition: partition) })
+    }
+
+    public func renewLock(partition: String, token: LockToken, ttlMilliseconds: Int64) async throws -> LockInfo {
+        try limits.checkTTLPublic(ttlMilliseconds)
+        guard let info = try await leaseOperation(partition: partition, .renew(token: token, ttlMilliseconds: ttlMilliseconds)) else {
+            throw JellyError(.io, "internal error: renew produced no lease")
+        }
+        return info
+    }
+
+    public func transferLock(partition: String, token: LockToken, to owner: String, ttlMilliseconds: Int64) async throws -> LockInfo {
+        try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
+        try limits.checkTTLPublic(ttlMilliseconds)
+        guard let info = try await leaseOperation(partition: partition, .transfer(token: token, toOwner: owner, ttlMilliseconds: ttlMilliseconds)) else {
+            throw JellyError(.io, "internal error: transfer produced no lease")
+        }
+        return info
+    }
+
+    public func releaseLock(partition: String, token: LockToken) async throws {
+        _ = try await leaseOperation(partition: partition, .release(token: token))
+    }
+
+    public func inspectLock(partition: String) async throws -> LockInfo? {
+        try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
+        let now = clock.nowMilliseconds()
+        return shared.state.withLock { state in
+            state.index.leases[ByteName(partition)].flatMap { $0.isLive(at: now) ? $0.info(partition: partition) : nil }
+        }
+    }
+
+    @discardableResult
+    public func breakLock(partition: String) async throws -> LockInfo? {
+        try await leaseOperation(partition: partition, .breakLock)
+    }
+
+    /// Decides a lease request under the lock, writes its record, waits until it is durable.
+    /// Returns the lease after the operation (nil after a release or break, or the broken
+    /// lease for `.breakLock`).
+    private func leaseOperation(partition: String, _ request: LeaseRequest) async throws -> LockInfo? {
+        try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
+        let pk = ByteName(partition)
+        let clock = self.clock
+        let shared = self.shared
+        var result: LockInfo? = nil
+        let resultBox = ResultBox()
+        _ = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<UInt64, any Error>) in
+            let outcome: Outcome = shared.state.withLock { state in
+                if let blocker = state.writeBlocker { return .fail(blocker) }
+                let now = clock.nowMilliseconds()
+                let current = state.index.leases[pk]
+                var records = EncodedRecords(capacity: 256)
+                let version = state.nextVersion
+                let meta: RecordMeta
+                switch LeaseRules.decide(request, current: current, partition: partition, now: now) {
+                case .reject(let error):
+                    return .fail(error)
+                case .grantNewToken(let owner, let expires):
+                    let lease = Lease(owner: owner, token: LockToken(version), expiresAtMilliseconds: expires)
+                    records.append(kind: .lease, partition: partition, key: owner, token: version, expiresAtMilliseconds: expires)
+                    meta = RecordMeta(kind: .lease, partition: pk, key: owner, contentType: "", recordLength: 0, version: version, token: version, expiresAtMilliseconds: expires)
+                    state.index.leases[pk] = lease
+                    resultBox.value = lease.info(partition: partition)
+                case .extend(let lease):
+                    records.append(kind: .lease, partition: partition, key: lease.owner, token: lease.token.rawValue, expiresAtMilliseconds: lease.expiresAtMilliseconds)
+                    meta = RecordMeta(kind: .lease, partition: pk, key: lease.owner, contentType: "", recordLength: 0, version: version, token: lease.token.rawValue, expiresAtMilliseconds: lease.expiresAtMilliseconds)
+                    state.index.leases[pk] = lease
+                    resultBox.value = lease.info(partition: partition)
+                case .clear(let previous):
+                    guard let previous else { return .nothing }
+                    records.append(kind: .unlease, partition: partition, key: "", token: previous.token.rawValue)
+                    meta = RecordMeta(kind: .unlease, partition: pk, key: "", contentType: "", recordLength: 0, version: version, token: previous.token.rawValue, expiresAtMilliseconds: 0)
+                    state.index.leases[pk] = nil
+                    if case .breakLock = request { resultBox.value = previous.info(partition: partition) }
+                }
+                state.nextVersion += 1
+                records.seal(version: version)
+                var m = meta
+                m.recordLength = UInt32(records.records[0].length)
+                let request = CommitRequest(
+                    records: records, include: [true], metas: [m], moveOf: nil, version: version,
+                    needsSync: true, completion: .continuation(continuation)
+                )
+                return state.queue.enqueue(request) == .wakeCommitter ? .queuedWake : .queued
+            }
+            switch outcome {
+            case .fail(let error): continuation.resume(throwing: error)
+            case .nothing: continuation.resume(returning: 0)
+            case .queued: break
+            case .queuedWake: shared.committerWake.signal()
+            }
+        }
+        result = resultBox.value
+        return result
+    }
+
+    // MARK: Reads
+
+    public func get(partition: String, key: String) async throws -> StoredObject? {
+        try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
+        try Names.validate(key, as: .key, maxBytes: limits.keyBytesMax)
+        let found: (SlotEntry, SegmentReader?)? = shared.state.withLock { state in
+            guard let entry = state.index.entry(partition: ByteName(partition), slot: ByteName(key)), entry.kind == .put else { return nil }
+            return (entry, state.readers[entry.segment])
+        }
+        guard let (entry, reader) = found else { return nil }
+        return try await readers.run { [self] in try readObject(entry: entry, reader: reader, partition: partition, key: key) }
+    }
+
+    public func list(partition: String, after: String?, limit: Int) async throws -> ObjectListing {
+        try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
+        if let after { try Names.validate(after, as: .key, maxBytes: limits.keyBytesMax) }
+        let limit = max(1, min(limit, limits.listLimitMax))
+        let cursor = after.map(ByteName.init)
+        let partitionBytes = partition.utf8.count
+        let (page, more, contentTypes): ([(ByteName, SlotEntry)], Bool, ContentTypeTable) = shared.state.withLock { state in
+            guard let slots = state.index.partitions[ByteName(partition)] else { return ([], false, state.index.contentTypes) }
+            var keys: [(ByteName, SlotEntry)] = []
+            keys.reserveCapacity(slots.count)
+            for (k, e) in slots where e.kind == .put {
+                if let cursor, !(cursor < k) { continue }
+                keys.append((k, e))
+            }
+            keys.sort { $0.0 < $1.0 }
+            let more = keys.count > limit
+            return (Array(keys.prefix(limit)), more, state.index.contentTypes)
+        }
+        var summaries: [ObjectSummary] = []
+        summaries.reserveCapacity(page.count)
+        for (key, entry) in page {
+            let contentType: String
+            if let name = contentTypes.name(for: entry.contentTypeID) {
+                contentType = name
+            } else {
+                contentType = try get(partitionSync: partition, key: key.string)?.contentType ?? defaultContentType
+            }
+            let size = Int(entry.recordLength) - Format.recordOverheadBytes - partitionBytes - key.string.utf8.count - contentType.utf8.count
+            summaries.append(ObjectSummary(key: key.string, version: entry.version, size: size, contentType: contentType))
+        }
+        return ObjectListing(objects: summaries, next: more ? page.last?.0.string : nil)
+    }
+
+    private func get(partitionSync partition: String, key: String) throws -> StoredObject? {
+        let found: (SlotEntry, SegmentReader?)? = shared.state.withLock { state in
+            guard let entry = state.index.entry(partition: ByteName(partition), slot: ByteName(key)), entry.kind == .put else { return nil }
+            return (entry, state.readers[entry.segment])
+        }
+        guard let (entry, reader) = found else { return nil }
+        return try readObject(entry: entry, reader: reader, partition: partition, key: key)
+    }
+
+    /// Every object of a partition with its value, in ascending key order.
+    func loadAll(partition: String) throws -> [StoredObject] {
+        let entries: [(ByteName, SlotEntry, SegmentReader?)] = shared.state.withLock { state in
+            guard let slots = state.index.partitions[ByteName(partition)] else { return [] }
+            return slots.filter { $0.value.kind == .put }.map { ($0.key, $0.value, state.readers[$0.value.segment]) }
+        }
+        return try entries.sorted { $0.0 < $1.0 }.map { key, entry, reader in
+            try readObject(entry: entry, reader: reader, partition: partition, key: key.string)
+        }
+    }
+
+    /// Reads a record and checks it is the one the index promised: checksum, kind, names, version.
+    private func readObject(entry: SlotEntry, reader: SegmentReader?, partition: String, key: String) throws -> StoredObject {
+        guard let reader else {
+            throw JellyError(.io, "internal error: segment \(entry.segment) is not open for reading")
+        }
+        let length = Int(entry.recordLength)
+        let buffer = try [UInt8](unsafeUninitializedCapacity: length) { raw, count in
+            count = try reader.file.read(into: UnsafeMutableRawBufferPointer(raw), at: Int64(entry.offset))
+        }
+        return try buffer.withUnsafeBytes { raw in
+            let where_ = "\(reader.file.path) at offset \(entry.offset)"
+            let view: RecordView
+            do {
+                view = try RecordView.parse(raw, at: 0)
+            } catch {
+                throw JellyError(.corruption, "\(where_): record of key \(Names.quoted(key)) failed verification (\(error)); run `jelly check`")
+            }
+            guard view.kind == .put, view.version == entry.version,
+                  raw[view.partition].elementsEqual(partition.utf8), raw[view.key].elementsEqual(key.utf8) else {
+                throw JellyError(.corruption, "\(where_): record does not match the index entry for key \(Names.quoted(key)); run `jelly check`")
+            }
+            return StoredObject(
+                key: key, version: view.version,
+                contentType: String(decoding: raw[view.contentType], as: UTF8.self),
+                value: Array(raw[view.value])
+            )
+        }
+    }
+
+    // MARK: Lifecycle
+
+    public func close() async throws {
+        try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<Void, any Error>) in
+            committer.close { result in
+                switch result {
+                case .success: c.resume()
+                case .failure(let e): c.resume(throwing: e)
+                }
+            }
+        }
+        maintenance.stop()
+        readers.stop()
+        shared.releaseDirectory()
+    }
+
+    /// Stops the store as a crash would: no seal, no final sync, queued writes fail. For tests of
+    /// recovery; the data on disk is whatever the writes so far left there.
+    public func crashForTesting() {
+        maintenance.stop()
+        committer.crash()
+        readers.stop()
+        shared.releaseDirectory()
+    }
+}
+
+/// A value set inside a lock closure and read after it (the closure runs synchronously).
+final class ResultBox: @unchecked Sendable {
+    var value: LockInfo?
+}
+
+extension JellyLimits {
+    func checkTTLPublic(_ ttl: Int64) throws {
+        guard ttl >= lockTTLMillisecondsMin && ttl <= lockTTLMillisecondsMax else {
+            throw JellyError(.invalidArgument, "lock ttl \(ttl) ms is outside the allowed range \(lockTTLMillisecondsMin)...\(lockTTLMillisecondsMax) ms")
+        }
+    }
+}
+
+/// An object key of a partition, for the pending overlay.
+struct ObjectRef: Hashable, Sendable {
+    var partition: ByteName
+    var key: ByteName
+}
+
+/// Writes queued but not yet durable, for condition checks (reads never see them).
+struct PendingObject: Sendable {
+    /// The newest pending version; nil when the newest pending write is a delete.
+    var version: UInt64?
+    var count = 0
+
+    mutating func push(version: UInt64?) {
+        self.version = version
+        count += 1
+    }
+}
+
+/// An open segment file for reads. Held by reads in flight, so a compacted segment's file stays
+/// open until the last read of it finishes.
+final class SegmentReader: Sendable {
+    let id: UInt32
+    let file: any StorageFile
+    init(id: UInt32, file: any StorageFile) {
+        self.id = id
+        self.file = file
+    }
+    deinit { file.close() }
+}
+
+/// The store's mutable state, behind one mutex (held briefly, never across I/O).
+struct EngineState: Sendable {
+    var index = StoreIndex()
+    var overlay: [ObjectRef: PendingObject] = [:]
+    var queue = CommitQueue()
+    var nextVersion: UInt64 = 1
+    /// Set when a write or sync failed: the store refuses writes from then on.
+    var failure: JellyError?
+    var closed = false
+    var readers: [UInt32: SegmentReader] = [:]
+    var activeSegment: UInt32 = 0
+
+    var writeBlocker: JellyError? {
+        if let failure { return failure }
+        if closed { return JellyError(.unavailable, "the store is closed") }
+        return nil
+    }
+
+    /// The version a condition sees: the newest queued write, else the committed object.
+    func currentVersion(_ ref: ObjectRef) -> UInt64? {
+        if let pending = overlay[ref] { return pending.version }
+        guard let entry = index.entry(partition: ref.partition, slot: ref.key), entry.kind == .put else { return nil }
+        return entry.version
+    }
+}
+
+/// What the store's threads share.
+final class EngineShared: Sendable {
+    let state: Mutex<EngineState>
+    let committerWake = DispatchSemaphore(value: 0)
+    let directory: String
+    let storage: any StorageSystem
+    let directoryLock: Mutex<(any StorageFile)?>
+
+    init(state: EngineState, directory: String, storage: any StorageSystem, directoryLock: any StorageFile) {
+        self.state = Mutex(state)
+        self.directory = directory
+        self.storage = storage
+        self.directoryLock = Mutex(directoryLock)
+    }
+
+    func releaseDirectory() {
+        let lock = directoryLock.withLock { l -> (any StorageFile)? in
+            let v = l
+            l = nil
+            return v
+        }
+        lock?.close()
+    }
+
+    func path(_ name: String) -> String { directory + "/" + name }
+}

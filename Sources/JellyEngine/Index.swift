@@ -1,0 +1,186 @@
+import JellyCore
+
+/// Where the latest record of a slot is, and what it says. 24 bytes.
+///
+/// A slot is an object key of a partition, or the partition's lease (the reserved empty key,
+/// which no object can have). The index holds only the latest record of each slot, found by
+/// highest version, so log replay order does not matter (compaction moves records forward
+/// with their versions unchanged).
+struct SlotEntry: Equatable, Sendable {
+    var version: UInt64
+    var segment: UInt32
+    var offset: UInt32
+    var recordLength: UInt32
+    /// Bits 14–15: kind (0 put, 1 delete, 2 lease, 3 unlease); bits 0–13: content type id.
+    var meta: UInt16
+    /// Superseded records of this slot still on disk (saturating). A tombstone may be dropped
+    /// only when this is zero, or an older value would come back on the next open.
+    var deadCount: UInt16
+
+    enum Kind: UInt16 { case put = 0, delete = 1, lease = 2, unlease = 3 }
+
+    var kind: Kind { Kind(rawValue: meta >> 14) ?? .put }
+    var contentTypeID: UInt16 { meta & 0x3FFF }
+
+    static func meta(kind: Kind, contentTypeID: UInt16) -> UInt16 { kind.rawValue << 14 | (contentTypeID & 0x3FFF) }
+
+    /// A put or a lease: something that must be kept. Tombstones are kept only while they hide
+    /// older records.
+    var isLiveData: Bool { kind == .put || kind == .lease }
+}
+
+extension SlotEntry.Kind {
+    init(_ kind: RecordKind) {
+        switch kind {
+        case .put: self = .put
+        case .delete: self = .delete
+        case .lease: self = .lease
+        case .unlease, .seal: self = .unlease
+        }
+    }
+}
+
+/// Content types interned to 14-bit ids; id 0 is the default. When the table is full, new
+/// content types are read from their record on disk (id `uncached`).
+struct ContentTypeTable: Sendable {
+    static let uncached: UInt16 = 0x3FFF
+    private(set) var names: [String] = [defaultContentType]
+    private var ids: [ByteName: UInt16] = [ByteName(defaultContentType): 0]
+
+    mutating func id(for name: String) -> UInt16 {
+        let key = ByteName(name)
+        if let id = ids[key] { return id }
+        guard names.count < Int(ContentTypeTable.uncached) else { return ContentTypeTable.uncached }
+        let id = UInt16(names.count)
+        names.append(name)
+        ids[key] = id
+        return id
+    }
+
+    func name(for id: UInt16) -> String? {
+        id == ContentTypeTable.uncached ? nil : names[Int(id)]
+    }
+}
+
+/// What a record tells the index (a record's metadata without its value).
+struct RecordMeta: Sendable {
+    var kind: RecordKind
+    var partition: ByteName
+    /// The object key, or the lease owner.
+    var key: String
+    var contentType: String
+    var recordLength: UInt32
+    var version: UInt64
+    var token: UInt64
+    var expiresAtMilliseconds: Int64
+
+    var slot: ByteName { (kind == .lease || kind == .unlease) ? leaseSlot : ByteName(key) }
+}
+
+/// The reserved slot of a partition's lease.
+let leaseSlot = ByteName("")
+
+struct SegmentStats: Sendable, Equatable {
+    /// Bytes of records written to the segment.
+    var recordBytes: Int64 = 0
+    /// Bytes of records that are the latest of their slot.
+    var liveBytes: Int64 = 0
+    /// The segment's file size (its data end once sealed).
+    var fileBytes: Int64 = 0
+    var sealed = false
+}
+
+/// The in-memory index: latest record per slot, per partition; the leases; per-segment space.
+struct StoreIndex: Sendable {
+    var partitions: [ByteName: [ByteName: SlotEntry]] = [:]
+    /// The latest lease record of each partition whose lease was not released (live or expired).
+    var leases: [ByteName: Lease] = [:]
+    var contentTypes = ContentTypeTable()
+    var segments: [UInt32: SegmentStats] = [:]
+    /// Number of objects (puts that are the latest of their slot).
+    var objectCount = 0
+    var maxVersion: UInt64 = 0
+
+    func entry(partition: ByteName, slot: ByteName) -> SlotEntry? {
+        partitions[partition]?[slot]
+    }
+
+    /// Applies a record found at (segment, offset), by highest version. `moveOf` names the
+    /// location a compaction copied it from: an equal-version entry there is repointed.
+    /// Returns true when the record became its slot's latest.
+    @discardableResult
+    mutating func apply(
+        _ record: RecordMeta, segment: UInt32, offset: UInt32,
+        moveOf: (segment: UInt32, offset: UInt32)? = nil, updateLeases: Bool = true
+    ) -> Bool {
+        maxVersion = max(maxVersion, record.version)
+        segments[segment, default: SegmentStats()].recordBytes += Int64(record.recordLength)
+        let slot = record.slot
+        let kind = SlotEntry.Kind(record.kind)
+        let ctID: UInt16 = kind == .put ? contentTypes.id(for: record.contentType) : 0
+        var newEntry = SlotEntry(
+            version: record.version, segment: segment, offset: offset, recordLength: record.recordLength,
+            meta: SlotEntry.meta(kind: kind, contentTypeID: ctID), deadCount: 0
+        )
+        var became = false
+        if let old = partitions[record.partition]?[slot] {
+            let isMove = moveOf.map { old.version == record.version && old.segment == $0.segment && old.offset == $0.offset } ?? false
+            if record.version > old.version || isMove {
+                newEntry.deadCount = old.deadCount == .max ? .max : old.deadCount + 1
+                segments[old.segment]?.liveBytes -= Int64(old.recordLength)
+                if old.kind == .put { objectCount -= 1 }
+                partitions[record.partition, default: [:]][slot] = newEntry
+                became = true
+            } else if old.deadCount != .max {
+                partitions[record.partition, default: [:]][slot]?.deadCount += 1
+            }
+        } else {
+            partitions[record.partition, default: [:]][slot] = newEntry
+            became = true
+        }
+        if became {
+            segments[segment, default: SegmentStats()].liveBytes += Int64(record.recordLength)
+            if kind == .put { objectCount += 1 }
+            // While the store runs, the lease table is decided when requests are queued; only
+            // recovery derives it from the records.
+            switch updateLeases ? record.kind : .seal {
+            case .lease:
+                leases[record.partition] = Lease(
+                    owner: record.key, token: LockToken(record.token),
+                    expiresAtMilliseconds: record.expiresAtMilliseconds
+                )
+            case .unlease:
+                leases[record.partition] = nil
+            default: break
+            }
+        }
+        return became
+    }
+
+    /// Accounts for a record that compaction removes from disk with its segment: a superseded
+    /// record lowers its slot's dead count; a slot whose latest record it is (a tombstone with
+    /// nothing left to hide) is dropped.
+    mutating func forget(partition: ByteName, slot: ByteName, segment: UInt32, offset: UInt32) {
+        guard var slots = partitions[partition], var entry = slots[slot] else { return }
+        if entry.segment == segment && entry.offset == offset {
+            slots[slot] = nil
+            if entry.kind == .put { objectCount -= 1 }
+        } else {
+            if entry.deadCount != .max && entry.deadCount > 0 { entry.deadCount -= 1 }
+            slots[slot] = entry
+        }
+        partitions[partition] = slots.isEmpty ? nil : slots
+    }
+
+    /// Whether the record at (segment, offset) must be kept by compaction, and if so whether it
+    /// can be dropped instead (a tombstone hiding nothing).
+    enum Liveness { case dead, keep, drop }
+
+    func liveness(partition: ByteName, slot: ByteName, segment: UInt32, offset: UInt32) -> Liveness {
+        guard let entry = partitions[partition]?[slot], entry.segment == segment, entry.offset == offset else {
+            return .dead
+        }
+        if entry.isLiveData || entry.deadCount != 0 { return .keep }
+        return .drop
+    }
+}

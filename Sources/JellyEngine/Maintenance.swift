@@ -1,0 +1,367 @@
+import Dispatch
+import JellyCore
+import Synchronization
+
+/// The background worker: writes hint files of sealed segments, keeps a zero-filled segment
+/// file ready for the committer, and compacts segments whose garbage passed the threshold.
+final class Maintenance: @unchecked Sendable {
+    // Immutable after init except `committerRef`, set once before `start`.
+    private let shared: EngineShared
+    private let configuration: EmbeddedStoreConfiguration
+    private let wake = DispatchSemaphore(value: 0)
+    private let thread = OSThread()
+    private let work = Mutex(Work())
+    let compactionStats = Mutex(CompactionStats())
+
+    struct Work {
+        var hints: [(segment: UInt32, bytes: [UInt8])] = []
+        var prepared: [String] = []
+        var nextPreparedNumber = 0
+        var stopping = false
+        var running = false
+        var compactRequests: [(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?, done: @Sendable (Result<CompactionReport, JellyError>) -> Void)] = []
+    }
+
+    init(shared: EngineShared, configuration: EmbeddedStoreConfiguration, prepared: [String], nextPreparedNumber: Int) {
+        self.shared = shared
+        self.configuration = configuration
+        work.withLock {
+            $0.prepared = prepared
+            $0.nextPreparedNumber = nextPreparedNumber
+        }
+    }
+
+    func start() {
+        work.withLock { $0.running = true }
+        thread.start { [self] in run() }
+    }
+
+    func stop() {
+        let wasRunning = work.withLock { w -> Bool in
+            let r = w.running
+            w.stopping = true
+            w.running = false
+            return r
+        }
+        if wasRunning {
+            wake.signal()
+            thread.join()
+        }
+        writePendingHints()
+    }
+
+    func writeHint(segment: UInt32, bytes: [UInt8]) {
+        work.withLock { $0.hints.append((segment, bytes)) }
+        wake.signal()
+    }
+
+    /// A zero-filled file ready to become a segment; prepares one now if none is ready.
+    func takePreparedFile() throws -> String {
+        if let ready = work.withLock({ $0.prepared.popLast() }) {
+            wake.signal()
+            return ready
+        }
+        let path = try prepareFile()
+        wake.signal()
+        return path
+    }
+
+    private func run() {
+        let interval = configuration.compaction.checkIntervalMilliseconds
+        while true {
+            _ = wake.wait(timeout: .now() + .milliseconds(interval))
+            if work.withLock({ $0.stopping }) { return }
+            writePendingHints()
+            if work.withLock({ $0.prepared.isEmpty }) {
+                do {
+                    let path = try prepareFile()
+                    work.withLock { $0.prepared.append(path) }
+                } catch {
+                    // The committer prepares its own file when it needs one and reports failures.
+                }
+            }
+            let requests = work.withLock { w -> [(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?, done: @Sendable (Result<CompactionReport, JellyError>) -> Void)] in
+                let r = w.compactRequests
+                w.compactRequests = []
+                return r
+            }
+            for request in requests {
+                do {
+                    request.done(.success(try compact(force: request.force, progress: request.progress)))
+                } catch {
+                    request.done(.failure((error as? JellyError) ?? JellyError(.io, "\(error)")))
+                }
+            }
+            if configuration.compaction.automatic && requests.isEmpty {
+                _ = try? compact(force: false, progress: nil)
+            }
+        }
+    }
+
+    private func writePendingHints() {
+        let hints = work.withLock { w -> [(segment: UInt32, bytes: [UInt8])] in
+            let h = w.hints
+            w.hints = []
+            return h
+        }
+        for hint in hints {
+            // A hint that cannot be written is rebuilt from its segment on the next open.
+            try? writeFileAtomically(name: hintFileName(hint.segment), bytes: hint.bytes)
+        }
+    }
+
+    func writeFileAtomically(name: String, bytes: [UInt8]) throws {
+        let storage = shared.storage
+        let tmp = shared.path(name + ".tmp")
+        let file = try storage.openWrite(path: tmp, truncate: true)
+        do {
+            try bytes.withUnsafeBytes { try file.write($0, at: 0) }
+            try file.sync()
+            file.close()
+        } catch {
+            file.close()
+            try? storage.remove(tmp)
+            throw error
+        }
+        try storage.rename(tmp, shared.path(name))
+        try storage.syncDirectory(shared.directory)
+    }
+
+    /// Creates a segment-sized file full of zeros, synced: appending into written blocks lets
+    /// `fdatasync` skip the filesystem journal (unwritten extents from fallocate alone do not).
+    private func prepareFile() throws -> String {
+        let number = work.withLock { w -> Int in
+            w.nextPreparedNumber += 1
+            return w.nextPreparedNumber
+        }
+        let storage = shared.storage
+        let tmp = shared.path("prepared-\(number).tmp")
+        let final = shared.path("prepared-\(number).zero")
+        let file = try storage.openLog(path: tmp, create: true, direct: configuration.directIO)
+        let chunk = AlignedBuffer(capacity: 1 << 20)
+        chunk.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: chunk.capacity)
+        var offset = 0
+        do {
+            while offset < configuration.segmentBytes {
+                let n = min(chunk.capacity, configuration.segmentBytes - offset)
+                try file.write(chunk.bytes(n), at: Int64(offset))
+                offset += n
+            }
+            try file.sync()
+            file.close()
+        } catch {
+            file.close()
+            try? storage.remove(tmp)
+            throw error
+        }
+        try storage.rename(tmp, final)
+        try storage.syncDirectory(shared.directory)
+        compactionStats.withLock { $0.preparedBytes += configuration.segmentBytes }
+        return final
+    }
+
+    /// Keeps a compacted full-size segment file for reuse, up to two spare files.
+    private func recycle(_ path: String) -> Bool {
+        let name = work.withLock { w -> String? in
+            guard w.prepared.count < 2 else { return nil }
+            w.nextPreparedNumber += 1
+            return "prepared-\(w.nextPreparedNumber).recycled"
+        }
+        guard let name else { return false }
+        do {
+            try shared.storage.rename(path, shared.path(name))
+        } catch {
+            return false
+        }
+        work.withLock { $0.prepared.append(shared.path(name)) }
+        compactionStats.withLock { $0.segmentsRecycled += 1 }
+        return true
+    }
+
+    // MARK: Compaction
+
+    func requestCompaction(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?, done: @escaping @Sendable (Result<CompactionReport, JellyError>) -> Void) {
+        let accepted = work.withLock { w -> Bool in
+            guard w.running else { return false }
+            w.compactRequests.append((force, progress, done))
+            return true
+        }
+        if accepted { wake.signal() } else { done(.failure(JellyError(.unavailable, "the store is closed"))) }
+    }
+
+    /// Compacts while the sealed segments hold too much garbage: with `force`, every sealed
+    /// segment holding any garbage; otherwise, while garbage exceeds `garbageRatio` of the sealed
+    /// record bytes (and at least one segment's worth), the segment with the most garbage first.
+    /// Waiting lets segments of hot data become almost all garbage before they are touched, so
+    /// compaction moves little. Small segments (left by an early seal at open or close) are merged.
+    private func compact(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?) throws -> CompactionReport {
+        var report = CompactionReport()
+        var done = Set<UInt32>()
+        let plannedCount = force ? pickForced().count : 0
+        while let id = force ? pickForced().first(where: { !done.contains($0) }) : pickAutomatic(excluding: done) {
+            done.insert(id)
+            progress?(CompactionProgress(segment: id, index: done.count, count: max(plannedCount, done.count), report: report))
+            try compactSegment(id, report: &report)
+            if done.count >= 10_000 { break }
+        }
+        compactionStats.withLock {
+            $0.segmentsCompacted += report.segmentsCompacted
+            $0.bytesMoved += report.bytesMoved
+            $0.bytesReclaimed += report.bytesReclaimed
+        }
+        return report
+    }
+
+    private func sealedSegments(_ state: EngineState) -> [(id: UInt32, stats: SegmentStats)] {
+        state.index.segments.filter { $0.value.sealed && $0.key != state.activeSegment }.map { ($0.key, $0.value) }
+    }
+
+    private func pickForced() -> [UInt32] {
+        let small = Int64(configuration.segmentBytes / 8)
+        return shared.state.withLock { state in
+            let sealed = sealedSegments(state)
+            let smallCount = sealed.filter { $0.stats.fileBytes < small }.count
+            return sealed.filter { $0.stats.recordBytes > $0.stats.liveBytes || (smallCount > 1 && $0.stats.fileBytes < small) }.map(\.id).sorted()
+        }
+    }
+
+    private func pickAutomatic(excluding done: Set<UInt32>) -> UInt32? {
+        let ratio = configuration.compaction.garbageRatio
+        let segmentBytes = Int64(configuration.segmentBytes)
+        let small = segmentBytes / 8
+        return shared.state.withLock { state in
+            let sealed = sealedSegments(state).filter { !done.contains($0.id) }
+            let smallOnes = sealed.filter { $0.stats.fileBytes < small }
+            if smallOnes.count > 1 { return smallOnes.map(\.id).min() }
+            let total = sealed.reduce(Int64(0)) { $0 + $1.stats.recordBytes }
+            let garbage = total - sealed.reduce(Int64(0)) { $0 + $1.stats.liveBytes }
+            guard garbage > segmentBytes, Double(garbage) > ratio * Double(total) else { return nil }
+            return sealed.max { a, b in
+                let ga = Double(a.stats.recordBytes - a.stats.liveBytes) / Double(max(1, a.stats.recordBytes))
+                let gb = Double(b.stats.recordBytes - b.stats.liveBytes) / Double(max(1, b.stats.recordBytes))
+                return ga < gb
+            }?.id
+        }
+    }
+
+    private func compactSegment(_ id: UInt32, report: inout CompactionReport) throws {
+        let storage = shared.storage
+        let segmentPath = shared.path(segmentFileName(id))
+        let hintPath = shared.path(hintFileName(id))
+        let entries: [HintEntry]
+        if storage.fileExists(hintPath), let (_, e) = try? SegmentFiles.readHint(storage, path: hintPath, segmentID: id) {
+            entries = e
+        } else {
+            entries = try SegmentFiles.scan(SegmentFiles.readAll(storage, path: segmentPath), path: segmentPath, isLast: false).entries
+        }
+        guard let reader = shared.state.withLock({ $0.readers[id] }) else { return }
+        let fileBytes = Int64((try? reader.file.size()) ?? 0)
+
+        var batch = EncodedRecords(capacity: 1 << 20)
+        var metas: [RecordMeta] = []
+        var moveOf: [(segment: UInt32, offset: UInt32)] = []
+        var moved = 0
+        func submit() throws {
+            guard !metas.isEmpty else { return }
+            let done = DispatchSemaphore(value: 0)
+            let outcome = Mutex<Result<UInt64, JellyError>?>(nil)
+            let request = CommitRequest(
+                records: batch, include: [Bool](repeating: true, count: metas.count), metas: metas,
+                moveOf: moveOf, version: 0, needsSync: true,
+                completion: .callback { result in
+                    outcome.withLock { $0 = result }
+                    done.signal()
+                }
+            )
+            let action: CommitQueue.EnqueueAction? = shared.state.withLock { state in
+                if state.writeBlocker != nil { return nil }
+                return state.queue.enqueue(request)
+            }
+            guard let action else { throw JellyError(.unavailable, "compaction stopped: the store is not taking writes") }
+            if action == .wakeCommitter { shared.committerWake.signal() }
+            done.wait()
+            if case .failure(let error) = outcome.withLock({ $0 }) { throw error }
+            batch = EncodedRecords(capacity: 1 << 20)
+            metas.removeAll(keepingCapacity: true)
+            moveOf.removeAll(keepingCapacity: true)
+        }
+
+        for entry in entries {
+            let meta = entry.meta
+            let liveness = shared.state.withLock {
+                $0.index.liveness(partition: meta.partition, slot: meta.slot, segment: id, offset: UInt32(entry.offset))
+            }
+            guard liveness == .keep else { continue }
+            let record = try [UInt8](unsafeUninitializedCapacity: Int(entry.recordLength)) { raw, count in
+                count = try reader.file.read(into: UnsafeMutableRawBufferPointer(raw), at: Int64(entry.offset))
+            }
+            try record.withUnsafeBytes { raw in
+                do {
+                    let view = try RecordView.parse(raw, at: 0)
+                    guard view.version == entry.version else { throw RecordView.Problem.badFields }
+                } catch {
+                    throw JellyError(.corruption, "\(segmentPath) at offset \(entry.offset): record failed verification during compaction (\(error)); run `jelly check`")
+                }
+            }
+            batch.appendVerbatim(record)
+            metas.append(meta)
+            moveOf.append((id, UInt32(entry.offset)))
+            moved += record.count
+            if batch.bytes.count >= 1 << 20 { try submit() }
+        }
+        try submit()
+
+        shared.state.withLock { state in
+            for entry in entries {
+                let meta = entry.meta
+                state.index.forget(partition: meta.partition, slot: meta.slot, segment: id, offset: UInt32(entry.offset))
+            }
+            state.index.segments[id] = nil
+            state.readers[id] = nil
+        }
+        try storage.remove(hintPath)
+        if fileBytes == Int64(configuration.segmentBytes) && recycle(segmentPath) {
+            // Kept as the next segment's file: its blocks are already allocated and written, so
+            // appending to it needs no zero-fill and no journal commit.
+        } else {
+            try storage.remove(segmentPath)
+        }
+        try storage.syncDirectory(shared.directory)
+        report.segmentsCompacted += 1
+        report.bytesMoved += moved
+        report.bytesReclaimed += Int(fileBytes) - moved
+    }
+}
+
+extension EncodedRecords {
+    /// Adds a record that already has its version and checksum (a compaction move).
+    mutating func appendVerbatim(_ record: [UInt8]) {
+        records.append((bytes.count, record.count, 0))
+        bytes.append(contentsOf: record)
+    }
+}
+
+public struct CompactionReport: Sendable, Equatable {
+    public var segmentsCompacted = 0
+    /// Bytes of live records copied to the active segment.
+    public var bytesMoved = 0
+    /// Bytes of disk released (segment files removed minus bytes moved).
+    public var bytesReclaimed = 0
+    public init() {}
+}
+
+public struct CompactionProgress: Sendable {
+    public var segment: UInt32
+    public var index: Int
+    public var count: Int
+    public var report: CompactionReport
+}
+
+struct CompactionStats: Sendable {
+    var segmentsCompacted = 0
+    var bytesMoved = 0
+    var bytesReclaimed = 0
+    /// Bytes written to zero-fill new segment files.
+    var preparedBytes = 0
+    var segmentsRecycled = 0
+}

@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import JellyCore
+import JellyEngine
+import Synchronization
+
+/// A fresh directory under the system's temporary directory, removed by `remove()`.
+public struct TemporaryDirectory: Sendable {
+    public let path: String
+
+    public init(prefix: String = "jelly-test") throws {
+        let base = (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp") + "/\(prefix)-XXXXXX"
+        var template = Array(base.utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ buf in buf.baseAddress.flatMap { mkdtemp($0) } }) else {
+            throw JellyError(.io, "mkdtemp \(base) failed")
+        }
+        path = String(cString: made)
+    }
+
+    public func remove() { removeTree(path) }
+}
+
+/// Removes a directory tree (tests only).
+public func removeTree(_ path: String) {
+    guard let dir = opendir(path) else { unlink(path); return }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafePointer(to: entry.pointee.d_name) { $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    closedir(dir)
+    for name in names {
+        let child = path + "/" + name
+        var st = stat()
+        if lstat(child, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { removeTree(child) } else { unlink(child) }
+    }
+    rmdir(path)
+}
+
+extension EmbeddedStoreConfiguration {
+    /// A configuration for tests: small segments (so seals, hints and compaction happen with
+    /// little data), small limits, a manual clock, no background compaction unless asked.
+    public static func testing(directory: String, clock: ManualClock, storage: any StorageSystem = PosixStorage()) -> EmbeddedStoreConfiguration {
+        var config = EmbeddedStoreConfiguration(directory: directory)
+        config.clock = clock
+        config.storage = storage
+        config.segmentBytes = 256 << 10
+        config.limits.valueBytesMax = 16 << 10
+        config.limits.batchBytesMax = 64 << 10
+        config.groupCommitBytesMax = 64 << 10
+        config.compaction.automatic = false
+        config.readThreads = 2
+        return config
+    }
+}
+
+/// Runs the conformance suite (and other tests) against the embedded engine.
+public final class EmbeddedStoreHarness: ConformanceHarness, @unchecked Sendable {
+    // `current` is replaced only by `restart`, which tests call from one task at a time.
+    public let clock: ManualClock
+    public let directory: TemporaryDirectory
+    public let configuration: EmbeddedStoreConfiguration
+    private var current: EmbeddedStore
+
+    public init(configure: (inout EmbeddedStoreConfiguration) -> Void = { _ in }) throws {
+        clock = ManualClock()
+        directory = try TemporaryDirectory()
+        var config = EmbeddedStoreConfiguration.testing(directory: directory.path, clock: clock)
+        configure(&config)
+        configuration = config
+        current = try EmbeddedStore.open(config)
+    }
+
+    public var store: any JellyStore { current }
+    public var embedded: EmbeddedStore { current }
+
+    public func restart() async throws {
+        try await current.close()
+        current = try EmbeddedStore.open(configuration)
+    }
+
+    /// Closes the store and removes its directory.
+    public func finish() async {
+        try? await current.close()
+        directory.remove()
+    }
+}

@@ -1,0 +1,296 @@
+import ArgumentParser
+import JellyCore
+import JellyEngine
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The session workload: lock and load a player, save K times with the token, then save and
+/// release in one commit. See docs/benchmarks.md.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the session workload and report saves/s and save latency.",
+        discussion: "Creates a fresh store (in --data, which must not exist, or a temporary directory here), loads the players, then runs sessions for --duration seconds. Use a release build: swift run -c release jelly bench."
+    )
+
+    @Option(help: "Players (partitions).") var players = 10_000
+    @Option(name: .customLong("value-bytes"), help: "Bytes per saved value.") var valueBytes = 4096
+    @Option(help: "Concurrent sessions.") var sessions = 64
+    @Option(name: .customLong("saves-per-session"), help: "Saves with the token before the final save-and-release.") var savesPerSession = 20
+    @Option(name: .customLong("objects-per-player"), help: "Objects each player has; saves rotate over them.") var objectsPerPlayer = 2
+    @Option(help: "Seconds to run sessions.") var duration: Double = 10
+    @Option(help: "always | interval | interval:MS | never") var durability = "always"
+    @Option(help: "Store directory (must not exist); default: a temporary directory in the current one, removed afterwards.") var data: String?
+    @Option(name: .customLong("segment-mib"), help: "Segment file size in MiB.") var segmentMiB = 64
+    @Option(name: .customLong("garbage-ratio"), help: "Compaction threshold (fraction of sealed bytes that may be garbage).") var garbageRatio = CompactionPolicy().garbageRatio
+    @Flag(help: "Print one JSON object last.") var json = false
+    @Flag(help: "Keep the store directory afterwards.") var keep = false
+
+    func validate() throws {
+        if players < 1 || sessions < 1 || valueBytes < 1 || savesPerSession < 0 || objectsPerPlayer < 1 || duration <= 0 {
+            throw ValidationError("players, sessions, value-bytes and objects-per-player must be positive; duration above 0")
+        }
+        if sessions > players { throw ValidationError("--sessions (\(sessions)) cannot exceed --players (\(players)): each session needs its own player") }
+        if Durability(parsing: durability) == nil { throw ValidationError("--durability must be always, interval, interval:MS or never") }
+    }
+
+    func run() async throws {
+        let directory = data ?? "./jelly-bench-\(getpid())"
+        if access(directory, F_OK) == 0 {
+            throw ValidationError("\(directory) already exists; the benchmark needs a fresh directory")
+        }
+        var config = EmbeddedStoreConfiguration(directory: directory)
+        config.durability = Durability(parsing: durability) ?? .always
+        config.segmentBytes = segmentMiB << 20
+        config.compaction.garbageRatio = garbageRatio
+        config.limits.valueBytesMax = max(config.limits.valueBytesMax, valueBytes)
+        defer { if !keep { removeTree(directory) } }
+
+        let probeBefore = DiskProbe.run(directory: directory)
+        let store = try await failing { try EmbeddedStore.open(config) }
+        let info0 = store.info()
+        log("jelly bench: \(players) players x \(objectsPerPlayer) objects, \(valueBytes) B values, \(sessions) sessions, \(savesPerSession) saves + 1 final per session, \(format1(duration)) s, durability \(config.durability), log writes \(info0.ioMode), CRC-32C \(crcKind())")
+        log("disk probe before: 4 KiB write+fdatasync p50 \(format2(probeBefore.p50)) ms, p99 \(format2(probeBefore.p99)) ms (\(probeBefore.iterations) iterations)")
+
+        // Load the players.
+        let keys = (0..<objectsPerPlayer).map { "object-\($0)" }
+        let loadStart = monotonicSeconds()
+        let loaded = Counter()
+        let playerCount = players, sessionCount = sessions, valueSize = valueBytes
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<sessionCount {
+                group.addTask {
+                    var value = [UInt8](repeating: UInt8(truncatingIfNeeded: worker), count: valueSize)
+                    var p = worker
+                    while p < playerCount {
+                        value[0] = UInt8(truncatingIfNeeded: p)
+                        _ = try await store.write(partition: "player-\(p)", keys.map { .put(key: $0, value: value) }, lockToken: nil, releaseLock: false)
+                        let n = loaded.value.add(1, ordering: .relaxed).newValue
+                        if n % max(1, playerCount / 10) == 0 { log("loaded \(n) of \(playerCount) players") }
+                        p += sessionCount
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        log("loaded \(playerCount) players in \(format2(monotonicSeconds() - loadStart)) s; running sessions for \(format1(duration)) s")
+
+        // Run sessions.
+        let info1 = store.info()
+        let io1 = ProcessIO.read()
+        let cpu1 = cpuSeconds()
+        let start = monotonicSeconds()
+        let deadline = start + duration
+        let saves = savesPerSession
+        let results = try await withThrowingTaskGroup(of: WorkerResult.self) { group in
+            for worker in 0..<sessionCount {
+                group.addTask {
+                    var result = WorkerResult()
+                    result.latencies.reserveCapacity(Int(duration * 4000))
+                    var value = [UInt8](repeating: UInt8(truncatingIfNeeded: worker), count: valueSize)
+                    var p = worker
+                    var n = 0
+                    while monotonicSeconds() < deadline {
+                        let partition = "player-\(p)"
+                        do {
+                            let tStart = monotonicNanos()
+                            let (lock, objects) = try await store.acquireLockAndLoad(partition: partition, owner: "bench-\(worker)", ttlMilliseconds: 60_000)
+                            result.startNanos += monotonicNanos() - tStart
+                            result.loadedBytes += objects.reduce(0) { $0 + $1.value.count }
+                            for k in 0..<saves {
+                                n &+= 1
+                                value[0] = UInt8(truncatingIfNeeded: n)
+                                let t0 = monotonicNanos()
+                                try await store.put(partition: partition, key: keys[k % keys.count], value: value, lockToken: lock.token)
+                                result.latencies.append(monotonicNanos() - t0)
+                            }
+                            n &+= 1
+                            value[0] = UInt8(truncatingIfNeeded: n)
+                            let t0 = monotonicNanos()
+                            try await store.saveAndRelease(partition: partition, [.put(key: keys[saves % keys.count], value: value)], lockToken: lock.token)
+                            result.latencies.append(monotonicNanos() - t0)
+                            result.sessions += 1
+                        } catch {
+                            result.failures += 1
+                            if result.firstError == nil { result.firstError = "\(error)" }
+                        }
+                        p += sessionCount
+                        if p >= playerCount { p = worker }
+                    }
+                    return result
+                }
+            }
+            var all: [WorkerResult] = []
+            for try await r in group { all.append(r) }
+            return all
+        }
+        let elapsed = monotonicSeconds() - start
+        let cpu = cpuSeconds() - cpu1
+        let io2 = ProcessIO.read()
+        let info2 = store.info()
+        try await store.close()
+        let probeAfter = DiskProbe.run(directory: directory)
+
+        var latencies = results.flatMap(\.latencies)
+        latencies.sort()
+        let savesDone = latencies.count
+        let sessionsDone = results.reduce(0) { $0 + $1.sessions }
+        let failures = results.reduce(0) { $0 + $1.failures }
+        func pct(_ q: Double) -> Double {
+            guard !latencies.isEmpty else { return 0 }
+            let i = min(latencies.count - 1, Int((Double(latencies.count) * q).rounded(.up)) - 1)
+            return Double(latencies[max(0, i)]) / 1e6
+        }
+        let bytesSaved = Double(savesDone) * Double(valueBytes)
+        let logBytes = Double(info2.logBytesWritten - info1.logBytesWritten)
+        let deviceBytes = Double(io2.writeBytes - io1.writeBytes)
+        let prepared = Double(info2.preparedBytesWritten - info1.preparedBytesWritten)
+        let syncs = info2.syncs - info1.syncs
+        let syncMs = Double(info2.syncNanoseconds - info1.syncNanoseconds) / 1e6
+        let rss = peakRSSBytes()
+
+        let r = (
+            savesPerSecond: Double(savesDone) / elapsed, sessionsPerSecond: Double(sessionsDone) / elapsed,
+            p50: pct(0.50), p99: pct(0.99), p999: pct(0.999), max: latencies.last.map { Double($0) / 1e6 } ?? 0,
+            wa: bytesSaved > 0 ? logBytes / bytesSaved : 0, dev: bytesSaved > 0 ? deviceBytes / bytesSaved : 0
+        )
+        print("sessions/s:        \(format1(r.sessionsPerSecond))  (\(sessionsDone) sessions in \(format2(elapsed)) s)")
+        print("saves/s:           \(format1(r.savesPerSecond))  (\(savesDone) saves, \(failures) failed sessions\(results.compactMap(\.firstError).first.map { ": " + $0 } ?? ""))")
+        print("save latency ms:   p50 \(format2(r.p50))  p99 \(format2(r.p99))  p99.9 \(format2(r.p999))  max \(format2(r.max))")
+        print("log bytes written per byte saved:    \(format2(r.wa))  (blocks with headers and padding)")
+        print("device bytes written per byte saved: \(format2(r.dev))  (/proc/self/io; includes zero-filling \(formatBytes(Int64(prepared))) of new segments, hints, compaction)")
+        let startMs = Double(results.reduce(UInt64(0)) { $0 + $1.startNanos }) / 1e6 / Double(max(1, sessionsDone))
+        print("session start:     \(format2(startMs)) ms mean (lock and load)")
+        print("group commit:      \(syncs) syncs, \(format1(Double(savesDone) / Double(max(1, syncs)))) saves per sync, mean sync \(format2(syncMs / Double(max(1, syncs)))) ms")
+        print("compaction:        \(info2.segmentsCompacted) segments compacted; \(info2.segments) segments, garbage ratio \(format2(info2.garbageRatio)) at the end")
+        print("CPU:               \(format2(cpu)) s user+system for \(format2(elapsed)) s (\(format2(cpu / elapsed)) cores)")
+        if ProcessEnvironment.verbose { for (k, v) in info2.timings.sorted(by: { $0.key < $1.key }) { print("  \(k): \(format2(v))") } }
+        print("peak RSS:          \(formatBytes(Int64(rss)))")
+        print("disk probe after:  4 KiB write+fdatasync p50 \(format2(probeAfter.p50)) ms, p99 \(format2(probeAfter.p99)) ms")
+        if json {
+            print("""
+            {"saves_per_second": \(format1(r.savesPerSecond)), "sessions_per_second": \(format1(r.sessionsPerSecond)), \
+            "save_latency_ms": {"p50": \(format2(r.p50)), "p99": \(format2(r.p99)), "p999": \(format2(r.p999)), "max": \(format2(r.max))}, \
+            "bytes_written_per_byte_saved": \(format2(r.wa)), "device_bytes_written_per_byte_saved": \(format2(r.dev)), \
+            "peak_rss_bytes": \(rss), "cpu_seconds": \(format2(cpu)), "elapsed_seconds": \(format2(elapsed)), \
+            "saves": \(savesDone), "sessions": \(sessionsDone), "failed_sessions": \(failures), "syncs": \(syncs), \
+            "players": \(players), "value_bytes": \(valueBytes), "concurrent_sessions": \(sessions), \
+            "saves_per_session": \(savesPerSession), "durability": "\(config.durability)", "io_mode": "\(info0.ioMode)", \
+            "disk_probe_ms": {"before_p50": \(format2(probeBefore.p50)), "after_p50": \(format2(probeAfter.p50))}}
+            """)
+        }
+        if failures > 0 { throw ExitCode(1) }
+    }
+}
+
+final class Counter: Sendable {
+    let value = Atomic<Int>(0)
+}
+
+struct WorkerResult: Sendable {
+    var latencies: [UInt64] = []
+    var sessions = 0
+    var failures = 0
+    var loadedBytes = 0
+    var startNanos: UInt64 = 0
+    var firstError: String?
+}
+
+func log(_ text: String) { printError(text) }
+
+func crcKind() -> String { "hardware (SSE4.2/ARMv8) when available" }
+
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+func monotonicSeconds() -> Double { Double(monotonicNanos()) / 1e9 }
+
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+func peakRSSBytes() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Int(usage.ru_maxrss) * 1024
+}
+
+enum ProcessIO {
+    /// Bytes this process caused to be written to storage (Linux /proc/self/io).
+    static func read() -> (writeBytes: Int64, readBytes: Int64) {
+        guard let text = try? readFile("/proc/self/io") else { return (0, 0) }
+        var w: Int64 = 0, r: Int64 = 0
+        for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
+            let parts = line.split(separator: ":")
+            guard parts.count == 2, let v = Int64(parts[1].trimmingCharacters(in: " ")) else { continue }
+            if parts[0] == "write_bytes" { w = v }
+            if parts[0] == "read_bytes" { r = v }
+        }
+        return (w, r)
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: Character) -> Substring {
+        var s = self
+        while s.first == set { s = s.dropFirst() }
+        while s.last == set { s = s.dropLast() }
+        return s
+    }
+}
+
+/// How long a 4 KiB write + fdatasync takes right now, one at a time (see shared/BENCHMARKING.md).
+enum DiskProbe {
+    struct Result { var p50: Double; var p99: Double; var iterations: Int }
+
+    static func run(directory: String, iterations: Int = 2000) -> Result {
+        _ = mkdir(directory, 0o755)
+        let path = directory + "/disk-probe.tmp"
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { return Result(p50: 0, p99: 0, iterations: 0) }
+        defer { close(fd); unlink(path) }
+        var page = [UInt8](repeating: 0, count: 4096)
+        let region = 8 << 20
+        var at = 0
+        while at < region { _ = page.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, off_t(at)) }; at += 4096 }
+        fsync(fd)
+        var times: [Double] = []
+        times.reserveCapacity(iterations)
+        for i in 0..<iterations {
+            page[0] = UInt8(truncatingIfNeeded: i)
+            let t0 = monotonicNanos()
+            _ = page.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, off_t((i * 4096) % region)) }
+            fdatasync(fd)
+            times.append(Double(monotonicNanos() - t0) / 1e6)
+        }
+        times.sort()
+        return Result(p50: times[times.count / 2], p99: times[min(times.count - 1, times.count * 99 / 100)], iterations: iterations)
+    }
+}
+
+func removeTree(_ path: String) {
+    guard let dir = opendir(path) else { unlink(path); return }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafePointer(to: entry.pointee.d_name) { $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    closedir(dir)
+    for name in names {
+        let child = path + "/" + name
+        var st = stat()
+        if lstat(child, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { removeTree(child) } else { unlink(child) }
+    }
+    rmdir(path)
+}
+
+enum ProcessEnvironment {
+    static var verbose: Bool { getenv("JELLY_BENCH_VERBOSE") != nil }
+}
