@@ -209,6 +209,11 @@ final class Committer: @unchecked Sendable {
                 if wake { syncWake.signal() }
                 return
             }
+            if crashed.load(ordering: .acquiring) {
+                let failure = JellyError(.unavailable, "the store was stopped (simulated crash)")
+                for request in group.requests { request.completion.finish(.failure(failure)) }
+                return
+            }
             writerWake.wait()
         }
     }
@@ -485,6 +490,7 @@ final class Committer: @unchecked Sendable {
         }
         shared.committerWake.signal()
         syncWake.signal()
+        writerWake.signal()
         writerWake.signal()
         writerThread.join()
         syncThread.join()

@@ -141,6 +141,11 @@ enum SegmentFiles {
             at += view.length
         }
         guard at == end else { return "block payload is \(block.payloadBytes) bytes but its records end at \(at - offset - Format.blockHeaderBytes)" }
+        // The padding to the page boundary is written as zeros; anything else there is damage.
+        let blockEnd = offset + block.totalBytes
+        if let bad = (end..<blockEnd).first(where: { raw[$0] != 0 }) {
+            return "non-zero byte at offset \(bad) in the padding of the block at offset \(offset)"
+        }
         scan.entries.append(contentsOf: entries)
         if block.flags & Format.blockFlagSeal != 0 { scan.sealVersion = sealVersion }
         return nil

@@ -38,7 +38,7 @@ struct CrashWriter: AsyncParsableCommand {
                     var round = 0
                     while true {
                         round += 1
-                        let partition = "w\(w)-p\(rng.next() % 4)"
+                        let partition = "s\(base)-w\(w)-p\(rng.next() % 4)"
                         let lock = try await store.acquireLock(partition: partition, owner: "writer-\(base)-\(w)", ttlMilliseconds: 600_000)
                         printLine("LOCK \(partition) \(lock.token)")
                         for _ in 0..<Int(rng.next() % 6) {

@@ -1,0 +1,292 @@
+import JellyCore
+@testable import JellyEngine
+import JellyTestSupport
+import Testing
+
+/// Recovery rules, as named edge cases (leveldb's log_test style), and the crash property test.
+@Suite struct RecoveryTests {
+    @Test func cleanReopenKeepsEverything() async throws {
+        let h = try EmbeddedStoreHarness()
+        var versions: [String: UInt64] = [:]
+        for i in 0..<300 {
+            versions["k\(i % 50)"] = try await h.store.put(partition: "p\(i % 5)", key: "k\(i % 50)", value: [UInt8](repeating: UInt8(i % 256), count: 700))
+        }
+        #expect(try segmentPaths(h.directory.path).count > 1, "small segments: several were sealed")
+        try await h.restart()
+        for (key, version) in versions {
+            let i = Int(key.dropFirst()) ?? 0
+            let got = try await h.store.get(partition: "p\(i % 5)", key: key)
+            #expect(got?.version == version)
+        }
+        await h.finish()
+    }
+
+    @Test func missingHintIsRebuiltFromItsSegment() async throws {
+        let h = try EmbeddedStoreHarness()
+        for i in 0..<200 { try await h.store.put(partition: "p", key: "k\(i)", value: [UInt8](repeating: 1, count: 900)) }
+        try await h.embedded.close()
+        let hints = try hintPaths(h.directory.path)
+        #expect(!hints.isEmpty)
+        for hint in hints { try PosixStorage().remove(hint) }
+        let store = try EmbeddedStore.open(h.configuration)
+        #expect(try await store.list(partition: "p", after: nil, limit: 1000).objects.count == 200)
+        try await store.close()
+        #expect(try hintPaths(h.directory.path).count == hints.count, "hints rewritten")
+        #expect(try StoreChecker.check(directory: h.directory.path).isConsistent)
+        h.directory.remove()
+    }
+
+    @Test func tornTailIsCutOffAndReported() async throws {
+        let h = try EmbeddedStoreHarness()
+        let v = try await h.store.put(partition: "p", key: "acked", value: bytes("safe"))
+        let active = h.embedded.activeSegment
+        h.embedded.crashForTesting()
+        // A crash in the middle of the next append: a valid block header whose records never fully
+        // reached the disk.
+        let path = h.directory.path + "/" + segmentFileName(active)
+        let data = try readFileBytes(path)
+        guard let last = blockOffsets(data, segment: UInt64(active)).last else { Issue.record("no blocks"); return }
+        let next = last + Format.pageBytes
+        var records = EncodedRecords(capacity: 128)
+        records.append(kind: .put, partition: "p", key: "torn", value: [UInt8](repeating: 9, count: 100))
+        records.seal(version: v + 1)
+        var block = [UInt8](repeating: 0, count: Format.pageBytes)
+        block.withUnsafeMutableBytes { raw in
+            BlockHeader(segmentID: UInt64(active), payloadBytes: UInt32(records.bytes.count), recordCount: 1, durableOffset: UInt64(next), flags: 0).encode(into: raw.baseAddress!)
+        }
+        block.replaceSubrange(Format.blockHeaderBytes..<(Format.blockHeaderBytes + 40), with: records.bytes.prefix(40)) // the rest is missing
+        try patchFile(path, at: next, with: block)
+
+        let checked = try StoreChecker.check(directory: h.directory.path)
+        #expect(checked.isConsistent, "a torn tail is not corruption: \(checked.problems)")
+        #expect(checked.notes.contains { $0.contains("torn") })
+
+        let store = try EmbeddedStore.open(h.configuration)
+        #expect(store.recoveryNotes.contains { $0.contains("torn write at offset \(next)") }, "\(store.recoveryNotes)")
+        #expect(try await store.get(partition: "p", key: "acked")?.value == bytes("safe"))
+        #expect(try await store.get(partition: "p", key: "torn") == nil)
+        let after = try await store.put(partition: "p", key: "after", value: bytes("x"))
+        #expect(after > v)
+        try await store.close()
+        #expect(try StoreChecker.check(directory: h.directory.path).isConsistent)
+        let reopened = try EmbeddedStore.open(h.configuration)
+        #expect(try await reopened.get(partition: "p", key: "after")?.version == after)
+        #expect(reopened.recoveryNotes.isEmpty, "the torn tail stays cut off: \(reopened.recoveryNotes)")
+        try await reopened.close()
+        h.directory.remove()
+    }
+
+    @Test func damageBeforeSyncedDataInTheActiveSegmentIsCorruption() async throws {
+        let h = try EmbeddedStoreHarness()
+        for i in 0..<5 { try await h.store.put(partition: "p", key: "k\(i)", value: bytes("value \(i)")) }
+        let active = h.embedded.activeSegment
+        h.embedded.crashForTesting()
+        let path = h.directory.path + "/" + segmentFileName(active)
+        let blocks = blockOffsets(try readFileBytes(path), segment: UInt64(active))
+        #expect(blocks.count >= 5)
+        // Flip a byte inside the second block's records; later blocks prove it had been synced.
+        let target = blocks[1] + Format.blockHeaderBytes + 20
+        var byte = try readFileBytes(path)[target]
+        byte ^= 0xFF
+        try patchFile(path, at: target, with: [byte])
+        do {
+            _ = try EmbeddedStore.open(h.configuration)
+            Issue.record("opened a store with damaged acknowledged data")
+        } catch let error as JellyError {
+            #expect(error.code == .corruption)
+            #expect(error.message.contains(segmentFileName(active)) && error.message.contains("offset \(blocks[1])"), "\(error.message)")
+        }
+        let report = try StoreChecker.check(directory: h.directory.path)
+        #expect(!report.isConsistent)
+        h.directory.remove()
+    }
+
+    @Test func syncFailurePoisonsTheStore() async throws {
+        let clock = ManualClock()
+        let dir = try TemporaryDirectory()
+        let fault = FaultInjectingStorage()
+        var config = EmbeddedStoreConfiguration.testing(directory: dir.path, clock: clock, storage: fault)
+        config.directIO = false
+        let store = try EmbeddedStore.open(config)
+        try await store.put(partition: "p", key: "before", value: bytes("1"))
+        fault.failSyncs()
+        let first = try await expectJellyError { try await store.put(partition: "p", key: "during", value: bytes("2")) }
+        #expect(first.code == .unavailable && first.message.contains("fdatasync"), "\(first)")
+        fault.failSyncs(false)
+        let later = try await expectJellyError { try await store.put(partition: "p", key: "after", value: bytes("3")) }
+        #expect(later.code == .unavailable, "a failed sync poisons the store for good: \(later)")
+        store.crashForTesting()
+        let reopened = try EmbeddedStore.open(config)
+        #expect(try await reopened.get(partition: "p", key: "before")?.value == bytes("1"))
+        #expect(try await reopened.get(partition: "p", key: "after") == nil)
+        try await reopened.put(partition: "p", key: "after", value: bytes("3"))
+        try await reopened.close()
+        dir.remove()
+    }
+
+    @Test func secondOpenerGetsAClearError() async throws {
+        let h = try EmbeddedStoreHarness()
+        let error = try await expectJellyError { try EmbeddedStore.open(h.configuration) }
+        #expect(error.code == .alreadyOpen && error.message.contains("open in another process"), "\(error)")
+        await h.finish()
+    }
+
+    @Test func requireLocksRefusesUnlockedWrites() async throws {
+        let h = try EmbeddedStoreHarness { $0.requireLocks = true }
+        let error = try await expectJellyError { try await h.store.put(partition: "p", key: "k", value: []) }
+        #expect(error.code == .locked)
+        let lock = try await h.store.acquireLock(partition: "p", owner: "s", ttlMilliseconds: 1000)
+        try await h.store.put(partition: "p", key: "k", value: [], lockToken: lock.token)
+        await h.finish()
+    }
+
+    /// Random operations against a model, then a power loss at a random byte of the unsynced
+    /// writes while more writes are in flight. The recovered store must hold every acknowledged
+    /// write, and each unacknowledged one entirely or not at all.
+    @Test(arguments: 1...12)
+    func crashPropertyTest(seed: UInt64) async throws {
+        var rng = SeededRandom(seed: seed)
+        let clock = ManualClock()
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let fault = FaultInjectingStorage()
+        var config = EmbeddedStoreConfiguration.testing(directory: dir.path, clock: clock, storage: fault)
+        config.directIO = false
+        config.segmentBytes = 128 << 10
+        config.limits.batchBytesMax = 32 << 10
+        config.groupCommitBytesMax = 32 << 10
+        var store = try EmbeddedStore.open(config)
+        var model = Model()
+        var maxVersion: UInt64 = 0
+
+        for round in 0..<3 {
+            for _ in 0..<60 {
+                let partition = "p\(rng.below(3))"
+                let key = "k\(rng.below(4))"
+                let lease = model.leases[partition].flatMap { $0.isLive(at: clock.nowMilliseconds()) ? $0 : nil }
+                let token = lease?.token
+                switch rng.below(10) {
+                case 0...3:
+                    let value = [UInt8](repeating: UInt8(rng.below(256)), count: rng.below(1500))
+                    let v = try await store.put(partition: partition, key: key, value: value, lockToken: token)
+                    #expect(v > maxVersion, "seed \(seed): versions increase")
+                    maxVersion = v
+                    model.objects[partition, default: [:]][key] = (v, value)
+                case 4:
+                    let existed = try await store.delete(partition: partition, key: key, lockToken: token)
+                    #expect(existed == (model.objects[partition]?[key] != nil), "seed \(seed): delete of \(partition)/\(key)")
+                    model.objects[partition]?[key] = nil
+                case 5:
+                    let ops: [WriteOperation] = [.put(key: "b1", value: bytes("\(round)")), .put(key: "b2", value: [UInt8](repeating: 7, count: rng.below(3000)))]
+                    let r = try await store.write(partition: partition, ops, lockToken: token, releaseLock: false)
+                    guard let v = r.version else { Issue.record("batch without version"); continue }
+                    maxVersion = v
+                    for op in ops { if case .put(let k, let value, _, _) = op { model.objects[partition, default: [:]][k] = (v, value) } }
+                case 6:
+                    if lease == nil {
+                        let l = try await store.acquireLock(partition: partition, owner: "me", ttlMilliseconds: 5_000)
+                        #expect(l.token.rawValue > maxVersion, "seed \(seed): tokens come after every version")
+                        maxVersion = l.token.rawValue
+                        model.leases[partition] = Lease(owner: "me", token: l.token, expiresAtMilliseconds: l.expiresAtMilliseconds)
+                    } else {
+                        let e = try await expectJellyError { try await store.acquireLock(partition: partition, owner: "other", ttlMilliseconds: 5_000) }
+                        #expect(e.code == .locked)
+                    }
+                case 7:
+                    if let token {
+                        let value = bytes("final \(round)")
+                        let r = try await store.saveAndRelease(partition: partition, [.put(key: key, value: value)], lockToken: token)
+                        maxVersion = r.version ?? maxVersion
+                        model.objects[partition, default: [:]][key] = (r.version ?? 0, value)
+                        model.leases[partition] = nil
+                    } else {
+                        let e = try await expectJellyError { try await store.put(partition: partition, key: key, value: [], lockToken: LockToken(maxVersion + 1000)) }
+                        #expect(e.code == .locked, "seed \(seed): a never-issued token is stale")
+                    }
+                case 8:
+                    clock.advance(milliseconds: Int64(rng.below(3000)))
+                default:
+                    if rng.below(4) == 0 {
+                        try await store.close()
+                        store = try EmbeddedStore.open(config)
+                    }
+                }
+            }
+
+            // In-flight writes, then a power loss.
+            let inflight = 1 + rng.below(6)
+            let acked = AckLog()
+            let running = store
+            let tasks = (0..<inflight).map { i in
+                Task {
+                    let value = bytes("inflight-\(round)-\(i)")
+                    if let v = try? await running.write(partition: "inflight", [.put(key: "r\(round)-\(i)-a", value: value), .put(key: "r\(round)-\(i)-b", value: value)], lockToken: nil, releaseLock: false).version {
+                        acked.add(i, v)
+                    }
+                }
+            }
+            for _ in 0..<rng.below(40) { await Task.yield() }
+            store.crashForTesting()
+            for t in tasks { await t.value }
+            var cutRng = rng
+            let cut = try fault.crash { cutRng.below($0) }
+            rng = cutRng
+            store = try EmbeddedStore.open(config)
+
+            // Every acknowledged write is there, exactly.
+            for (partition, objects) in model.objects {
+                for (key, (version, value)) in objects {
+                    let got = try await store.get(partition: partition, key: key)
+                    #expect(got?.version == version && got?.value == value, "seed \(seed) round \(round): \(partition)/\(key) expected v\(version); got \(String(describing: got?.version)); \(cut)")
+                }
+                let listed = try await store.list(partition: partition, after: nil, limit: 1000).objects.map(\.key)
+                #expect(Set(listed) == Set(objects.keys), "seed \(seed): \(partition) lists \(listed), model \(objects.keys.sorted())")
+            }
+            for (partition, lease) in model.leases where lease.isLive(at: clock.nowMilliseconds()) {
+                #expect(try await store.inspectLock(partition: partition)?.token == lease.token, "seed \(seed): lease of \(partition) survives")
+            }
+            // In-flight batches: acknowledged ones present; the rest all or nothing.
+            for i in 0..<inflight {
+                let a = try await store.get(partition: "inflight", key: "r\(round)-\(i)-a")
+                let b = try await store.get(partition: "inflight", key: "r\(round)-\(i)-b")
+                #expect((a == nil) == (b == nil), "seed \(seed): batch \(i) is atomic")
+                if let v = acked.version(i) {
+                    #expect(a?.version == v && b?.version == v, "seed \(seed): acknowledged in-flight batch \(i) lost; \(cut)")
+                }
+                if let a { maxVersion = max(maxVersion, a.version) }
+            }
+            let probe = try await store.put(partition: "probe", key: "k", value: [])
+            #expect(probe > maxVersion, "seed \(seed): versions never go back after a crash")
+            maxVersion = probe
+        }
+        try await store.close()
+        #expect(try StoreChecker.check(directory: dir.path).isConsistent)
+    }
+}
+
+struct Model {
+    var objects: [String: [String: (UInt64, [UInt8])]] = [:]
+    var leases: [String: Lease] = [:]
+}
+
+final class AckLog: @unchecked Sendable {
+    private var acks: [Int: UInt64] = [:]
+    private let lock = NSLockLite()
+    func add(_ i: Int, _ v: UInt64) { lock.locked { acks[i] = v } }
+    func version(_ i: Int) -> UInt64? { lock.locked { acks[i] } }
+}
+
+import Synchronization
+final class NSLockLite: Sendable {
+    private let m = Mutex(())
+    func locked<T>(_ body: () -> T) -> T { m.withLock { _ in body() } }
+}
+
+func expectJellyError<T>(_ body: () async throws -> T) async throws -> JellyError {
+    do {
+        _ = try await body()
+    } catch let e as JellyError {
+        return e
+    }
+    throw ConformanceFailure("expected a JellyError, got success")
+}
