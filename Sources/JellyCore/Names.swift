@@ -79,19 +79,25 @@ public enum Names {
 }
 
 /// A name held for hashing and ordering by its UTF-8 bytes. Strings of up to 15 bytes are
-/// stored inline by Swift, so most partition and key names cost no allocation.
+/// stored inline by Swift, so most partition and key names cost no allocation. The hash is
+/// computed once, when the name is made (outside any lock), so index lookups only compare.
 public struct ByteName: Hashable, Comparable, Sendable, CustomStringConvertible {
     public let string: String
+    private let hashCode: Int
 
     public init(_ string: String) {
         var s = string
         s.makeContiguousUTF8()
+        var hasher = Hasher()
+        s.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
         self.string = s
+        self.hashCode = hasher.finalize()
     }
 
     public var description: String { string }
 
     public static func == (a: ByteName, b: ByteName) -> Bool {
+        guard a.hashCode == b.hashCode else { return false }
         let fast = a.string.utf8.withContiguousStorageIfAvailable { pa in
             b.string.utf8.withContiguousStorageIfAvailable { pb in
                 guard pa.count == pb.count else { return false }
@@ -104,11 +110,7 @@ public struct ByteName: Hashable, Comparable, Sendable, CustomStringConvertible 
     }
 
     public func hash(into hasher: inout Hasher) {
-        let done: Void? = string.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
-        if done == nil {
-            var s = string
-            s.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
-        }
+        hasher.combine(hashCode)
     }
 
     /// Ascending unsigned byte order (the same as Unicode code point order for UTF-8).

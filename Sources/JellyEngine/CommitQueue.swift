@@ -23,11 +23,16 @@ struct CommitRequest: Sendable {
     var metas: [RecordMeta]
     /// For compaction moves, parallel to `records.records`: where each record was copied from.
     var moveOf: [(segment: UInt32, offset: UInt32)]?
-    /// The commit's version (for moves: 0; their records keep their own versions).
+    /// The commit's version, carried by every record of a write (their `RecordMeta.version` is
+    /// not set); for moves 0, their records keep their own versions.
     var version: UInt64
     /// Lock operations and moves are synced in every durability mode.
     var needsSync: Bool
     var completion: CommitCompletion
+
+    /// A record's version: the commit's, or for a compaction move the record's own.
+    @inline(__always)
+    func version(of meta: RecordMeta) -> UInt64 { moveOf == nil ? version : meta.version }
 
     var payloadBytes: Int {
         var n = 0

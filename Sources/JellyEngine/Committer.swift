@@ -166,10 +166,10 @@ final class Committer: @unchecked Sendable {
                 for (i, meta) in request.metas.enumerated() where request.include[i] {
                     HintEntry(
                         kind: meta.kind, partition: meta.partition.string, key: meta.key, contentType: meta.contentType,
-                        offset: UInt64(locations[li]), recordLength: meta.recordLength, version: meta.version,
+                        offset: UInt64(locations[li]), recordLength: meta.recordLength, version: request.version(of: meta),
                         token: meta.token, expiresAtMilliseconds: meta.expiresAtMilliseconds
                     ).encode(into: &log.hint)
-                    log.maxVersion = max(log.maxVersion, meta.version)
+                    log.maxVersion = max(log.maxVersion, request.version(of: meta))
                     li += 1
                 }
             }
@@ -342,10 +342,12 @@ final class Committer: @unchecked Sendable {
                 var li = 0
                 for request in group.requests {
                     for (i, meta) in request.metas.enumerated() where request.include[i] {
-                        state.index.apply(meta, segment: group.segment, offset: group.locations[li], moveOf: request.moveOf?[i], updateLeases: false)
+                        var applied = meta
+                        applied.version = request.version(of: meta)
+                        state.index.apply(applied, segment: group.segment, offset: group.locations[li], moveOf: request.moveOf?[i], updateLeases: false)
                         li += 1
                         if request.moveOf == nil && meta.kind != .lease && meta.kind != .unlease {
-                            let ref = ObjectRef(partition: meta.partition, key: ByteName(meta.key))
+                            let ref = ObjectRef(partition: meta.partition, key: meta.slot)
                             if var pending = state.overlay[ref] {
                                 pending.count -= 1
                                 state.overlay[ref] = pending.count == 0 ? nil : pending

@@ -54,23 +54,35 @@ public final class EmbeddedStore: JellyStore, Sendable {
             throw JellyError(.invalidArgument, "releasing the lock with a write needs the lock's token")
         }
         let partitionBytes = partition.utf8.count
-        var keys = Set<ByteName>(minimumCapacity: operations.count)
+        let pk = ByteName(partition)
+        // Names and conditions are prepared here, outside the store's lock.
+        var refs: [ObjectRef] = []
+        refs.reserveCapacity(operations.count)
+        var conditions: [WriteCondition] = []
+        conditions.reserveCapacity(operations.count)
         var total = 0
         for op in operations {
             try Names.validate(op.key, as: .key, maxBytes: limits.keyBytesMax)
-            guard keys.insert(ByteName(op.key)).inserted else {
+            let ref = ObjectRef(partition: pk, key: ByteName(op.key))
+            if operations.count > 1 && refs.contains(ref) {
                 throw JellyError(.invalidArgument, "key \(Names.quoted(op.key)) is named twice in one batch")
             }
+            refs.append(ref)
             switch op {
-            case .put(let key, let value, let contentType, _):
+            case .put(let key, let value, let contentType, let condition):
+                conditions.append(condition)
                 if value.count > limits.valueBytesMax {
                     throw JellyError(.tooLarge, "value of key \(Names.quoted(key)) is \(value.count) bytes; the limit is \(limits.valueBytesMax) bytes")
                 }
                 if let contentType { try Names.validateContentType(contentType, maxBytes: limits.contentTypeBytesMax) }
                 total += EncodedRecords.size(partition: partitionBytes, key: key.utf8.count, contentType: (contentType ?? defaultContentType).utf8.count, value: value.count)
-            case .delete(let key, _):
+            case .delete(let key, let condition):
+                conditions.append(condition)
                 total += EncodedRecords.size(partition: partitionBytes, key: key.utf8.count, contentType: 0, value: 0)
             }
+        }
+        if refs.count > 16 && Set(refs).count != refs.count {
+            throw JellyError(.invalidArgument, "a key is named twice in one batch")
         }
         if total > limits.batchBytesMax {
             throw JellyError(.tooLarge, "the batch encodes to \(total) bytes; the limit is \(limits.batchBytesMax) bytes; write large values one at a time")
@@ -79,7 +91,6 @@ public final class EmbeddedStore: JellyStore, Sendable {
         var records = EncodedRecords(capacity: total + Format.recordOverheadBytes * 2 + partitionBytes)
         var metas: [RecordMeta] = []
         metas.reserveCapacity(operations.count + 1)
-        let pk = ByteName(partition)
         for op in operations {
             switch op {
             case .put(let key, let value, let contentType, _):
@@ -97,6 +108,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
         }
 
         var applied = [Bool](repeating: true, count: operations.count)
+        var include = [Bool](repeating: true, count: metas.count)
         let requireLocks = configuration.requireLocks
         let clock = self.clock
         let shared = self.shared
@@ -107,34 +119,27 @@ public final class EmbeddedStore: JellyStore, Sendable {
                 if let error = LeaseRules.checkWrite(token: lockToken, current: state.index.leases[pk], partition: partition, now: now, requireLocks: requireLocks) {
                     return .fail(error)
                 }
-                var include = [Bool](repeating: true, count: metas.count)
                 var anything = releaseLock
-                for (i, op) in operations.enumerated() {
-                    let ref = ObjectRef(partition: pk, key: ByteName(op.key))
-                    let current = state.currentVersion(ref)
-                    let condition: WriteCondition
-                    switch op {
-                    case .put(_, _, _, let c): condition = c
-                    case .delete(_, let c): condition = c
-                    }
-                    switch condition {
+                for i in refs.indices {
+                    let current = state.currentVersion(refs[i])
+                    switch conditions[i] {
                     case .none: break
                     case .ifVersion(let expected):
                         if current != expected {
                             return .fail(JellyError(
                                 .preconditionFailed,
-                                "key \(Names.quoted(op.key)) of partition \(Names.quoted(partition)) is at \(current.map { "version \($0)" } ?? "no version (it does not exist)"), not version \(expected); nothing was written"
+                                "key \(Names.quoted(refs[i].key.string)) of partition \(Names.quoted(partition)) is at \(current.map { "version \($0)" } ?? "no version (it does not exist)"), not version \(expected); nothing was written"
                             ))
                         }
                     case .ifAbsent:
                         if let current {
                             return .fail(JellyError(
                                 .preconditionFailed,
-                                "key \(Names.quoted(op.key)) of partition \(Names.quoted(partition)) already exists (version \(current)); nothing was written"
+                                "key \(Names.quoted(refs[i].key.string)) of partition \(Names.quoted(partition)) already exists (version \(current)); nothing was written"
                             ))
                         }
                     }
-                    if case .delete = op, current == nil {
+                    if metas[i].kind == .delete && current == nil {
                         include[i] = false
                         applied[i] = false
                     } else {
@@ -145,19 +150,12 @@ public final class EmbeddedStore: JellyStore, Sendable {
                 let version = state.nextVersion
                 state.nextVersion += 1
                 records.seal(version: version)
-                var versioned = metas
-                for i in versioned.indices { versioned[i].version = version }
-                for (i, op) in operations.enumerated() where include[i] {
-                    let ref = ObjectRef(partition: pk, key: ByteName(op.key))
-                    if case .put = op {
-                        state.overlay[ref, default: PendingObject()].push(version: version)
-                    } else {
-                        state.overlay[ref, default: PendingObject()].push(version: nil)
-                    }
+                for i in refs.indices where include[i] {
+                    state.overlay[refs[i], default: PendingObject()].push(version: metas[i].kind == .put ? version : nil)
                 }
                 if releaseLock { state.index.leases[pk] = nil }
                 let request = CommitRequest(
-                    records: records, include: include, metas: versioned, moveOf: nil, version: version,
+                    records: records, include: include, metas: metas, moveOf: nil, version: version,
                     needsSync: releaseLock, completion: .continuation(continuation)
                 )
                 return state.queue.enqueue(request) == .wakeCommitter ? .queuedWake : .queued

@@ -48,6 +48,7 @@ struct ContentTypeTable: Sendable {
     private var ids: [ByteName: UInt16] = [ByteName(defaultContentType): 0]
 
     mutating func id(for name: String) -> UInt16 {
+        if name == defaultContentType { return 0 }
         let key = ByteName(name)
         if let id = ids[key] { return id }
         guard names.count < Int(ContentTypeTable.uncached) else { return ContentTypeTable.uncached }
@@ -74,7 +75,20 @@ struct RecordMeta: Sendable {
     var token: UInt64
     var expiresAtMilliseconds: Int64
 
-    var slot: ByteName { (kind == .lease || kind == .unlease) ? leaseSlot : ByteName(key) }
+    /// The slot this record sets (the key, or the lease slot), made when the record is made.
+    let slot: ByteName
+
+    init(kind: RecordKind, partition: ByteName, key: String, contentType: String, recordLength: UInt32, version: UInt64, token: UInt64, expiresAtMilliseconds: Int64) {
+        self.kind = kind
+        self.partition = partition
+        self.key = key
+        self.contentType = contentType
+        self.recordLength = recordLength
+        self.version = version
+        self.token = token
+        self.expiresAtMilliseconds = expiresAtMilliseconds
+        self.slot = (kind == .lease || kind == .unlease) ? leaseSlot : ByteName(key)
+    }
 }
 
 /// The reserved slot of a partition's lease.

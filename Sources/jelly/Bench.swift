@@ -37,6 +37,13 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Off the main actor: the command starts on the main thread, and sessions started from
+        // there would all run on that one thread.
+        let command = self
+        try await Task.detached { try await command.benchmark() }.value
+    }
+
+    func benchmark() async throws {
         let directory = data ?? "./jelly-bench-\(getpid())"
         if access(directory, F_OK) == 0 {
             throw ValidationError("\(directory) already exists; the benchmark needs a fresh directory")
