@@ -52,6 +52,9 @@ extension EmbeddedStore {
             }
         }
         segments.sort()
+        // The log's own segments; the last of them is the only one that may be unsealed.
+        let lastLogSegment = segments.filter { !isCompactionOutput($0) }.max()
+        let nextOutputID = (segments.filter(isCompactionOutput).max() ?? (compactedSegmentIDBase - 1)) + 1
 
         var index = StoreIndex()
         var maxVersion: UInt64 = 0
@@ -59,10 +62,10 @@ extension EmbeddedStore {
         var reuse: (id: UInt32, file: any StorageFile)? = nil
         let sealBuffer = AlignedBuffer(capacity: Format.pageBytes)
 
-        for (position, id) in segments.enumerated() {
+        for id in segments {
             let segmentPath = path(segmentFileName(id))
             let hintPath = path(hintFileName(id))
-            let isLast = position == segments.count - 1
+            let isLast = id == lastLogSegment
             if !isLast && hints.contains(id) && !configuration.verifyAllSegmentsOnOpen {
                 let (header, entries) = try SegmentFiles.readHint(storage, path: hintPath, segmentID: id)
                 let file = try storage.openRead(path: segmentPath)
@@ -136,7 +139,7 @@ extension EmbeddedStore {
             state.readers[id] = SegmentReader(id: id, file: try storage.openRead(path: path(segmentFileName(id))))
         }
         let shared = EngineShared(state: state, directory: directory, storage: storage, directoryLock: lock)
-        let maintenance = Maintenance(shared: shared, configuration: configuration, prepared: prepared, nextPreparedNumber: preparedNumber)
+        let maintenance = Maintenance(shared: shared, configuration: configuration, prepared: prepared, nextPreparedNumber: preparedNumber, nextOutputID: nextOutputID)
         let committer: Committer
         if let reuse {
             committer = Committer(
@@ -146,7 +149,7 @@ extension EmbeddedStore {
             shared.state.withLock { $0.activeSegment = reuse.id }
         } else {
             committer = Committer(shared: shared, configuration: configuration, maintenance: maintenance, log: nil)
-            try committer.activate(id: (segments.last ?? 0) + 1)
+            try committer.activate(id: (lastLogSegment ?? 0) + 1)
         }
         committer.start()
         maintenance.start()

@@ -17,17 +17,20 @@ final class Maintenance: @unchecked Sendable {
         var hints: [(segment: UInt32, bytes: [UInt8])] = []
         var prepared: [String] = []
         var nextPreparedNumber = 0
+        /// The id of the next compaction output segment.
+        var nextOutputID = compactedSegmentIDBase
         var stopping = false
         var running = false
         var compactRequests: [(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?, done: @Sendable (Result<CompactionReport, JellyError>) -> Void)] = []
     }
 
-    init(shared: EngineShared, configuration: EmbeddedStoreConfiguration, prepared: [String], nextPreparedNumber: Int) {
+    init(shared: EngineShared, configuration: EmbeddedStoreConfiguration, prepared: [String], nextPreparedNumber: Int, nextOutputID: UInt32) {
         self.shared = shared
         self.configuration = configuration
         work.withLock {
             $0.prepared = prepared
             $0.nextPreparedNumber = nextPreparedNumber
+            $0.nextOutputID = nextOutputID
         }
     }
 
@@ -193,16 +196,19 @@ final class Maintenance: @unchecked Sendable {
     /// segment holding any garbage; otherwise, while garbage exceeds `garbageRatio` of the sealed
     /// record bytes (and at least one segment's worth), the segment with the most garbage first.
     /// Waiting lets segments of hot data become almost all garbage before they are touched, so
-    /// compaction moves little. Small segments (left by an early seal at open or close) are merged.
+    /// compaction copies little. Small segments (left by early seals and by compaction) are merged.
     private func compact(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?) throws -> CompactionReport {
         var report = CompactionReport()
         var done = Set<UInt32>()
-        let plannedCount = force ? pickForced().count : 0
-        while let id = force ? pickForced().first(where: { !done.contains($0) }) : pickAutomatic(excluding: done) {
-            done.insert(id)
-            progress?(CompactionProgress(segment: id, index: done.count, count: max(plannedCount, done.count), report: report))
-            try compactSegment(id, report: &report)
-            if done.count >= 10_000 { break }
+        let plannedCount = force ? pick(force: true, excluding: []).count : 0
+        var round = 0
+        while true {
+            let inputs = pick(force: force, excluding: done)
+            guard !inputs.isEmpty, round < 10_000 else { break }
+            round += 1
+            done.formUnion(inputs)
+            progress?(CompactionProgress(segment: inputs[0], index: done.count, count: max(plannedCount, done.count), report: report))
+            try compactSegments(inputs, report: &report)
         }
         compactionStats.withLock {
             $0.segmentsCompacted += report.segmentsCompacted
@@ -212,124 +218,143 @@ final class Maintenance: @unchecked Sendable {
         return report
     }
 
-    private func sealedSegments(_ state: EngineState) -> [(id: UInt32, stats: SegmentStats)] {
-        state.index.segments.filter { $0.value.sealed && $0.key != state.activeSegment }.map { ($0.key, $0.value) }
-    }
-
-    private func pickForced() -> [UInt32] {
-        let small = Int64(configuration.segmentBytes / 8)
-        return shared.state.withLock { state in
-            let sealed = sealedSegments(state)
-            let smallCount = sealed.filter { $0.stats.fileBytes < small }.count
-            return sealed.filter { $0.stats.recordBytes > $0.stats.liveBytes || (smallCount > 1 && $0.stats.fileBytes < small) }.map(\.id).sorted()
-        }
-    }
-
-    private func pickAutomatic(excluding done: Set<UInt32>) -> UInt32? {
+    /// The next segments to compact together, or none.
+    private func pick(force: Bool, excluding done: Set<UInt32>) -> [UInt32] {
         let ratio = configuration.compaction.garbageRatio
         let segmentBytes = Int64(configuration.segmentBytes)
         let small = segmentBytes / 8
-        return shared.state.withLock { state in
-            let sealed = sealedSegments(state).filter { !done.contains($0.id) }
+        return shared.state.withLock { state -> [UInt32] in
+            let sealed = state.index.segments
+                .filter { $0.value.sealed && $0.key != state.activeSegment && !done.contains($0.key) }
+                .map { (id: $0.key, stats: $0.value) }
+                .sorted { $0.id < $1.id }
+            // Merge small segments, up to half a segment of live data at a time.
             let smallOnes = sealed.filter { $0.stats.fileBytes < small }
-            if smallOnes.count > 1 { return smallOnes.map(\.id).min() }
+            if smallOnes.count > 1 {
+                var group: [UInt32] = []
+                var live: Int64 = 0
+                for s in smallOnes where live + s.stats.liveBytes <= segmentBytes / 2 || group.isEmpty {
+                    group.append(s.id)
+                    live += s.stats.liveBytes
+                }
+                if group.count > 1 { return group }
+            }
+            func garbageRatio(_ s: SegmentStats) -> Double {
+                Double(s.recordBytes - s.liveBytes) / Double(max(1, s.recordBytes))
+            }
+            if force {
+                return sealed.first { $0.stats.recordBytes > $0.stats.liveBytes }.map { [$0.id] } ?? []
+            }
             let total = sealed.reduce(Int64(0)) { $0 + $1.stats.recordBytes }
             let garbage = total - sealed.reduce(Int64(0)) { $0 + $1.stats.liveBytes }
-            guard garbage > segmentBytes, Double(garbage) > ratio * Double(total) else { return nil }
-            return sealed.max { a, b in
-                let ga = Double(a.stats.recordBytes - a.stats.liveBytes) / Double(max(1, a.stats.recordBytes))
-                let gb = Double(b.stats.recordBytes - b.stats.liveBytes) / Double(max(1, b.stats.recordBytes))
-                return ga < gb
-            }?.id
+            guard garbage > segmentBytes, Double(garbage) > ratio * Double(total) else { return [] }
+            return sealed.max { garbageRatio($0.stats) < garbageRatio($1.stats) }.map { [$0.id] } ?? []
         }
     }
 
-    private func compactSegment(_ id: UInt32, report: inout CompactionReport) throws {
+    /// Copies the live records of `inputs` into one new sealed segment (its own file, written and
+    /// synced here, never through the commit pipeline), points the index at the copies, then
+    /// removes the inputs. A crash at any point leaves either the inputs or both; both is
+    /// harmless because a slot's state is its highest version.
+    private func compactSegments(_ inputs: [UInt32], report: inout CompactionReport) throws {
         let storage = shared.storage
-        let segmentPath = shared.path(segmentFileName(id))
-        let hintPath = shared.path(hintFileName(id))
-        let entries: [HintEntry]
-        if storage.fileExists(hintPath), let (_, e) = try? SegmentFiles.readHint(storage, path: hintPath, segmentID: id) {
-            entries = e
-        } else {
-            entries = try SegmentFiles.scan(SegmentFiles.readAll(storage, path: segmentPath), path: segmentPath, isLast: false).entries
-        }
-        guard let reader = shared.state.withLock({ $0.readers[id] }) else { return }
-        let fileBytes = Int64((try? reader.file.size()) ?? 0)
-
-        var batch = EncodedRecords(capacity: 1 << 20)
-        var metas: [RecordMeta] = []
-        var moveOf: [(segment: UInt32, offset: UInt32)] = []
-        var moved = 0
-        func submit() throws {
-            guard !metas.isEmpty else { return }
-            let done = DispatchSemaphore(value: 0)
-            let outcome = Mutex<Result<UInt64, JellyError>?>(nil)
-            let request = CommitRequest(
-                records: batch, include: [Bool](repeating: true, count: metas.count), metas: metas,
-                moveOf: moveOf, version: 0, needsSync: true,
-                completion: .callback { result in
-                    outcome.withLock { $0 = result }
-                    done.signal()
-                }
-            )
-            let action: CommitQueue.EnqueueAction? = shared.state.withLock { state in
-                if state.writeBlocker != nil { return nil }
-                return state.queue.enqueue(request)
+        var plans: [(id: UInt32, entries: [HintEntry], reader: SegmentReader, fileBytes: Int64)] = []
+        for id in inputs {
+            let segmentPath = shared.path(segmentFileName(id))
+            let hintPath = shared.path(hintFileName(id))
+            let entries: [HintEntry]
+            if storage.fileExists(hintPath), let (_, e) = try? SegmentFiles.readHint(storage, path: hintPath, segmentID: id) {
+                entries = e
+            } else {
+                entries = try SegmentFiles.scan(SegmentFiles.readAll(storage, path: segmentPath), path: segmentPath, isLast: false).entries
             }
-            guard let action else { throw JellyError(.unavailable, "compaction stopped: the store is not taking writes") }
-            if action == .wakeCommitter { shared.committerWake.signal() }
-            done.wait()
-            if case .failure(let error) = outcome.withLock({ $0 }) { throw error }
-            batch = EncodedRecords(capacity: 1 << 20)
-            metas.removeAll(keepingCapacity: true)
-            moveOf.removeAll(keepingCapacity: true)
+            guard let reader = shared.state.withLock({ $0.readers[id] }) else { continue }
+            plans.append((id, entries, reader, (try? reader.file.size()) ?? 0))
         }
 
-        for entry in entries {
-            let meta = entry.meta
-            let liveness = shared.state.withLock {
-                $0.index.liveness(partition: meta.partition, slot: meta.slot, segment: id, offset: UInt32(entry.offset))
-            }
-            guard liveness == .keep else { continue }
-            let record = try [UInt8](unsafeUninitializedCapacity: Int(entry.recordLength)) { raw, count in
-                count = try reader.file.read(into: UnsafeMutableRawBufferPointer(raw), at: Int64(entry.offset))
-            }
-            try record.withUnsafeBytes { raw in
-                do {
-                    let view = try RecordView.parse(raw, at: 0)
-                    guard view.version == entry.version else { throw RecordView.Problem.badFields }
-                } catch {
-                    throw JellyError(.corruption, "\(segmentPath) at offset \(entry.offset): record failed verification during compaction (\(error)); run `jelly check`")
+        let outputID = work.withLock { w -> UInt32 in
+            w.nextOutputID += 1
+            return w.nextOutputID - 1
+        }
+        let outputName = segmentFileName(outputID)
+        let floor = shared.state.withLock { $0.nextVersion }
+        let builder = try SegmentBuilder(
+            storage: storage, path: shared.path(outputName + ".tmp"), id: outputID, versionFloor: floor,
+            directIO: configuration.directIO, clock: configuration.clock
+        )
+        var moved: [(meta: RecordMeta, offset: UInt32, from: (segment: UInt32, offset: UInt32))] = []
+        do {
+            for plan in plans {
+                let path = plan.reader.file.path
+                for entry in plan.entries {
+                    let meta = entry.meta
+                    let liveness = shared.state.withLock {
+                        $0.index.liveness(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset))
+                    }
+                    guard liveness == .keep else { continue }
+                    let record = try [UInt8](unsafeUninitializedCapacity: Int(entry.recordLength)) { raw, count in
+                        count = try plan.reader.file.read(into: UnsafeMutableRawBufferPointer(raw), at: Int64(entry.offset))
+                    }
+                    try record.withUnsafeBytes { raw in
+                        do {
+                            let view = try RecordView.parse(raw, at: 0)
+                            guard view.version == entry.version else { throw RecordView.Problem.badFields }
+                        } catch {
+                            throw JellyError(.corruption, "\(path) at offset \(entry.offset): record failed verification during compaction (\(error)); run `jelly check`")
+                        }
+                    }
+                    let offset = try builder.append(record: record, entry: entry)
+                    moved.append((meta, offset, (plan.id, UInt32(entry.offset))))
                 }
             }
-            batch.appendVerbatim(record)
-            metas.append(meta)
-            moveOf.append((id, UInt32(entry.offset)))
-            moved += record.count
-            if batch.bytes.count >= 1 << 20 { try submit() }
-        }
-        try submit()
-
-        shared.state.withLock { state in
-            for entry in entries {
-                let meta = entry.meta
-                state.index.forget(partition: meta.partition, slot: meta.slot, segment: id, offset: UInt32(entry.offset))
+            var dataEnd = 0
+            var reader: SegmentReader?
+            if moved.isEmpty {
+                builder.abandon()
+            } else {
+                let maxVersion = plans.flatMap(\.entries).reduce(floor - 1) { max($0, $1.version) }
+                dataEnd = try builder.finish(sealVersion: maxVersion)
+                try writeFileAtomically(name: hintFileName(outputID), bytes: builder.hint(dataEnd: dataEnd, maxVersion: maxVersion))
+                try storage.rename(shared.path(outputName + ".tmp"), shared.path(outputName))
+                try storage.syncDirectory(shared.directory)
+                reader = SegmentReader(id: outputID, file: try storage.openRead(path: shared.path(outputName)))
             }
-            state.index.segments[id] = nil
-            state.readers[id] = nil
+            shared.state.withLock { state in
+                if let reader {
+                    state.readers[outputID] = reader
+                    state.index.segments[outputID, default: SegmentStats()].sealed = true
+                    state.index.segments[outputID, default: SegmentStats()].fileBytes = Int64(dataEnd)
+                }
+                for m in moved {
+                    state.index.apply(m.meta, segment: outputID, offset: m.offset, moveOf: m.from, updateLeases: false)
+                }
+                for plan in plans {
+                    for entry in plan.entries {
+                        let meta = entry.meta
+                        state.index.forget(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset))
+                    }
+                    state.index.segments[plan.id] = nil
+                    state.readers[plan.id] = nil
+                }
+            }
+            report.bytesMoved += builder.recordBytes
+            report.bytesReclaimed += Int(plans.reduce(Int64(0)) { $0 + $1.fileBytes }) - dataEnd
+        } catch {
+            builder.abandon()
+            throw error
         }
-        try storage.remove(hintPath)
-        if fileBytes == Int64(configuration.segmentBytes) && recycle(segmentPath) {
-            // Kept as the next segment's file: its blocks are already allocated and written, so
-            // appending to it needs no zero-fill and no journal commit.
-        } else {
-            try storage.remove(segmentPath)
+        for plan in plans {
+            try storage.remove(shared.path(hintFileName(plan.id)))
+            let path = shared.path(segmentFileName(plan.id))
+            if plan.fileBytes == Int64(configuration.segmentBytes) && !isCompactionOutput(plan.id) && recycle(path) {
+                // Kept as a future segment's file: its blocks are allocated and written, so
+                // appending to it needs no zero-fill and no journal commit.
+            } else {
+                try storage.remove(path)
+            }
+            report.segmentsCompacted += 1
         }
         try storage.syncDirectory(shared.directory)
-        report.segmentsCompacted += 1
-        report.bytesMoved += moved
-        report.bytesReclaimed += Int(fileBytes) - moved
     }
 }
 

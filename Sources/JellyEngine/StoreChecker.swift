@@ -24,12 +24,13 @@ public enum StoreChecker {
         let names = try storage.listDirectory(directory)
         let segments = names.compactMap { parseSegmentName($0, suffix: ".log") }.sorted()
         let hintIDs = Set(names.compactMap { parseSegmentName($0, suffix: ".hint") })
+        let lastLogSegment = segments.filter { !isCompactionOutput($0) }.max()
         for (position, id) in segments.enumerated() {
             let name = segmentFileName(id)
             let path = directory + "/" + name
             progress?("checking \(name) (\(position + 1) of \(segments.count))")
             report.segments += 1
-            let isLast = position == segments.count - 1
+            let isLast = id == lastLogSegment
             let scan: SegmentFiles.Scan
             do {
                 let bytes = try SegmentFiles.readAll(storage, path: path)
