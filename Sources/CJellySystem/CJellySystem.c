@@ -141,3 +141,17 @@ int jelly_allocate(int fd, int64_t length) {
 int jelly_lock_exclusive(int fd) {
     return flock(fd, LOCK_EX | LOCK_NB);
 }
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
+
+int jelly_set_thread_io_idle(void) {
+#if defined(__linux__) && defined(SYS_ioprio_set)
+    /* IOPRIO_WHO_PROCESS = 1 applies to the calling thread when who = 0;
+       IOPRIO_CLASS_IDLE = 3, shifted by IOPRIO_CLASS_SHIFT = 13. */
+    return (int)syscall(SYS_ioprio_set, 1, 0, (3 << 13) | 0);
+#else
+    return -1;
+#endif
+}

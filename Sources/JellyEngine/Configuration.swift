@@ -44,9 +44,16 @@ public enum Durability: Sendable, Equatable, CustomStringConvertible {
 public struct CompactionPolicy: Sendable, Equatable {
     /// Run compaction in the background. Off, space is reclaimed only by `compact()`.
     public var automatic = true
-    /// A sealed segment is compacted once this fraction of its bytes is garbage (overwritten or
-    /// deleted values). Disk use stays below live data / (1 − ratio) plus three segments.
+    /// Compaction starts when garbage (overwritten or deleted records) is more than this fraction
+    /// of the sealed segments' bytes *and* more than `garbageBytesAllowance`; it then compacts
+    /// the segments with the most garbage first. Disk use stays below
+    /// max(live / (1 − garbageRatio), live + garbageBytesAllowance) plus four segments
+    /// (the active one, up to two spare files, and one being compacted).
     public var garbageRatio = 0.5
+    /// Garbage tolerated before compacting at all. Hot data (a player saved every few seconds)
+    /// becomes garbage quickly; letting segments age until they are almost all garbage makes
+    /// compaction delete or recycle them instead of copying live records. Default 1 GiB.
+    public var garbageBytesAllowance: Int64 = 1 << 30
     /// How often the background worker looks for work.
     public var checkIntervalMilliseconds = 1000
 

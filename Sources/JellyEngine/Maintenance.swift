@@ -1,3 +1,4 @@
+import CJellySystem
 import Dispatch
 import JellyCore
 import Synchronization
@@ -70,6 +71,8 @@ final class Maintenance: @unchecked Sendable {
     }
 
     private func run() {
+        // Compaction, hints and zero-fills give way to the log's writes and syncs.
+        _ = jelly_set_thread_io_idle()
         let interval = configuration.compaction.checkIntervalMilliseconds
         while true {
             _ = wake.wait(timeout: .now() + .milliseconds(interval))
@@ -193,8 +196,8 @@ final class Maintenance: @unchecked Sendable {
     }
 
     /// Compacts while the sealed segments hold too much garbage: with `force`, every sealed
-    /// segment holding any garbage; otherwise, while garbage exceeds `garbageRatio` of the sealed
-    /// record bytes (and at least one segment's worth), the segment with the most garbage first.
+    /// segment holding any garbage; otherwise, while garbage exceeds both `garbageRatio` of the
+    /// sealed record bytes and `garbageBytesAllowance`, the segment with the most garbage first.
     /// Waiting lets segments of hot data become almost all garbage before they are touched, so
     /// compaction copies little. Small segments (left by early seals and by compaction) are merged.
     private func compact(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?) throws -> CompactionReport {
@@ -221,6 +224,7 @@ final class Maintenance: @unchecked Sendable {
     /// The next segments to compact together, or none.
     private func pick(force: Bool, excluding done: Set<UInt32>) -> [UInt32] {
         let ratio = configuration.compaction.garbageRatio
+        let allowance = configuration.compaction.garbageBytesAllowance
         let segmentBytes = Int64(configuration.segmentBytes)
         let small = segmentBytes / 8
         return shared.state.withLock { state -> [UInt32] in
@@ -247,7 +251,7 @@ final class Maintenance: @unchecked Sendable {
             }
             let total = sealed.reduce(Int64(0)) { $0 + $1.stats.recordBytes }
             let garbage = total - sealed.reduce(Int64(0)) { $0 + $1.stats.liveBytes }
-            guard garbage > segmentBytes, Double(garbage) > ratio * Double(total) else { return [] }
+            guard garbage > max(segmentBytes, allowance), Double(garbage) > ratio * Double(total) else { return [] }
             return sealed.max { garbageRatio($0.stats) < garbageRatio($1.stats) }.map { [$0.id] } ?? []
         }
     }

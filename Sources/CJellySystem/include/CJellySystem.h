@@ -34,4 +34,9 @@ int jelly_allocate(int fd, int64_t length);
 /// Returns 0, or -1 with errno set (EWOULDBLOCK when another process holds it).
 int jelly_lock_exclusive(int fd);
 
+
+
+/// Puts the calling thread's I/O in the idle class (Linux ioprio), so background work such as
+/// compaction yields the disk to the log. Returns 0, or -1 where unsupported.
+int jelly_set_thread_io_idle(void);
 #endif
