@@ -146,11 +146,12 @@ int jelly_lock_exclusive(int fd) {
 #include <sys/syscall.h>
 #endif
 
-int jelly_set_thread_io_idle(void) {
+int jelly_set_thread_io_low(void) {
 #if defined(__linux__) && defined(SYS_ioprio_set)
-    /* IOPRIO_WHO_PROCESS = 1 applies to the calling thread when who = 0;
-       IOPRIO_CLASS_IDLE = 3, shifted by IOPRIO_CLASS_SHIFT = 13. */
-    return (int)syscall(SYS_ioprio_set, 1, 0, (3 << 13) | 0);
+    /* IOPRIO_WHO_PROCESS = 1 applies to the calling thread when who = 0. Best-effort class
+       (2 << IOPRIO_CLASS_SHIFT 13) at its lowest level 7; not the idle class, which starves
+       completely while the log keeps the disk busy. */
+    return (int)syscall(SYS_ioprio_set, 1, 0, (2 << 13) | 7);
 #else
     return -1;
 #endif

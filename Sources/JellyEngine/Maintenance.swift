@@ -72,20 +72,12 @@ final class Maintenance: @unchecked Sendable {
 
     private func run() {
         // Compaction, hints and zero-fills give way to the log's writes and syncs.
-        _ = jelly_set_thread_io_idle()
+        _ = jelly_set_thread_io_low()
         let interval = configuration.compaction.checkIntervalMilliseconds
         while true {
             _ = wake.wait(timeout: .now() + .milliseconds(interval))
             if work.withLock({ $0.stopping }) { return }
             writePendingHints()
-            if work.withLock({ $0.prepared.isEmpty }) {
-                do {
-                    let path = try prepareFile()
-                    work.withLock { $0.prepared.append(path) }
-                } catch {
-                    // The committer prepares its own file when it needs one and reports failures.
-                }
-            }
             let requests = work.withLock { w -> [(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?, done: @Sendable (Result<CompactionReport, JellyError>) -> Void)] in
                 let r = w.compactRequests
                 w.compactRequests = []
@@ -98,8 +90,18 @@ final class Maintenance: @unchecked Sendable {
                     request.done(.failure((error as? JellyError) ?? JellyError(.io, "\(error)")))
                 }
             }
+            // Compaction first: dead segments it removes are recycled as spare files, which is
+            // far cheaper than zero-filling new ones.
             if configuration.compaction.automatic && requests.isEmpty {
                 _ = try? compact(force: false, progress: nil)
+            }
+            if work.withLock({ $0.prepared.isEmpty }) {
+                do {
+                    let path = try prepareFile()
+                    work.withLock { $0.prepared.append(path) }
+                } catch {
+                    // The committer prepares its own file when it needs one and reports failures.
+                }
             }
         }
     }
@@ -248,6 +250,11 @@ final class Maintenance: @unchecked Sendable {
             }
             if force {
                 return sealed.first { $0.stats.recordBytes > $0.stats.liveBytes }.map { [$0.id] } ?? []
+            }
+            // A segment with nothing live costs nothing to reclaim (no copying), and its file
+            // becomes a spare that spares a zero-fill: reclaim it whatever the allowance.
+            if let dead = sealed.first(where: { $0.stats.liveBytes == 0 && $0.stats.recordBytes > 0 }) {
+                return [dead.id]
             }
             let total = sealed.reduce(Int64(0)) { $0 + $1.stats.recordBytes }
             let garbage = total - sealed.reduce(Int64(0)) { $0 + $1.stats.liveBytes }

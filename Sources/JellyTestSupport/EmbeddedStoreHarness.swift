@@ -52,6 +52,7 @@ extension EmbeddedStoreConfiguration {
         config.limits.batchBytesMax = 64 << 10
         config.groupCommitBytesMax = 64 << 10
         config.compaction.automatic = false
+        config.compaction.garbageBytesAllowance = 0
         config.readThreads = 2
         return config
     }

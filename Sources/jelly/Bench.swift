@@ -21,10 +21,12 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("saves-per-session"), help: "Saves with the token before the final save-and-release.") var savesPerSession = 20
     @Option(name: .customLong("objects-per-player"), help: "Objects each player has; saves rotate over them.") var objectsPerPlayer = 2
     @Option(help: "Seconds to run sessions.") var duration: Double = 10
+    @Option(help: "Seconds of sessions to run first, unmeasured (until segment files are being recycled).") var warmup: Double = 0
     @Option(help: "always | interval | interval:MS | never") var durability = "always"
     @Option(help: "Store directory (must not exist); default: a temporary directory in the current one, removed afterwards.") var data: String?
     @Option(name: .customLong("segment-mib"), help: "Segment file size in MiB.") var segmentMiB = 64
     @Option(name: .customLong("garbage-ratio"), help: "Compaction threshold (fraction of sealed bytes that may be garbage).") var garbageRatio = CompactionPolicy().garbageRatio
+    @Option(name: .customLong("garbage-allowance-mib"), help: "Garbage tolerated before compaction starts, in MiB.") var garbageAllowanceMiB = Int(CompactionPolicy().garbageBytesAllowance >> 20)
     @Flag(help: "Print one JSON object last.") var json = false
     @Flag(help: "Keep the store directory afterwards.") var keep = false
 
@@ -52,13 +54,14 @@ struct Bench: AsyncParsableCommand {
         config.durability = Durability(parsing: durability) ?? .always
         config.segmentBytes = segmentMiB << 20
         config.compaction.garbageRatio = garbageRatio
+        config.compaction.garbageBytesAllowance = Int64(garbageAllowanceMiB) << 20
         config.limits.valueBytesMax = max(config.limits.valueBytesMax, valueBytes)
         defer { if !keep { removeTree(directory) } }
 
         let probeBefore = DiskProbe.run(directory: directory)
         let store = try await failing { try EmbeddedStore.open(config) }
         let info0 = store.info()
-        log("jelly bench: \(players) players x \(objectsPerPlayer) objects, \(valueBytes) B values, \(sessions) sessions, \(savesPerSession) saves + 1 final per session, \(format1(duration)) s, durability \(config.durability), log writes \(info0.ioMode), CRC-32C \(crcKind())")
+        log("jelly bench: \(players) players x \(objectsPerPlayer) objects, \(valueBytes) B values, \(sessions) sessions, \(savesPerSession) saves + 1 final per session, \(format1(duration)) s measured after \(format1(warmup)) s warm-up, durability \(config.durability), log writes \(info0.ioMode), CRC-32C \(crcKind())")
         log("disk probe before: 4 KiB write+fdatasync p50 \(format2(probeBefore.p50)) ms, p99 \(format2(probeBefore.p99)) ms (\(probeBefore.iterations) iterations)")
 
         // Load the players.
@@ -84,55 +87,17 @@ struct Bench: AsyncParsableCommand {
         }
         log("loaded \(playerCount) players in \(format2(monotonicSeconds() - loadStart)) s; running sessions for \(format1(duration)) s")
 
+        if warmup > 0 {
+            log("warming up for \(format1(warmup)) s (sessions run, nothing recorded)")
+            let warm = try await runSessions(store: store, keys: keys, until: monotonicSeconds() + warmup)
+            log("warm-up: \(warm.reduce(0) { $0 + $1.latencies.count }) saves; measuring for \(format1(duration)) s")
+        }
         // Run sessions.
         let info1 = store.info()
         let io1 = ProcessIO.read()
         let cpu1 = cpuSeconds()
         let start = monotonicSeconds()
-        let deadline = start + duration
-        let saves = savesPerSession
-        let results = try await withThrowingTaskGroup(of: WorkerResult.self) { group in
-            for worker in 0..<sessionCount {
-                group.addTask {
-                    var result = WorkerResult()
-                    result.latencies.reserveCapacity(Int(duration * 4000))
-                    var value = [UInt8](repeating: UInt8(truncatingIfNeeded: worker), count: valueSize)
-                    var p = worker
-                    var n = 0
-                    while monotonicSeconds() < deadline {
-                        let partition = "player-\(p)"
-                        do {
-                            let tStart = monotonicNanos()
-                            let (lock, objects) = try await store.acquireLockAndLoad(partition: partition, owner: "bench-\(worker)", ttlMilliseconds: 60_000)
-                            result.startNanos += monotonicNanos() - tStart
-                            result.loadedBytes += objects.reduce(0) { $0 + $1.value.count }
-                            for k in 0..<saves {
-                                n &+= 1
-                                value[0] = UInt8(truncatingIfNeeded: n)
-                                let t0 = monotonicNanos()
-                                try await store.put(partition: partition, key: keys[k % keys.count], value: value, lockToken: lock.token)
-                                result.latencies.append(monotonicNanos() - t0)
-                            }
-                            n &+= 1
-                            value[0] = UInt8(truncatingIfNeeded: n)
-                            let t0 = monotonicNanos()
-                            try await store.saveAndRelease(partition: partition, [.put(key: keys[saves % keys.count], value: value)], lockToken: lock.token)
-                            result.latencies.append(monotonicNanos() - t0)
-                            result.sessions += 1
-                        } catch {
-                            result.failures += 1
-                            if result.firstError == nil { result.firstError = "\(error)" }
-                        }
-                        p += sessionCount
-                        if p >= playerCount { p = worker }
-                    }
-                    return result
-                }
-            }
-            var all: [WorkerResult] = []
-            for try await r in group { all.append(r) }
-            return all
-        }
+        let results = try await runSessions(store: store, keys: keys, until: start + duration)
         let elapsed = monotonicSeconds() - start
         let cpu = cpuSeconds() - cpu1
         let io2 = ProcessIO.read()
@@ -184,11 +149,57 @@ struct Bench: AsyncParsableCommand {
             "peak_rss_bytes": \(rss), "cpu_seconds": \(format2(cpu)), "elapsed_seconds": \(format2(elapsed)), \
             "saves": \(savesDone), "sessions": \(sessionsDone), "failed_sessions": \(failures), "syncs": \(syncs), \
             "players": \(players), "value_bytes": \(valueBytes), "concurrent_sessions": \(sessions), \
-            "saves_per_session": \(savesPerSession), "durability": "\(config.durability)", "io_mode": "\(info0.ioMode)", \
+            "saves_per_session": \(savesPerSession), "warmup_seconds": \(format1(warmup)), "durability": "\(config.durability)", "io_mode": "\(info0.ioMode)", \
             "disk_probe_ms": {"before_p50": \(format2(probeBefore.p50)), "after_p50": \(format2(probeAfter.p50))}}
             """)
         }
         if failures > 0 { throw ExitCode(1) }
+    }
+    /// Runs `sessions` concurrent sessions until `deadline`; each worker cycles over its own players.
+    func runSessions(store: EmbeddedStore, keys: [String], until deadline: Double) async throws -> [WorkerResult] {
+        let playerCount = players, sessionCount = sessions, valueSize = valueBytes, saves = savesPerSession
+        return try await withThrowingTaskGroup(of: WorkerResult.self) { group in
+            for worker in 0..<sessionCount {
+                group.addTask {
+                    var result = WorkerResult()
+                    result.latencies.reserveCapacity(Int(duration * 4000))
+                    var value = [UInt8](repeating: UInt8(truncatingIfNeeded: worker), count: valueSize)
+                    var p = worker
+                    var n = 0
+                    while monotonicSeconds() < deadline {
+                        let partition = "player-\(p)"
+                        do {
+                            let tStart = monotonicNanos()
+                            let (lock, objects) = try await store.acquireLockAndLoad(partition: partition, owner: "bench-\(worker)", ttlMilliseconds: 60_000)
+                            result.startNanos += monotonicNanos() - tStart
+                            result.loadedBytes += objects.reduce(0) { $0 + $1.value.count }
+                            for k in 0..<saves {
+                                n &+= 1
+                                value[0] = UInt8(truncatingIfNeeded: n)
+                                let t0 = monotonicNanos()
+                                try await store.put(partition: partition, key: keys[k % keys.count], value: value, lockToken: lock.token)
+                                result.latencies.append(monotonicNanos() - t0)
+                            }
+                            n &+= 1
+                            value[0] = UInt8(truncatingIfNeeded: n)
+                            let t0 = monotonicNanos()
+                            try await store.saveAndRelease(partition: partition, [.put(key: keys[saves % keys.count], value: value)], lockToken: lock.token)
+                            result.latencies.append(monotonicNanos() - t0)
+                            result.sessions += 1
+                        } catch {
+                            result.failures += 1
+                            if result.firstError == nil { result.firstError = "\(error)" }
+                        }
+                        p += sessionCount
+                        if p >= playerCount { p = worker }
+                    }
+                    return result
+                }
+            }
+            var all: [WorkerResult] = []
+            for try await r in group { all.append(r) }
+            return all
+        }
     }
 }
 

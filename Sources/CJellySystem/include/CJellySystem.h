@@ -36,7 +36,8 @@ int jelly_lock_exclusive(int fd);
 
 
 
-/// Puts the calling thread's I/O in the idle class (Linux ioprio), so background work such as
-/// compaction yields the disk to the log. Returns 0, or -1 where unsupported.
-int jelly_set_thread_io_idle(void);
+/// Gives the calling thread's I/O the lowest best-effort priority (Linux ioprio), so background
+/// work such as compaction yields the disk to the log but still progresses. Returns 0, or -1
+/// where unsupported.
+int jelly_set_thread_io_low(void);
 #endif
