@@ -26,7 +26,7 @@ let package = Package(
         .executableTarget(
             name: "jelly",
             dependencies: [
-                "JellyCore", "JellyEngine",
+                "JellyCore", "JellyEngine", "CJellySystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -40,4 +40,7 @@ int jelly_lock_exclusive(int fd);
 /// work such as compaction yields the disk to the log but still progresses. Returns 0, or -1
 /// where unsupported.
 int jelly_set_thread_io_low(void);
+/// Bytes the C heap has handed out and not freed (glibc mallinfo2), for benchmarks; 0 elsewhere.
+size_t jelly_heap_bytes(void);
+
 #endif
