@@ -33,6 +33,8 @@ public struct StoreInfo: Sendable {
     /// Bytes written to zero-fill new segment files since open.
     public var preparedBytesWritten: Int
     public var segmentsCompacted: Int
+    /// Bytes of live records compaction copied since open.
+    public var compactionBytesMoved: Int
     /// Commit pipeline timings since open, for benchmarks.
     public var timings: [String: Double] = [:]
 }
@@ -62,6 +64,7 @@ extension EmbeddedStore {
                 logBytesWritten: committerStats.logBytes, recordBytesWritten: committerStats.payloadBytes,
                 syncs: committerStats.syncs, syncNanoseconds: committerStats.syncNanos,
                 preparedBytesWritten: compaction.preparedBytes, segmentsCompacted: compaction.segmentsCompacted,
+                compactionBytesMoved: compaction.bytesMoved,
                 timings: [
                     "sync_max_ms": Double(committerStats.syncMaxNanos) / 1e6,
                     "write_mean_ms": Double(committerStats.writeNanos) / 1e6 / Double(max(1, committerStats.blocks)),

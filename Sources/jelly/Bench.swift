@@ -136,7 +136,8 @@ struct Bench: AsyncParsableCommand {
         let startMs = Double(results.reduce(UInt64(0)) { $0 + $1.startNanos }) / 1e6 / Double(max(1, sessionsDone))
         print("session start:     \(format2(startMs)) ms mean (lock and load)")
         print("group commit:      \(syncs) syncs, \(format1(Double(savesDone) / Double(max(1, syncs)))) saves per sync, mean sync \(format2(syncMs / Double(max(1, syncs)))) ms")
-        print("compaction:        \(info2.segmentsCompacted) segments compacted; \(info2.segments) segments, garbage ratio \(format2(info2.garbageRatio)) at the end")
+        let moved = Double(info2.compactionBytesMoved - info1.compactionBytesMoved)
+        print("compaction:        \(info2.segmentsCompacted - info1.segmentsCompacted) segments compacted, \(formatBytes(Int64(moved))) copied (\(format2(bytesSaved > 0 ? moved / bytesSaved : 0)) per byte saved); \(info2.segments) segments, garbage ratio \(format2(info2.garbageRatio)) at the end")
         print("CPU:               \(format2(cpu)) s user+system for \(format2(elapsed)) s (\(format2(cpu / elapsed)) cores)")
         if ProcessEnvironment.verbose { for (k, v) in info2.timings.sorted(by: { $0.key < $1.key }) { print("  \(k): \(format2(v))") } }
         print("peak RSS:          \(formatBytes(Int64(rss)))")
@@ -145,7 +146,7 @@ struct Bench: AsyncParsableCommand {
             print("""
             {"saves_per_second": \(format1(r.savesPerSecond)), "sessions_per_second": \(format1(r.sessionsPerSecond)), \
             "save_latency_ms": {"p50": \(format2(r.p50)), "p99": \(format2(r.p99)), "p999": \(format2(r.p999)), "max": \(format2(r.max))}, \
-            "bytes_written_per_byte_saved": \(format2(r.wa)), "device_bytes_written_per_byte_saved": \(format2(r.dev)), \
+            "bytes_written_per_byte_saved": \(format2(r.wa)), "compaction_bytes_copied_per_byte_saved": \(format2(bytesSaved > 0 ? moved / bytesSaved : 0)), "device_bytes_written_per_byte_saved": \(format2(r.dev)), \
             "peak_rss_bytes": \(rss), "cpu_seconds": \(format2(cpu)), "elapsed_seconds": \(format2(elapsed)), \
             "saves": \(savesDone), "sessions": \(sessionsDone), "failed_sessions": \(failures), "syncs": \(syncs), \
             "players": \(players), "value_bytes": \(valueBytes), "concurrent_sessions": \(sessions), \
