@@ -125,19 +125,6 @@ int jelly_datasync(int fd) {
 #endif
 }
 
-int jelly_allocate(int fd, int64_t length) {
-#if defined(__APPLE__)
-    fstore_t store = {F_ALLOCATECONTIG | F_ALLOCATEALL, F_PEOFPOSMODE, 0, length, 0};
-    if (fcntl(fd, F_PREALLOCATE, &store) == -1) {
-        store.fst_flags = F_ALLOCATEALL;
-        if (fcntl(fd, F_PREALLOCATE, &store) == -1) return errno;
-    }
-    return ftruncate(fd, length) == 0 ? 0 : errno;
-#else
-    return posix_fallocate(fd, 0, length);
-#endif
-}
-
 int jelly_lock_exclusive(int fd) {
     return flock(fd, LOCK_EX | LOCK_NB);
 }

@@ -44,7 +44,8 @@ public struct JellyLimits: Sendable, Equatable {
         try check(listLimitMax >= 1, "listLimitMax must be at least 1")
     }
 
-    func checkTTL(_ ttl: Int64) throws {
+    /// Throws `.invalidArgument` when `ttl` is outside the lock TTL range.
+    public func checkTTL(_ ttl: Int64) throws {
         guard ttl >= lockTTLMillisecondsMin && ttl <= lockTTLMillisecondsMax else {
             throw JellyError(
                 .invalidArgument,

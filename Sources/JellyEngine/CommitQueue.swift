@@ -1,6 +1,6 @@
 import JellyCore
 
-/// How a commit reports back: an awaiting writer, or a callback (compaction's moves).
+/// How a commit reports back: an awaiting writer, or a callback (tests).
 enum CommitCompletion: Sendable {
     case continuation(UnsafeContinuation<UInt64, any Error>)
     case callback(@Sendable (Result<UInt64, JellyError>) -> Void)
@@ -20,19 +20,13 @@ struct CommitRequest: Sendable {
     /// Parallel to `records.records`: false for records not to be written (deletes of missing
     /// objects).
     var include: [Bool]
+    /// Parallel to `records.records`; their `version` is not set: the commit's is `version`.
     var metas: [RecordMeta]
-    /// For compaction moves, parallel to `records.records`: where each record was copied from.
-    var moveOf: [(segment: UInt32, offset: UInt32)]?
-    /// The commit's version, carried by every record of a write (their `RecordMeta.version` is
-    /// not set); for moves 0, their records keep their own versions.
+    /// The commit's version, carried by every record of it.
     var version: UInt64
-    /// Lock operations and moves are synced in every durability mode.
+    /// Lock operations are synced in every durability mode.
     var needsSync: Bool
     var completion: CommitCompletion
-
-    /// A record's version: the commit's, or for a compaction move the record's own.
-    @inline(__always)
-    func version(of meta: RecordMeta) -> UInt64 { moveOf == nil ? version : meta.version }
 
     var payloadBytes: Int {
         var n = 0

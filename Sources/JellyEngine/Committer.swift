@@ -147,10 +147,10 @@ final class Committer: @unchecked Sendable {
                 for (i, meta) in request.metas.enumerated() where request.include[i] {
                     HintEntry(
                         kind: meta.kind, partition: meta.partition.string, key: meta.key, contentType: meta.contentType,
-                        offset: UInt64(locations[li]), recordLength: meta.recordLength, version: request.version(of: meta),
+                        offset: UInt64(locations[li]), recordLength: meta.recordLength, version: request.version,
                         token: meta.token, expiresAtMilliseconds: meta.expiresAtMilliseconds
                     ).encode(into: &log.hint)
-                    log.maxVersion = max(log.maxVersion, request.version(of: meta))
+                    log.maxVersion = max(log.maxVersion, request.version)
                     li += 1
                 }
             }
@@ -196,10 +196,10 @@ final class Committer: @unchecked Sendable {
             for request in group {
                 for (i, meta) in request.metas.enumerated() where request.include[i] {
                     var applied = meta
-                    applied.version = request.version(of: meta)
-                    state.index.apply(applied, segment: segment, offset: locations[li], moveOf: request.moveOf?[i], updateLeases: false)
+                    applied.version = request.version
+                    state.index.apply(applied, segment: segment, offset: locations[li], updateLeases: false)
                     li += 1
-                    if request.moveOf == nil && meta.kind != .lease && meta.kind != .unlease {
+                    if meta.kind != .lease && meta.kind != .unlease {
                         let ref = ObjectRef(partition: meta.partition, key: meta.slot)
                         if var pending = state.overlay[ref] {
                             pending.count -= 1
@@ -338,8 +338,6 @@ struct CommitterStats: Sendable {
     var payloadBytes = 0
     var syncs = 0
     var syncNanos: UInt64 = 0
-    /// Bytes of records moved by compaction (included in payloadBytes).
-    var moveBytes = 0
     var syncMaxNanos: UInt64 = 0
     var writeNanos: UInt64 = 0
     var writeMaxNanos: UInt64 = 0
@@ -386,6 +384,5 @@ final class ClosedFile: StorageFile, Sendable {
     func sync() throws { throw closed() }
     func size() throws -> Int64 { 0 }
     func truncate(to size: Int64) throws { throw closed() }
-    func allocate(size: Int64) throws { throw closed() }
     func close() {}
 }

@@ -72,7 +72,6 @@ extension EmbeddedStore {
                     "rotations": Double(committerStats.rotations),
                     "rotation_mean_ms": Double(committerStats.rotationNanos) / 1e6 / Double(max(1, committerStats.rotations)),
                     "rotation_max_ms": Double(committerStats.rotationMaxNanos) / 1e6,
-                    "move_bytes": Double(committerStats.moveBytes),
                 ]
             )
         }

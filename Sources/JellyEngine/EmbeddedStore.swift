@@ -155,7 +155,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
                 }
                 if releaseLock { state.index.leases[pk] = nil }
                 let request = CommitRequest(
-                    records: records, include: include, metas: metas, moveOf: nil, version: version,
+                    records: records, include: include, metas: metas, version: version,
                     needsSync: releaseLock, completion: .continuation(continuation)
                 )
                 return state.queue.enqueue(request) == .wakeCommitter ? .queuedWake : .queued
@@ -176,7 +176,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
 
     public func acquireLock(partition: String, owner: String, ttlMilliseconds: Int64) async throws -> LockInfo {
         try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
-        try limits.checkTTLPublic(ttlMilliseconds)
+        try limits.checkTTL(ttlMilliseconds)
         guard let info = try await leaseOperation(partition: partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds)) else {
             throw JellyError(.io, "internal error: acquire produced no lease")
         }
@@ -189,7 +189,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
     }
 
     public func renewLock(partition: String, token: LockToken, ttlMilliseconds: Int64) async throws -> LockInfo {
-        try limits.checkTTLPublic(ttlMilliseconds)
+        try limits.checkTTL(ttlMilliseconds)
         guard let info = try await leaseOperation(partition: partition, .renew(token: token, ttlMilliseconds: ttlMilliseconds)) else {
             throw JellyError(.io, "internal error: renew produced no lease")
         }
@@ -198,7 +198,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
 
     public func transferLock(partition: String, token: LockToken, to owner: String, ttlMilliseconds: Int64) async throws -> LockInfo {
         try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
-        try limits.checkTTLPublic(ttlMilliseconds)
+        try limits.checkTTL(ttlMilliseconds)
         guard let info = try await leaseOperation(partition: partition, .transfer(token: token, toOwner: owner, ttlMilliseconds: ttlMilliseconds)) else {
             throw JellyError(.io, "internal error: transfer produced no lease")
         }
@@ -231,7 +231,6 @@ public final class EmbeddedStore: JellyStore, Sendable {
         let clock = self.clock
         let shared = self.shared
         var result: LockInfo? = nil
-        let resultBox = ResultBox()
         _ = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<UInt64, any Error>) in
             let outcome: Outcome = shared.state.withLock { state in
                 if let blocker = state.writeBlocker { return .fail(blocker) }
@@ -248,25 +247,25 @@ public final class EmbeddedStore: JellyStore, Sendable {
                     records.append(kind: .lease, partition: partition, key: owner, token: version, expiresAtMilliseconds: expires)
                     meta = RecordMeta(kind: .lease, partition: pk, key: owner, contentType: "", recordLength: 0, version: version, token: version, expiresAtMilliseconds: expires)
                     state.index.leases[pk] = lease
-                    resultBox.value = lease.info(partition: partition)
+                    result = lease.info(partition: partition)
                 case .extend(let lease):
                     records.append(kind: .lease, partition: partition, key: lease.owner, token: lease.token.rawValue, expiresAtMilliseconds: lease.expiresAtMilliseconds)
                     meta = RecordMeta(kind: .lease, partition: pk, key: lease.owner, contentType: "", recordLength: 0, version: version, token: lease.token.rawValue, expiresAtMilliseconds: lease.expiresAtMilliseconds)
                     state.index.leases[pk] = lease
-                    resultBox.value = lease.info(partition: partition)
+                    result = lease.info(partition: partition)
                 case .clear(let previous):
                     guard let previous else { return .nothing }
                     records.append(kind: .unlease, partition: partition, key: "", token: previous.token.rawValue)
                     meta = RecordMeta(kind: .unlease, partition: pk, key: "", contentType: "", recordLength: 0, version: version, token: previous.token.rawValue, expiresAtMilliseconds: 0)
                     state.index.leases[pk] = nil
-                    if case .breakLock = request { resultBox.value = previous.info(partition: partition) }
+                    if case .breakLock = request { result = previous.info(partition: partition) }
                 }
                 state.nextVersion += 1
                 records.seal(version: version)
                 var m = meta
                 m.recordLength = UInt32(records.records[0].length)
                 let request = CommitRequest(
-                    records: records, include: [true], metas: [m], moveOf: nil, version: version,
+                    records: records, include: [true], metas: [m], version: version,
                     needsSync: true, completion: .continuation(continuation)
                 )
                 return state.queue.enqueue(request) == .wakeCommitter ? .queuedWake : .queued
@@ -278,7 +277,6 @@ public final class EmbeddedStore: JellyStore, Sendable {
             case .queuedWake: shared.committerWake.signal()
             }
         }
-        result = resultBox.value
         return result
     }
 
@@ -400,19 +398,6 @@ public final class EmbeddedStore: JellyStore, Sendable {
         committer.crash()
         readers.stop()
         shared.releaseDirectory()
-    }
-}
-
-/// A value set inside a lock closure and read after it (the closure runs synchronously).
-final class ResultBox: @unchecked Sendable {
-    var value: LockInfo?
-}
-
-extension JellyLimits {
-    func checkTTLPublic(_ ttl: Int64) throws {
-        guard ttl >= lockTTLMillisecondsMin && ttl <= lockTTLMillisecondsMax else {
-            throw JellyError(.invalidArgument, "lock ttl \(ttl) ms is outside the allowed range \(lockTTLMillisecondsMin)...\(lockTTLMillisecondsMax) ms")
-        }
     }
 }
 

@@ -369,14 +369,6 @@ final class Maintenance: @unchecked Sendable {
     }
 }
 
-extension EncodedRecords {
-    /// Adds a record that already has its version and checksum (a compaction move).
-    mutating func appendVerbatim(_ record: [UInt8]) {
-        records.append((bytes.count, record.count, 0))
-        bytes.append(contentsOf: record)
-    }
-}
-
 public struct CompactionReport: Sendable, Equatable {
     public var segmentsCompacted = 0
     /// Bytes of live records copied to the active segment.

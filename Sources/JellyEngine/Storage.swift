@@ -45,8 +45,6 @@ public protocol StorageFile: AnyObject, Sendable {
     func sync() throws
     func size() throws -> Int64
     func truncate(to size: Int64) throws
-    /// Allocates disk space up to `size` (posix_fallocate / F_PREALLOCATE).
-    func allocate(size: Int64) throws
     func close()
 }
 
@@ -247,11 +245,6 @@ final class PosixFile: StorageFile, @unchecked Sendable {
 
     func truncate(to size: Int64) throws {
         if ftruncate(fd, off_t(size)) != 0 { throw ioError("ftruncate", path) }
-    }
-
-    func allocate(size: Int64) throws {
-        let err = jelly_allocate(fd, size)
-        if err != 0 { throw ioError("fallocate", path, err) }
     }
 
     func close() {

@@ -164,7 +164,6 @@ final class FaultFile: StorageFile, @unchecked Sendable {
 
     func size() throws -> Int64 { try inner.size() }
     func truncate(to size: Int64) throws { try inner.truncate(to: size) }
-    func allocate(size: Int64) throws { try inner.allocate(size: size) }
     func close() { inner.close() }
 }
 

@@ -45,7 +45,7 @@ func failing<T>(_ body: () async throws -> T) async throws -> T {
         return try await body()
     } catch let error as JellyError {
         printError("error: \(error.message)")
-        throw ExitCode(error.code == .corruption ? 1 : 1)
+        throw ExitCode(1)
     }
 }
 

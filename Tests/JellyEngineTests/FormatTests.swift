@@ -71,7 +71,7 @@ import Testing
         func request(_ bytes: Int, _ version: UInt64) -> CommitRequest {
             var r = EncodedRecords(capacity: bytes)
             r.appendVerbatim([UInt8](repeating: 0, count: bytes))
-            return CommitRequest(records: r, include: [true], metas: [], moveOf: nil, version: version, needsSync: false, completion: .callback { _ in })
+            return CommitRequest(records: r, include: [true], metas: [], version: version, needsSync: false, completion: .callback { _ in })
         }
         #expect(queue.enqueue(request(60, 1)) == .wakeCommitter)
         #expect(queue.enqueue(request(30, 2)) == .none)
@@ -83,6 +83,14 @@ import Testing
         #expect(queue.next(maxBytes: 100) == .sleepStep)
         #expect(queue.close() == .wakeCommitter)
         #expect(queue.next(maxBytes: 100) == .exitStep)
+    }
+}
+
+extension EncodedRecords {
+    /// Adds bytes as one record (the queue test needs only sizes).
+    mutating func appendVerbatim(_ record: [UInt8]) {
+        records.append((bytes.count, record.count, 0))
+        bytes.append(contentsOf: record)
     }
 }
 

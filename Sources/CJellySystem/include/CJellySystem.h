@@ -26,10 +26,6 @@ int jelly_open_direct(const char *path, int flags, int mode);
 /// flush the drive's cache). Returns 0 or -1 with errno set.
 int jelly_datasync(int fd);
 
-/// Allocates `length` bytes of disk space for `fd` from offset 0 (posix_fallocate or
-/// F_PREALLOCATE). Returns 0 or an errno value.
-int jelly_allocate(int fd, int64_t length);
-
 /// Takes an exclusive, non-blocking advisory lock on the whole file (flock).
 /// Returns 0, or -1 with errno set (EWOULDBLOCK when another process holds it).
 int jelly_lock_exclusive(int fd);
