@@ -20,6 +20,7 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
         var failWritesAfterBytes: Int?
         var bytesWritten = 0
         var syncs = 0
+        var syncsByPath: [String: Int] = [:]
     }
 
     struct PendingWrite {
@@ -41,6 +42,11 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
     public func failWrites(afterBytes n: Int?) { state.withLock { $0.failWritesAfterBytes = n; $0.bytesWritten = 0 } }
 
     public var syncCount: Int { state.withLock { $0.syncs } }
+
+    /// Syncs of files whose path ends with `suffix` (for example a segment's file name).
+    public func syncCount(pathSuffix suffix: String) -> Int {
+        state.withLock { s in s.syncsByPath.filter { $0.key.hasSuffix(suffix) }.values.reduce(0, +) }
+    }
 
     /// Simulates a power loss: for every file, the writes since its last sync survive up to a
     /// random byte (chosen by `random`, which returns a value in 0..<bound), the rest reverts.
@@ -93,6 +99,7 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
         try state.withLock { s in
             if s.failSyncs { throw JellyError(.io, "fdatasync \(path) failed: injected fault (EIO)") }
             s.syncs += 1
+            s.syncsByPath[path, default: 0] += 1
             s.unsynced[path] = nil
         }
     }
