@@ -13,6 +13,8 @@ final class Maintenance: @unchecked Sendable {
     private let thread = OSThread()
     private let work = Mutex(Work())
     let compactionStats = Mutex(CompactionStats())
+    /// Index updates made per hold of the store's lock during compaction.
+    static let lockChunk = 4096
 
     struct Work {
         var hints: [(segment: UInt32, bytes: [UInt8])] = []
@@ -297,12 +299,20 @@ final class Maintenance: @unchecked Sendable {
         do {
             for plan in plans {
                 let path = plan.reader.file.path
-                for entry in plan.entries {
-                    let meta = entry.meta
-                    let liveness = shared.state.withLock {
-                        $0.index.liveness(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset))
+                // Liveness is checked in chunks, so the store's lock is never held for long.
+                var keep: [Bool] = []
+                keep.reserveCapacity(plan.entries.count)
+                for chunk in stride(from: 0, to: plan.entries.count, by: Maintenance.lockChunk) {
+                    let part = plan.entries[chunk..<min(chunk + Maintenance.lockChunk, plan.entries.count)]
+                    shared.state.withLock { state in
+                        for entry in part {
+                            let meta = entry.meta
+                            keep.append(state.index.liveness(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset)) == .keep)
+                        }
                     }
-                    guard liveness == .keep else { continue }
+                }
+                for (n, entry) in plan.entries.enumerated() where keep[n] {
+                    let meta = entry.meta
                     let record = try [UInt8](unsafeUninitializedCapacity: Int(entry.recordLength)) { raw, count in
                         count = try plan.reader.file.read(into: UnsafeMutableRawBufferPointer(raw), at: Int64(entry.offset))
                     }
@@ -330,20 +340,33 @@ final class Maintenance: @unchecked Sendable {
                 try storage.syncDirectory(shared.directory)
                 reader = SegmentReader(id: outputID, file: try storage.openRead(path: shared.path(outputName)))
             }
-            shared.state.withLock { state in
-                if let reader {
+            // Point the index at the copies, then forget the inputs' records: in chunks, so
+            // writers wait at most one chunk. Between chunks every entry points at a readable
+            // file: the inputs stay open until the end.
+            if let reader {
+                shared.state.withLock { state in
                     state.readers[outputID] = reader
                     state.index.segments[outputID, default: SegmentStats()].sealed = true
                     state.index.segments[outputID, default: SegmentStats()].fileBytes = Int64(dataEnd)
                 }
-                for m in moved {
-                    state.index.apply(m.meta, segment: outputID, offset: m.offset, moveOf: m.from, updateLeases: false)
+            }
+            for chunk in stride(from: 0, to: moved.count, by: Maintenance.lockChunk) {
+                let part = moved[chunk..<min(chunk + Maintenance.lockChunk, moved.count)]
+                shared.state.withLock { state in
+                    for m in part { state.index.apply(m.meta, segment: outputID, offset: m.offset, moveOf: m.from, updateLeases: false) }
                 }
-                for plan in plans {
-                    for entry in plan.entries {
-                        let meta = entry.meta
-                        state.index.forget(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset))
+            }
+            for plan in plans {
+                for chunk in stride(from: 0, to: plan.entries.count, by: Maintenance.lockChunk) {
+                    let part = plan.entries[chunk..<min(chunk + Maintenance.lockChunk, plan.entries.count)]
+                    shared.state.withLock { state in
+                        for entry in part {
+                            let meta = entry.meta
+                            state.index.forget(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset))
+                        }
                     }
+                }
+                shared.state.withLock { state in
                     state.index.segments[plan.id] = nil
                     state.readers[plan.id] = nil
                 }
