@@ -54,10 +54,14 @@ public struct WriteResult: Hashable, Sendable {
     /// For each operation, in order: whether it changed something. A put always does; a delete
     /// does when the object existed.
     public var applied: [Bool]
+    /// For each operation, in order: the object's version before the batch, or nil when it did
+    /// not exist (a put that created it; a delete of a missing object).
+    public var previousVersions: [UInt64?]
 
-    public init(version: UInt64?, applied: [Bool]) {
+    public init(version: UInt64?, applied: [Bool], previousVersions: [UInt64?]) {
         self.version = version
         self.applied = applied
+        self.previousVersions = previousVersions
     }
 }
 

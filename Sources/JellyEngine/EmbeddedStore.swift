@@ -108,6 +108,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
         }
 
         var applied = [Bool](repeating: true, count: operations.count)
+        var previous = [UInt64?](repeating: nil, count: operations.count)
         var include = [Bool](repeating: true, count: metas.count)
         let requireLocks = configuration.requireLocks
         let clock = self.clock
@@ -122,6 +123,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
                 var anything = releaseLock
                 for i in refs.indices {
                     let current = state.currentVersion(refs[i])
+                    previous[i] = current
                     switch conditions[i] {
                     case .none: break
                     case .ifVersion(let expected):
@@ -167,7 +169,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
             case .queuedWake: shared.committerWake.signal()
             }
         }
-        return WriteResult(version: version == 0 ? nil : version, applied: applied)
+        return WriteResult(version: version == 0 ? nil : version, applied: applied, previousVersions: previous)
     }
 
     enum Outcome { case fail(JellyError), nothing, queued, queuedWake }

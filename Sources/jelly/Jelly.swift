@@ -12,7 +12,7 @@ struct Jelly: AsyncParsableCommand {
         commandName: "jelly",
         abstract: "Jelly: a database for online games (session locks with fencing, durable saves).",
         subcommands: [
-            Put.self, Get.self, Delete.self, List.self, Lock.self, Unlock.self,
+            Serve.self, Put.self, Get.self, Delete.self, List.self, Lock.self, Unlock.self,
             Info.self, Check.self, Compact.self, Bench.self, BenchOpen.self, CrashWriter.self,
         ]
     )

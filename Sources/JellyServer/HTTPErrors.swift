@@ -1,0 +1,86 @@
+import Foundation
+import Hummingbird
+import JellyCore
+
+/// An error answered as `{"error": CODE, "message": TEXT}`. Every failure of the API goes
+/// through here, so the mapping from store errors to HTTP statuses lives in one place.
+struct APIError: Error {
+    var status: HTTPResponse.Status
+    var code: String
+    var message: String
+    var holder: LockInfo?
+    var retryAfterSeconds: Int?
+
+    static func badRequest(_ message: String) -> APIError { APIError(status: .badRequest, code: "bad_request", message: message) }
+    static func notFound(_ message: String) -> APIError { APIError(status: .notFound, code: "not_found", message: message) }
+    static func tooLarge(_ message: String) -> APIError { APIError(status: .contentTooLarge, code: "too_large", message: message) }
+    static func methodNotAllowed(_ method: HTTPRequest.Method, _ path: String) -> APIError {
+        APIError(status: .methodNotAllowed, code: "bad_request", message: "\(method) is not allowed on \(path)")
+    }
+
+    /// The one mapping from the store contract's errors to HTTP.
+    init(_ error: JellyError) {
+        switch error.code {
+        case .invalidArgument: self.init(status: .badRequest, code: "bad_request", message: error.message)
+        case .tooLarge: self.init(status: .contentTooLarge, code: "too_large", message: error.message)
+        case .locked: self.init(status: .lockedStatus, code: "locked", message: error.message, holder: error.holder)
+        case .preconditionFailed: self.init(status: .preconditionFailed, code: "precondition_failed", message: error.message)
+        case .unavailable: self.init(status: .serviceUnavailable, code: "unavailable", message: error.message, retryAfterSeconds: 1)
+        default: self.init(status: .internalServerError, code: "internal", message: error.message)
+        }
+    }
+
+    init(status: HTTPResponse.Status, code: String, message: String, holder: LockInfo? = nil, retryAfterSeconds: Int? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.holder = holder
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    var response: Response {
+        var body: [String: Any] = ["error": code, "message": message]
+        if let holder {
+            body["owner"] = holder.owner
+            body["expires_at_ms"] = holder.expiresAtMilliseconds
+        }
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
+        let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{\"error\":\"internal\"}".utf8)
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+extension HTTPResponse.Status {
+    /// 423 Locked (WebDAV, RFC 4918): the partition is locked, or the token sent is stale.
+    static let lockedStatus = HTTPResponse.Status(code: 423, reasonPhrase: "Locked")
+}
+
+/// Runs a handler, answering every failure as an API error (never a crash or a hang).
+func answering(_ body: () async throws -> Response) async -> Response {
+    do {
+        return try await body()
+    } catch let error as APIError {
+        return error.response
+    } catch let error as JellyError {
+        return APIError(error).response
+    } catch let error as DecodingError {
+        return APIError.badRequest("the JSON body does not match the API: \(describe(error))").response
+    } catch {
+        return APIError(status: .internalServerError, code: "internal", message: "\(error)").response
+    }
+}
+
+private func describe(_ error: DecodingError) -> String {
+    func path(_ context: DecodingError.Context) -> String {
+        let p = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        return p.isEmpty ? "the body" : p
+    }
+    switch error {
+    case .typeMismatch(_, let c): return "\(path(c)) has the wrong type (\(c.debugDescription))"
+    case .valueNotFound(_, let c): return "\(path(c)) is null or missing"
+    case .keyNotFound(let key, let c): return "\(path(c)) lacks the field \"\(key.stringValue)\""
+    case .dataCorrupted(let c): return "\(path(c)): \(c.debugDescription)"
+    @unknown default: return "\(error)"
+    }
+}
