@@ -201,10 +201,11 @@ import Testing
         let token = lock.json["token"] as? Int ?? 0
         let acked = AckedSaves()
         let base = server.base
+        let stop = StopFlag()
         let writers = (0..<8).map { w in
             Task {
                 var i = 0
-                while !Task.isCancelled {
+                while !stop.isSet {
                     i += 1
                     let value = "w\(w)-\(i)"
                     guard let r = try? await http("PUT", base + "/v1/partitions/w\(w)/objects/k\(i % 5)", body: Data(value.utf8)) else { return }
@@ -214,7 +215,9 @@ import Testing
         }
         try await Task.sleep(nanoseconds: 700_000_000)
         _ = server.kill(signal: SIGKILL)
-        for w in writers { w.cancel() }
+        // Writers stop on their first failed request (the server is gone). They are not
+        // cancelled: cancelling URLSession requests can deadlock FoundationNetworking.
+        stop.set()
         for w in writers { await w.value }
         #expect(acked.count > 50, "the load ran: \(acked.count) saves acknowledged")
 
@@ -244,4 +247,11 @@ final class AckedSaves: @unchecked Sendable {
     }
     var count: Int { lock.lock(); defer { lock.unlock() }; return n }
     var latest: [String: (Int, String)] { lock.lock(); defer { lock.unlock() }; return saves }
+}
+
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() { lock.lock(); value = true; lock.unlock() }
 }
