@@ -82,10 +82,10 @@ public enum ConformanceSuite {
             guard let v = r.version else { throw ConformanceFailure("batch had no version") }
             try expect(r.applied == [true, true, false], "applied \(r.applied): deleting a missing object is a no-op")
             try expect(r.previousVersions == [nil, nil, nil], "nothing existed before: \(r.previousVersions)")
-            let again = try await h.store.write(partition: "p", [.put(key: "a", value: bytes("3")), .put(key: "new", value: [])], lockToken: nil, releaseLock: false)
-            try expect(again.previousVersions == [v, nil], "a was replaced, new was created: \(again.previousVersions)")
             try expect(try await h.store.get(partition: "p", key: "a")?.version == v, "a at batch version")
             try expect(try await h.store.get(partition: "p", key: "b")?.version == v, "b at batch version")
+            let again = try await h.store.write(partition: "p", [.put(key: "a", value: bytes("3")), .put(key: "new", value: [])], lockToken: nil, releaseLock: false)
+            try expect(again.previousVersions == [v, nil], "a was replaced, new was created: \(again.previousVersions)")
         },
         ConformanceCase(name: "a batch with one failing condition writes nothing") { h in
             let s = h.store
