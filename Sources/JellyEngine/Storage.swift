@@ -144,6 +144,14 @@ public struct PosixStorage: StorageSystem {
         let lockPath = path + "/LOCK"
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if fd < 0 { throw ioError("open", lockPath) }
+        // A lock just released can look held for an instant: a child process between fork and
+        // exec shares the descriptor (O_CLOEXEC closes it only at exec). Retry briefly before
+        // reporting another opener.
+        var attempts = 0
+        while jelly_lock_exclusive(fd) != 0 && (errno == EWOULDBLOCK || errno == EAGAIN) && attempts < 50 {
+            attempts += 1
+            usleep(10_000)
+        }
         if jelly_lock_exclusive(fd) != 0 {
             let err = errno
             var holder = ""

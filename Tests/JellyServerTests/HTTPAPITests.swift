@@ -255,3 +255,40 @@ final class StopFlag: @unchecked Sendable {
     var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
     func set() { lock.lock(); value = true; lock.unlock() }
 }
+
+/// The README's curl walk-through, run as written against a real server.
+@Suite(.serialized) struct ReadmeWalkthroughTests {
+    @Test func curlWalkthroughRuns() async throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else {
+            Issue.record("curl is not installed; scripts/test expects it (apt-get install curl)")
+            return
+        }
+        let readme = try String(contentsOfFile: FileManager.default.currentDirectoryPath + "/README.md", encoding: .utf8)
+        guard let start = readme.range(of: "<!-- walkthrough -->\n```sh\n"), let end = readme.range(of: "```\n<!-- /walkthrough -->") else {
+            Issue.record("README has no walk-through block")
+            return
+        }
+        let script = String(readme[start.upperBound..<end.lowerBound])
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let server = try ServerProcess(directory: dir.path)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-euo", "pipefail", "-c", script]
+        process.environment = ["JELLY_URL": server.base, "PATH": "/usr/bin:/bin"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.first?.contains("\"owner\":\"game-server-7\"") == true, "lock and load: \(text)")
+        #expect(lines.contains("423"), "a save without the token is refused: \(text)")
+        #expect(lines.last == "{\"gold\": 150}", "the final save is there: \(text)")
+        let lock = try await http("GET", server.base + "/v1/partitions/player-42/lock")
+        #expect(lock.status == 404, "released with the final save")
+        #expect(server.kill(signal: SIGTERM) == 0)
+    }
+}
