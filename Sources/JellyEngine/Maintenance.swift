@@ -291,10 +291,17 @@ final class Maintenance: @unchecked Sendable {
         }
         let outputName = segmentFileName(outputID)
         let floor = shared.state.withLock { $0.nextVersion }
-        let builder = try SegmentBuilder(
-            storage: storage, path: shared.path(outputName + ".tmp"), id: outputID, versionFloor: floor,
-            directIO: configuration.directIO, clock: configuration.clock
-        )
+        // Made on the first live record: reclaiming a segment with nothing live writes no file.
+        var builder: SegmentBuilder?
+        func output() throws -> SegmentBuilder {
+            if let builder { return builder }
+            let made = try SegmentBuilder(
+                storage: storage, path: shared.path(outputName + ".tmp"), id: outputID, versionFloor: floor,
+                directIO: configuration.directIO, clock: configuration.clock
+            )
+            builder = made
+            return made
+        }
         var moved: [(meta: RecordMeta, offset: UInt32, from: (segment: UInt32, offset: UInt32))] = []
         do {
             for plan in plans {
@@ -324,15 +331,13 @@ final class Maintenance: @unchecked Sendable {
                             throw JellyError(.corruption, "\(path) at offset \(entry.offset): record failed verification during compaction (\(error)); run `jelly check`")
                         }
                     }
-                    let offset = try builder.append(record: record, entry: entry)
+                    let offset = try output().append(record: record, entry: entry)
                     moved.append((meta, offset, (plan.id, UInt32(entry.offset))))
                 }
             }
             var dataEnd = 0
             var reader: SegmentReader?
-            if moved.isEmpty {
-                builder.abandon()
-            } else {
+            if let builder {
                 let maxVersion = plans.flatMap(\.entries).reduce(floor - 1) { max($0, $1.version) }
                 dataEnd = try builder.finish(sealVersion: maxVersion)
                 try writeFileAtomically(name: hintFileName(outputID), bytes: builder.hint(dataEnd: dataEnd, maxVersion: maxVersion))
@@ -371,10 +376,10 @@ final class Maintenance: @unchecked Sendable {
                     state.readers[plan.id] = nil
                 }
             }
-            report.bytesMoved += builder.recordBytes
+            report.bytesMoved += builder?.recordBytes ?? 0
             report.bytesReclaimed += Int(plans.reduce(Int64(0)) { $0 + $1.fileBytes }) - dataEnd
         } catch {
-            builder.abandon()
+            builder?.abandon()
             throw error
         }
         for plan in plans {
