@@ -58,6 +58,17 @@ extension EmbeddedStoreConfiguration {
     }
 }
 
+extension EmbeddedStoreConfiguration {
+    /// A test configuration over a fault-injecting storage layer (buffered writes, so the layer
+    /// sees every write before the disk does), and that layer.
+    public static func faultInjected(directory: String, clock: ManualClock) -> (EmbeddedStoreConfiguration, FaultInjectingStorage) {
+        let fault = FaultInjectingStorage()
+        var config = EmbeddedStoreConfiguration.testing(directory: directory, clock: clock, storage: fault)
+        config.directIO = false
+        return (config, fault)
+    }
+}
+
 /// Runs the conformance suite (and other tests) against the embedded engine.
 public final class EmbeddedStoreHarness: ConformanceHarness, @unchecked Sendable {
     // `current` is replaced only by `restart`, which tests call from one task at a time.

@@ -104,9 +104,7 @@ import Testing
     @Test func syncFailurePoisonsTheStore() async throws {
         let clock = ManualClock()
         let dir = try TemporaryDirectory()
-        let fault = FaultInjectingStorage()
-        var config = EmbeddedStoreConfiguration.testing(directory: dir.path, clock: clock, storage: fault)
-        config.directIO = false
+        let (config, fault) = EmbeddedStoreConfiguration.faultInjected(directory: dir.path, clock: clock)
         let store = try EmbeddedStore.open(config)
         try await store.put(partition: "p", key: "before", value: bytes("1"))
         fault.failSyncs()
@@ -149,9 +147,7 @@ import Testing
         let clock = ManualClock()
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let fault = FaultInjectingStorage()
-        var config = EmbeddedStoreConfiguration.testing(directory: dir.path, clock: clock, storage: fault)
-        config.directIO = false
+        var (config, fault) = EmbeddedStoreConfiguration.faultInjected(directory: dir.path, clock: clock)
         config.segmentBytes = 128 << 10
         config.limits.batchBytesMax = 32 << 10
         config.groupCommitBytesMax = 32 << 10
@@ -329,9 +325,7 @@ func expectJellyError<T>(_ body: () async throws -> T) async throws -> JellyErro
         let clock = ManualClock()
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let fault = FaultInjectingStorage()
-        var config = EmbeddedStoreConfiguration.testing(directory: dir.path, clock: clock, storage: fault)
-        config.directIO = false
+        var (config, fault) = EmbeddedStoreConfiguration.faultInjected(directory: dir.path, clock: clock)
         config.durability = .interval(milliseconds: 60_000)
         let store = try EmbeddedStore.open(config)
         let log = segmentFileName(store.activeSegment)
