@@ -287,7 +287,8 @@ public final class EmbeddedStore: JellyStore, Sendable {
     public func get(partition: String, key: String) async throws -> StoredObject? {
         try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
         try Names.validate(key, as: .key, maxBytes: limits.keyBytesMax)
-        let found: (SlotEntry, SegmentReader?)? = shared.state.withLock { state in
+        let found: (SlotEntry, SegmentReader?)? = try shared.state.withLock { state in
+            if state.closed { throw JellyError(.unavailable, "the store is closed") }
             guard let entry = state.index.entry(partition: ByteName(partition), slot: ByteName(key)), entry.kind == .put else { return nil }
             return (entry, state.readers[entry.segment])
         }
@@ -301,7 +302,8 @@ public final class EmbeddedStore: JellyStore, Sendable {
         let limit = max(1, min(limit, limits.listLimitMax))
         let cursor = after.map(ByteName.init)
         let partitionBytes = partition.utf8.count
-        let (page, more, contentTypes): ([(ByteName, SlotEntry)], Bool, ContentTypeTable) = shared.state.withLock { state in
+        let (page, more, contentTypes): ([(ByteName, SlotEntry)], Bool, ContentTypeTable) = try shared.state.withLock { state in
+            if state.closed { throw JellyError(.unavailable, "the store is closed") }
             guard let slots = state.index.partitions[ByteName(partition)] else { return ([], false, state.index.contentTypes) }
             var keys: [(ByteName, SlotEntry)] = []
             keys.reserveCapacity(slots.count)
@@ -329,7 +331,8 @@ public final class EmbeddedStore: JellyStore, Sendable {
     }
 
     private func get(partitionSync partition: String, key: String) throws -> StoredObject? {
-        let found: (SlotEntry, SegmentReader?)? = shared.state.withLock { state in
+        let found: (SlotEntry, SegmentReader?)? = try shared.state.withLock { state in
+            if state.closed { throw JellyError(.unavailable, "the store is closed") }
             guard let entry = state.index.entry(partition: ByteName(partition), slot: ByteName(key)), entry.kind == .put else { return nil }
             return (entry, state.readers[entry.segment])
         }
@@ -339,7 +342,8 @@ public final class EmbeddedStore: JellyStore, Sendable {
 
     /// Every object of a partition with its value, in ascending key order.
     func loadAll(partition: String) throws -> [StoredObject] {
-        let entries: [(ByteName, SlotEntry, SegmentReader?)] = shared.state.withLock { state in
+        let entries: [(ByteName, SlotEntry, SegmentReader?)] = try shared.state.withLock { state in
+            if state.closed { throw JellyError(.unavailable, "the store is closed") }
             guard let slots = state.index.partitions[ByteName(partition)] else { return [] }
             return slots.filter { $0.value.kind == .put }.map { ($0.key, $0.value, state.readers[$0.value.segment]) }
         }

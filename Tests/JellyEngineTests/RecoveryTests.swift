@@ -122,6 +122,23 @@ import Testing
         dir.remove()
     }
 
+    @Test func aClosedStoreSaysSo() async throws {
+        let h = try EmbeddedStoreHarness()
+        try await h.store.put(partition: "p", key: "k", value: [1])
+        try await h.embedded.close()
+        for attempt in [
+            { _ = try await h.store.get(partition: "p", key: "k") },
+            { _ = try await h.store.list(partition: "p", after: nil, limit: 10) },
+            { _ = try await h.store.put(partition: "p", key: "k", value: [2]) },
+            { _ = try await h.store.acquireLock(partition: "p", owner: "o", ttlMilliseconds: 1000) },
+        ] as [() async throws -> Void] {
+            let error = try await expectJellyError { try await attempt() }
+            #expect(error.code == .unavailable && error.message.contains("closed"), "\(error)")
+        }
+        try await h.embedded.close() // closing twice is harmless
+        h.directory.remove()
+    }
+
     @Test func secondOpenerGetsAClearError() async throws {
         let h = try EmbeddedStoreHarness()
         let error = try await expectJellyError { try EmbeddedStore.open(h.configuration) }
