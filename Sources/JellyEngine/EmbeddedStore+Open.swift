@@ -97,7 +97,7 @@ extension EmbeddedStore {
                 index.segments[id, default: SegmentStats()].sealed = true
                 index.segments[id, default: SegmentStats()].fileBytes = Int64(scan.dataEnd)
                 if !hints.contains(id) {
-                    try writeHintFile(storage, directory: directory, id: id, entries: scan.entries, dataEnd: scan.dataEnd, maxVersion: scanMax)
+                    try SegmentFiles.writeAtomically(storage, directory: directory, name: hintFileName(id), bytes: SegmentFiles.encodeHint(scan.entries, segmentID: id, dataEnd: scan.dataEnd, maxVersion: scanMax))
                 }
                 continue
             }
@@ -108,7 +108,7 @@ extension EmbeddedStore {
                 index.segments[id, default: SegmentStats()].sealed = true
                 index.segments[id, default: SegmentStats()].fileBytes = Int64(scan.dataEnd)
                 if !hints.contains(id) {
-                    try writeHintFile(storage, directory: directory, id: id, entries: scan.entries, dataEnd: scan.dataEnd, maxVersion: scanMax)
+                    try SegmentFiles.writeAtomically(storage, directory: directory, name: hintFileName(id), bytes: SegmentFiles.encodeHint(scan.entries, segmentID: id, dataEnd: scan.dataEnd, maxVersion: scanMax))
                 }
             } else if scan.blocks == 0 && scan.tornTail == nil && bytes.count == configuration.segmentBytes {
                 // Started but never written: keep appending to it.
@@ -125,7 +125,7 @@ extension EmbeddedStore {
                 let dataEnd = scan.dataEnd + Format.pageBytes
                 try file.truncate(to: Int64(dataEnd))
                 try file.sync()
-                try writeHintFile(storage, directory: directory, id: id, entries: scan.entries, dataEnd: dataEnd, maxVersion: sealVersion)
+                try SegmentFiles.writeAtomically(storage, directory: directory, name: hintFileName(id), bytes: SegmentFiles.encodeHint(scan.entries, segmentID: id, dataEnd: dataEnd, maxVersion: sealVersion))
                 index.segments[id, default: SegmentStats()].sealed = true
                 index.segments[id, default: SegmentStats()].fileBytes = Int64(dataEnd)
                 maxVersion = max(maxVersion, sealVersion)
@@ -154,17 +154,6 @@ extension EmbeddedStore {
         committer.start()
         maintenance.start()
         return EmbeddedStore(configuration: configuration, shared: shared, committer: committer, maintenance: maintenance, notes: notes)
-    }
-
-    static func writeHintFile(_ storage: any StorageSystem, directory: String, id: UInt32, entries: [HintEntry], dataEnd: Int, maxVersion: UInt64) throws {
-        let bytes = SegmentFiles.encodeHint(entries, segmentID: id, dataEnd: dataEnd, maxVersion: maxVersion)
-        let tmp = directory + "/" + hintFileName(id) + ".tmp"
-        let file = try storage.openWrite(path: tmp, truncate: true)
-        defer { file.close() }
-        try bytes.withUnsafeBytes { try file.write($0, at: 0) }
-        try file.sync()
-        try storage.rename(tmp, directory + "/" + hintFileName(id))
-        try storage.syncDirectory(directory)
     }
 }
 

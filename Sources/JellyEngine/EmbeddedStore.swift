@@ -61,10 +61,11 @@ public final class EmbeddedStore: JellyStore, Sendable {
         var conditions: [WriteCondition] = []
         conditions.reserveCapacity(operations.count)
         var total = 0
+        var seen = Set<ObjectRef>(minimumCapacity: operations.count > 1 ? operations.count : 0)
         for op in operations {
             try Names.validate(op.key, as: .key, maxBytes: limits.keyBytesMax)
             let ref = ObjectRef(partition: pk, key: ByteName(op.key))
-            if operations.count > 1 && refs.contains(ref) {
+            if operations.count > 1 && !seen.insert(ref).inserted {
                 throw JellyError(.invalidArgument, "key \(Names.quoted(op.key)) is named twice in one batch")
             }
             refs.append(ref)
@@ -80,9 +81,6 @@ public final class EmbeddedStore: JellyStore, Sendable {
                 conditions.append(condition)
                 total += EncodedRecords.size(partition: partitionBytes, key: key.utf8.count, contentType: 0, value: 0)
             }
-        }
-        if refs.count > 16 && Set(refs).count != refs.count {
-            throw JellyError(.invalidArgument, "a key is named twice in one batch")
         }
         if total > limits.batchBytesMax {
             throw JellyError(.tooLarge, "the batch encodes to \(total) bytes; the limit is \(limits.batchBytesMax) bytes; write large values one at a time")
@@ -287,12 +285,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
     public func get(partition: String, key: String) async throws -> StoredObject? {
         try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
         try Names.validate(key, as: .key, maxBytes: limits.keyBytesMax)
-        let found: (SlotEntry, SegmentReader?)? = try shared.state.withLock { state in
-            if state.closed { throw JellyError(.unavailable, "the store is closed") }
-            guard let entry = state.index.entry(partition: ByteName(partition), slot: ByteName(key)), entry.kind == .put else { return nil }
-            return (entry, state.readers[entry.segment])
-        }
-        guard let (entry, reader) = found else { return nil }
+        guard let (entry, reader) = try lookup(partition: partition, key: key) else { return nil }
         return try await readers.run { [self] in try readObject(entry: entry, reader: reader, partition: partition, key: key) }
     }
 
@@ -322,7 +315,10 @@ public final class EmbeddedStore: JellyStore, Sendable {
             if let name = contentTypes.name(for: entry.contentTypeID) {
                 contentType = name
             } else {
-                contentType = try get(partitionSync: partition, key: key.string)?.contentType ?? defaultContentType
+                // A content type beyond the in-memory table: read it from the record.
+                contentType = try lookup(partition: partition, key: key.string).map { entry, reader in
+                    try readObject(entry: entry, reader: reader, partition: partition, key: key.string).contentType
+                } ?? defaultContentType
             }
             let size = Int(entry.recordLength) - Format.recordOverheadBytes - partitionBytes - key.string.utf8.count - contentType.utf8.count
             summaries.append(ObjectSummary(key: key.string, version: entry.version, size: size, contentType: contentType))
@@ -330,14 +326,13 @@ public final class EmbeddedStore: JellyStore, Sendable {
         return ObjectListing(objects: summaries, next: more ? page.last?.0.string : nil)
     }
 
-    private func get(partitionSync partition: String, key: String) throws -> StoredObject? {
-        let found: (SlotEntry, SegmentReader?)? = try shared.state.withLock { state in
+    /// The index entry of a live object and the file holding it, or nil when it does not exist.
+    private func lookup(partition: String, key: String) throws -> (SlotEntry, SegmentReader?)? {
+        try shared.state.withLock { state in
             if state.closed { throw JellyError(.unavailable, "the store is closed") }
             guard let entry = state.index.entry(partition: ByteName(partition), slot: ByteName(key)), entry.kind == .put else { return nil }
             return (entry, state.readers[entry.segment])
         }
-        guard let (entry, reader) = found else { return nil }
-        return try readObject(entry: entry, reader: reader, partition: partition, key: key)
     }
 
     /// Every object of a partition with its value, in ascending key order.

@@ -24,7 +24,7 @@ final class Maintenance: @unchecked Sendable {
         var nextOutputID = compactedSegmentIDBase
         var stopping = false
         var running = false
-        var compactRequests: [(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?, done: @Sendable (Result<CompactionReport, JellyError>) -> Void)] = []
+        var compactRequests: [CompactionRequest] = []
     }
 
     init(shared: EngineShared, configuration: EmbeddedStoreConfiguration, prepared: [String], nextPreparedNumber: Int, nextOutputID: UInt32) {
@@ -80,7 +80,7 @@ final class Maintenance: @unchecked Sendable {
             _ = wake.wait(timeout: .now() + .milliseconds(interval))
             if work.withLock({ $0.stopping }) { return }
             writePendingHints()
-            let requests = work.withLock { w -> [(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?, done: @Sendable (Result<CompactionReport, JellyError>) -> Void)] in
+            let requests = work.withLock { w -> [CompactionRequest] in
                 let r = w.compactRequests
                 w.compactRequests = []
                 return r
@@ -116,25 +116,8 @@ final class Maintenance: @unchecked Sendable {
         }
         for hint in hints {
             // A hint that cannot be written is rebuilt from its segment on the next open.
-            try? writeFileAtomically(name: hintFileName(hint.segment), bytes: hint.bytes)
+            try? SegmentFiles.writeAtomically(shared.storage, directory: shared.directory, name: hintFileName(hint.segment), bytes: hint.bytes)
         }
-    }
-
-    func writeFileAtomically(name: String, bytes: [UInt8]) throws {
-        let storage = shared.storage
-        let tmp = shared.path(name + ".tmp")
-        let file = try storage.openWrite(path: tmp, truncate: true)
-        do {
-            try bytes.withUnsafeBytes { try file.write($0, at: 0) }
-            try file.sync()
-            file.close()
-        } catch {
-            file.close()
-            try? storage.remove(tmp)
-            throw error
-        }
-        try storage.rename(tmp, shared.path(name))
-        try storage.syncDirectory(shared.directory)
     }
 
     /// Creates a segment-sized file full of zeros, synced: appending into written blocks lets
@@ -193,7 +176,7 @@ final class Maintenance: @unchecked Sendable {
     func requestCompaction(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?, done: @escaping @Sendable (Result<CompactionReport, JellyError>) -> Void) {
         let accepted = work.withLock { w -> Bool in
             guard w.running else { return false }
-            w.compactRequests.append((force, progress, done))
+            w.compactRequests.append(CompactionRequest(force: force, progress: progress, done: done))
             return true
         }
         if accepted { wake.signal() } else { done(.failure(JellyError(.unavailable, "the store is closed"))) }
@@ -340,7 +323,7 @@ final class Maintenance: @unchecked Sendable {
             if let builder {
                 let maxVersion = plans.flatMap(\.entries).reduce(floor - 1) { max($0, $1.version) }
                 dataEnd = try builder.finish(sealVersion: maxVersion)
-                try writeFileAtomically(name: hintFileName(outputID), bytes: builder.hint(dataEnd: dataEnd, maxVersion: maxVersion))
+                try SegmentFiles.writeAtomically(storage, directory: shared.directory, name: hintFileName(outputID), bytes: builder.hint(dataEnd: dataEnd, maxVersion: maxVersion))
                 try storage.rename(shared.path(outputName + ".tmp"), shared.path(outputName))
                 try storage.syncDirectory(shared.directory)
                 reader = SegmentReader(id: outputID, file: try storage.openRead(path: shared.path(outputName)))
@@ -411,6 +394,13 @@ public struct CompactionProgress: Sendable {
     public var index: Int
     public var count: Int
     public var report: CompactionReport
+}
+
+/// A compaction asked for through `EmbeddedStore.compact`.
+struct CompactionRequest: Sendable {
+    var force: Bool
+    var progress: (@Sendable (CompactionProgress) -> Void)?
+    var done: @Sendable (Result<CompactionReport, JellyError>) -> Void
 }
 
 struct CompactionStats: Sendable {

@@ -199,6 +199,24 @@ enum SegmentFiles {
         }
     }
 
+    /// Writes `bytes` to `directory/name` so that the file is either whole or absent after a
+    /// crash: a `.tmp` file, written and synced, renamed into place, then the directory synced.
+    static func writeAtomically(_ storage: any StorageSystem, directory: String, name: String, bytes: [UInt8]) throws {
+        let tmp = directory + "/" + name + ".tmp"
+        let file = try storage.openWrite(path: tmp, truncate: true)
+        do {
+            try bytes.withUnsafeBytes { try file.write($0, at: 0) }
+            try file.sync()
+            file.close()
+        } catch {
+            file.close()
+            try? storage.remove(tmp)
+            throw error
+        }
+        try storage.rename(tmp, directory + "/" + name)
+        try storage.syncDirectory(directory)
+    }
+
     static func encodeHint(_ entries: [HintEntry], segmentID: UInt32, dataEnd: Int, maxVersion: UInt64) -> [UInt8] {
         var bytes: [UInt8] = []
         for entry in entries { entry.encode(into: &bytes) }

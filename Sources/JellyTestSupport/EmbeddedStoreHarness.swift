@@ -23,6 +23,22 @@ public struct TemporaryDirectory: Sendable {
     public func remove() { removeTree(path) }
 }
 
+/// The `jelly` executable built beside the test bundle (or under .build/debug), for tests that
+/// run real processes.
+public func jellyExecutablePath() throws -> String {
+    var candidates: [String] = []
+    if let argv0 = CommandLine.arguments.first, let slash = argv0.lastIndex(of: "/") {
+        candidates.append(String(argv0[..<slash]) + "/jelly")
+    }
+    var cwd = [CChar](repeating: 0, count: 4096)
+    if getcwd(&cwd, cwd.count) != nil {
+        let bytes = cwd.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        candidates.append(String(decoding: bytes, as: UTF8.self) + "/.build/debug/jelly")
+    }
+    for path in candidates where access(path, X_OK) == 0 { return path }
+    throw JellyError(.io, "the jelly executable was not found in \(candidates); run `swift build` first")
+}
+
 /// Removes a directory tree (tests only).
 public func removeTree(_ path: String) {
     guard let dir = opendir(path) else { unlink(path); return }

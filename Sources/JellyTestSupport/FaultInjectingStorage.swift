@@ -138,8 +138,8 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
 
 /// A file whose writes are recorded by its `FaultInjectingStorage`.
 final class FaultFile: StorageFile, @unchecked Sendable {
-    // `pathNow` changes only through rename of the storage, which the engine does after close;
-    // everything else is immutable.
+    // Both properties are immutable; the mutable state (what was written since the last sync)
+    // lives in the owner, behind its mutex.
     private let inner: any StorageFile
     private let owner: FaultInjectingStorage
 

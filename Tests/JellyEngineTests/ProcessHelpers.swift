@@ -1,15 +1,7 @@
 import Foundation
 import JellyTestSupport
 
-/// The `jelly` executable built next to the test bundle.
-func jellyBinary() throws -> String {
-    let candidates = [
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("jelly").path,
-        FileManager.default.currentDirectoryPath + "/.build/debug/jelly",
-    ]
-    for path in candidates where FileManager.default.isExecutableFile(atPath: path) { return path }
-    throw ConformanceFailure("jelly binary not found in \(candidates); run `swift build` first")
-}
+func jellyBinary() throws -> String { try jellyExecutablePath() }
 
 struct CommandResult {
     var status: Int32

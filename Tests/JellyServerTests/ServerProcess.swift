@@ -13,14 +13,7 @@ final class ServerProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var text = ""
 
-    static func binary() throws -> String {
-        let candidates = [
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("jelly").path,
-            FileManager.default.currentDirectoryPath + "/.build/debug/jelly",
-        ]
-        for path in candidates where FileManager.default.isExecutableFile(atPath: path) { return path }
-        throw ConformanceFailure("jelly binary not found in \(candidates)")
-    }
+    static func binary() throws -> String { try jellyExecutablePath() }
 
     init(directory: String, extraArguments: [String] = []) throws {
         self.directory = directory
