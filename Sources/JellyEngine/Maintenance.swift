@@ -127,30 +127,22 @@ final class Maintenance: @unchecked Sendable {
             w.nextPreparedNumber += 1
             return w.nextPreparedNumber
         }
-        let storage = shared.storage
-        let tmp = shared.path("prepared-\(number).tmp")
-        let final = shared.path("prepared-\(number).zero")
-        let file = try storage.openLog(path: tmp, create: true, direct: configuration.directIO)
-        let chunk = AlignedBuffer(capacity: 1 << 20)
-        chunk.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: chunk.capacity)
-        var offset = 0
-        do {
-            while offset < configuration.segmentBytes {
-                let n = min(chunk.capacity, configuration.segmentBytes - offset)
+        let segmentBytes = configuration.segmentBytes
+        try SegmentFiles.writeAtomically(
+            shared.storage, directory: shared.directory, temporary: "prepared-\(number).tmp",
+            name: "prepared-\(number).zero", direct: configuration.directIO
+        ) { file in
+            let chunk = AlignedBuffer(capacity: 1 << 20)
+            chunk.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: chunk.capacity)
+            var offset = 0
+            while offset < segmentBytes {
+                let n = min(chunk.capacity, segmentBytes - offset)
                 try file.write(chunk.bytes(n), at: Int64(offset))
                 offset += n
             }
-            try file.sync()
-            file.close()
-        } catch {
-            file.close()
-            try? storage.remove(tmp)
-            throw error
         }
-        try storage.rename(tmp, final)
-        try storage.syncDirectory(shared.directory)
         compactionStats.withLock { $0.preparedBytes += configuration.segmentBytes }
-        return final
+        return shared.path("prepared-\(number).zero")
     }
 
     /// Keeps a compacted full-size segment file for reuse, up to two spare files.

@@ -202,10 +202,21 @@ enum SegmentFiles {
     /// Writes `bytes` to `directory/name` so that the file is either whole or absent after a
     /// crash: a `.tmp` file, written and synced, renamed into place, then the directory synced.
     static func writeAtomically(_ storage: any StorageSystem, directory: String, name: String, bytes: [UInt8]) throws {
-        let tmp = directory + "/" + name + ".tmp"
-        let file = try storage.openWrite(path: tmp, truncate: true)
-        do {
+        try writeAtomically(storage, directory: directory, temporary: name + ".tmp", name: name, direct: false) { file in
             try bytes.withUnsafeBytes { try file.write($0, at: 0) }
+        }
+    }
+
+    /// Creates `directory/temporary`, lets `write` fill it, syncs it, renames it to `name` and
+    /// syncs the directory; on failure removes the temporary file.
+    static func writeAtomically(
+        _ storage: any StorageSystem, directory: String, temporary: String, name: String, direct: Bool,
+        write: (any StorageFile) throws -> Void
+    ) throws {
+        let tmp = directory + "/" + temporary
+        let file = direct ? try storage.openLog(path: tmp, create: true, direct: true) : try storage.openWrite(path: tmp, truncate: true)
+        do {
+            try write(file)
             try file.sync()
             file.close()
         } catch {
