@@ -7,6 +7,7 @@ import PackageDescription
 //   JellyEngine   — the embedded log-structured engine (depends on JellyCore only).
 //   JellyTestSupport — the conformance suite, a manual clock and a fault-injecting file layer.
 //   JellyServer   — the HTTP API v1 over any JellyStore (Hummingbird); never imported by the engine.
+//   JellyClient   — the Swift client of HTTP API v1: a `JellyStore` over the network (async-http-client).
 //   jelly         — the command-line tool (the only target that pulls in argument parsing).
 let package = Package(
     name: "Jelly",
@@ -15,12 +16,20 @@ let package = Package(
         .library(name: "Jelly", targets: ["JellyCore", "JellyEngine"]),
         .library(name: "JellyTestSupport", targets: ["JellyTestSupport"]),
         .library(name: "JellyServer", targets: ["JellyServer"]),
+        .library(name: "JellyClient", targets: ["JellyClient"]),
         .executable(name: "jelly", targets: ["jelly"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
     ],
     targets: [
         .target(name: "CJellySystem"),
@@ -32,18 +41,38 @@ let package = Package(
             dependencies: [
                 "JellyCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ]
+        ),
+        .target(
+            name: "JellyClient",
+            dependencies: [
+                "JellyCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .executableTarget(
             name: "jelly",
             dependencies: [
-                "JellyCore", "JellyEngine", "CJellySystem", "JellyServer",
+                "JellyCore", "JellyEngine", "CJellySystem", "JellyServer", "JellyClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .testTarget(name: "JellyCoreTests", dependencies: ["JellyCore", "JellyTestSupport"]),
-        .testTarget(name: "JellyServerTests", dependencies: ["JellyCore", "JellyTestSupport", "jelly"]),
+        .testTarget(name: "JellyServerTests", dependencies: ["JellyCore", "JellyTestSupport", "JellyClient", "jelly"]),
         .testTarget(
             name: "JellyEngineTests",
             dependencies: ["JellyCore", "JellyEngine", "JellyTestSupport", "CJellySystem", "jelly"]

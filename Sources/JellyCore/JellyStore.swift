@@ -71,11 +71,11 @@ extension JellyStore {
     @discardableResult
     public func put(
         partition: String, key: String, value: [UInt8], contentType: String? = nil,
-        condition: WriteCondition = .none, lockToken: LockToken? = nil
+        condition: WriteCondition = .none, access: ObjectAccess = .serverOnly, lockToken: LockToken? = nil
     ) async throws -> UInt64 {
         let result = try await write(
             partition: partition,
-            [.put(key: key, value: value, contentType: contentType, condition: condition)],
+            [.put(key: key, value: value, contentType: contentType, condition: condition, access: access)],
             lockToken: lockToken, releaseLock: false
         )
         guard let version = result.version else {

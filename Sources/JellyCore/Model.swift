@@ -33,15 +33,60 @@ public enum WriteCondition: Hashable, Sendable {
     case ifAbsent
 }
 
+/// Who besides game servers may read and write an object over the network (HTTP API v1's
+/// `Jelly-Read` / `Jelly-Write`). Stored with the object; the embedded API ignores it, the HTTP
+/// server enforces it for client tokens (whose subject is a partition).
+public struct ObjectAccess: Hashable, Sendable, CustomStringConvertible {
+    public enum Read: UInt8, Sendable, CaseIterable {
+        /// Game servers only (the default).
+        case server = 0
+        /// Also the client whose token names this partition.
+        case owner = 1
+        /// Also any client with a valid token, of any partition (read only).
+        case `public` = 2
+    }
+
+    public enum Write: UInt8, Sendable, CaseIterable {
+        /// Game servers only (the default).
+        case server = 0
+        /// Also the client whose token names this partition, while no game server holds the lock.
+        case owner = 1
+    }
+
+    public var read: Read
+    public var write: Write
+
+    public init(read: Read = .server, write: Write = .server) {
+        self.read = read
+        self.write = write
+    }
+
+    /// Server-only, the default of every object.
+    public static let serverOnly = ObjectAccess()
+
+    /// One byte: bits 0–1 read, bit 2 write, the rest zero (docs/format.md, record `flags`).
+    public var flags: UInt8 { read.rawValue | write.rawValue << 2 }
+
+    public init?(flags: UInt8) {
+        guard flags & ~0b111 == 0, let read = Read(rawValue: flags & 0b11), let write = Write(rawValue: flags >> 2) else { return nil }
+        self.init(read: read, write: write)
+    }
+
+    public var description: String { "read: \(read), write: \(write)" }
+}
+
 /// One operation of an atomic batch. All operations of a batch target one partition.
 public enum WriteOperation: Hashable, Sendable {
-    case put(key: String, value: [UInt8], contentType: String? = nil, condition: WriteCondition = .none)
+    case put(
+        key: String, value: [UInt8], contentType: String? = nil, condition: WriteCondition = .none,
+        access: ObjectAccess = .serverOnly
+    )
     /// Deleting a missing object without a condition is a no-op; with `.ifVersion` it fails.
     case delete(key: String, condition: WriteCondition = .none)
 
     public var key: String {
         switch self {
-        case .put(let key, _, _, _), .delete(let key, _): return key
+        case .put(let key, _, _, _, _), .delete(let key, _): return key
         }
     }
 }
@@ -71,12 +116,14 @@ public struct ObjectSummary: Hashable, Sendable {
     public var version: UInt64
     public var size: Int
     public var contentType: String
+    public var access: ObjectAccess
 
-    public init(key: String, version: UInt64, size: Int, contentType: String) {
+    public init(key: String, version: UInt64, size: Int, contentType: String, access: ObjectAccess = .serverOnly) {
         self.key = key
         self.version = version
         self.size = size
         self.contentType = contentType
+        self.access = access
     }
 }
 
@@ -86,12 +133,14 @@ public struct StoredObject: Hashable, Sendable {
     public var version: UInt64
     public var contentType: String
     public var value: [UInt8]
+    public var access: ObjectAccess
 
-    public init(key: String, version: UInt64, contentType: String, value: [UInt8]) {
+    public init(key: String, version: UInt64, contentType: String, value: [UInt8], access: ObjectAccess = .serverOnly) {
         self.key = key
         self.version = version
         self.contentType = contentType
         self.value = value
+        self.access = access
     }
 }
 

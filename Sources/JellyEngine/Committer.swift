@@ -148,7 +148,7 @@ final class Committer: @unchecked Sendable {
                     HintEntry(
                         kind: meta.kind, partition: meta.partition.string, key: meta.key, contentType: meta.contentType,
                         offset: UInt64(locations[li]), recordLength: meta.recordLength, version: request.version,
-                        token: meta.token, expiresAtMilliseconds: meta.expiresAtMilliseconds
+                        token: meta.token, expiresAtMilliseconds: meta.expiresAtMilliseconds, flags: meta.flags
                     ).encode(into: &log.hint)
                     log.maxVersion = max(log.maxVersion, request.version)
                     li += 1
@@ -163,6 +163,7 @@ final class Committer: @unchecked Sendable {
                 $0.writeNanos += tw2 - tw
                 $0.writeMaxNanos = max($0.writeMaxNanos, tw2 - tw)
             }
+            configuration.commitObserver?.committed(requests: group.count, records: Int(count), blockBytes: blockBytes)
             var needsSync: Bool
             switch configuration.durability {
             case .always: needsSync = true
@@ -182,6 +183,7 @@ final class Committer: @unchecked Sendable {
         try log.file.sync()
         let end = monotonicNanoseconds()
         stats.withLock { $0.syncs += 1; $0.syncNanos += end - start; $0.syncMaxNanos = max($0.syncMaxNanos, end - start) }
+        configuration.commitObserver?.synced(nanoseconds: end - start)
         lastSyncNanos = end
         log.durableOffset = log.offset
         unsynced = false

@@ -84,6 +84,9 @@ public struct EmbeddedStoreConfiguration: Sendable {
     public var verifyAllSegmentsOnOpen = false
     public var clock: any JellyClock = SystemClock()
     public var storage: any StorageSystem = PosixStorage()
+    /// Told about every group commit and sync, on the committer thread (keep it cheap). The
+    /// server feeds its metrics from it; the engine itself depends on no metrics library.
+    public var commitObserver: (any CommitObserver)?
 
     public init(directory: String) {
         self.directory = directory
@@ -107,4 +110,12 @@ public struct EmbeddedStoreConfiguration: Sendable {
             throw JellyError(.invalidArgument, "compaction.garbageRatio must be between 0.05 and 0.95")
         }
     }
+}
+
+/// Receives the committer's events; called on the committer thread, so it must not block.
+public protocol CommitObserver: Sendable {
+    /// A group commit was written: how many requests and records it held and its size on disk.
+    func committed(requests: Int, records: Int, blockBytes: Int)
+    /// The log was synced; `nanoseconds` is how long `fdatasync` took.
+    func synced(nanoseconds: UInt64)
 }

@@ -70,7 +70,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
             }
             refs.append(ref)
             switch op {
-            case .put(let key, let value, let contentType, let condition):
+            case .put(let key, let value, let contentType, let condition, _):
                 conditions.append(condition)
                 if value.count > limits.valueBytesMax {
                     throw JellyError(.tooLarge, "value of key \(Names.quoted(key)) is \(value.count) bytes; the limit is \(limits.valueBytesMax) bytes")
@@ -91,10 +91,10 @@ public final class EmbeddedStore: JellyStore, Sendable {
         metas.reserveCapacity(operations.count + 1)
         for op in operations {
             switch op {
-            case .put(let key, let value, let contentType, _):
+            case .put(let key, let value, let contentType, _, let access):
                 let ct = contentType ?? defaultContentType
-                records.append(kind: .put, partition: partition, key: key, contentType: ct, value: value)
-                metas.append(RecordMeta(kind: .put, partition: pk, key: key, contentType: ct, recordLength: UInt32(records.records[records.records.count - 1].length), version: 0, token: 0, expiresAtMilliseconds: 0))
+                records.append(kind: .put, partition: partition, key: key, contentType: ct, value: value, flags: access.flags)
+                metas.append(RecordMeta(kind: .put, partition: pk, key: key, contentType: ct, recordLength: UInt32(records.records[records.records.count - 1].length), version: 0, token: 0, expiresAtMilliseconds: 0, flags: access.flags))
             case .delete(let key, _):
                 records.append(kind: .delete, partition: partition, key: key)
                 metas.append(RecordMeta(kind: .delete, partition: pk, key: key, contentType: "", recordLength: UInt32(records.records[records.records.count - 1].length), version: 0, token: 0, expiresAtMilliseconds: 0))
@@ -312,16 +312,20 @@ public final class EmbeddedStore: JellyStore, Sendable {
         summaries.reserveCapacity(page.count)
         for (key, entry) in page {
             let contentType: String
-            if let name = contentTypes.name(for: entry.contentTypeID) {
-                contentType = name
+            let access: ObjectAccess
+            if let pair = contentTypes.pair(for: entry.contentTypeID) {
+                contentType = pair.contentType
+                access = ObjectAccess(flags: pair.flags) ?? .serverOnly
             } else {
-                // A content type beyond the in-memory table: read it from the record.
-                contentType = try lookup(partition: partition, key: key.string).map { entry, reader in
-                    try readObject(entry: entry, reader: reader, partition: partition, key: key.string).contentType
-                } ?? defaultContentType
+                // A pair beyond the in-memory table: read it from the record.
+                let object = try lookup(partition: partition, key: key.string).map { entry, reader in
+                    try readObject(entry: entry, reader: reader, partition: partition, key: key.string)
+                }
+                contentType = object?.contentType ?? defaultContentType
+                access = object?.access ?? .serverOnly
             }
             let size = Int(entry.recordLength) - Format.recordOverheadBytes - partitionBytes - key.string.utf8.count - contentType.utf8.count
-            summaries.append(ObjectSummary(key: key.string, version: entry.version, size: size, contentType: contentType))
+            summaries.append(ObjectSummary(key: key.string, version: entry.version, size: size, contentType: contentType, access: access))
         }
         return ObjectListing(objects: summaries, next: more ? page.last?.0.string : nil)
     }
@@ -371,7 +375,8 @@ public final class EmbeddedStore: JellyStore, Sendable {
             return StoredObject(
                 key: key, version: view.version,
                 contentType: String(decoding: raw[view.contentType], as: UTF8.self),
-                value: Array(raw[view.value])
+                value: Array(raw[view.value]),
+                access: ObjectAccess(flags: view.flags) ?? .serverOnly
             )
         }
     }

@@ -154,6 +154,8 @@ struct RecordView {
     var expiresAtMilliseconds: Int64
     var token: UInt64
     var version: UInt64
+    /// A put's access flags (`ObjectAccess.flags`); zero for every other kind.
+    var flags: UInt8
 
     enum Problem: Error { case truncated, badLength, badChecksum, badKind, badFields }
 
@@ -167,6 +169,8 @@ struct RecordView {
         guard length <= buffer.count - offset else { throw .truncated }
         guard p.getLE(0, as: UInt32.self) == crc32c(0, p + 4, length - 4) else { throw .badChecksum }
         guard let kind = RecordKind(rawValue: p.load(fromByteOffset: 8, as: UInt8.self)) else { throw .badKind }
+        let flags = p.load(fromByteOffset: 9, as: UInt8.self)
+        guard kind == .put ? ObjectAccess(flags: flags) != nil : flags == 0 else { throw .badFields }
         let partitionLength = Int(p.load(fromByteOffset: 10, as: UInt8.self))
         let contentTypeLength = Int(p.load(fromByteOffset: 11, as: UInt8.self))
         let keyLength = Int(p.getLE(12, as: UInt16.self))
@@ -182,7 +186,7 @@ struct RecordView {
         return RecordView(
             kind: kind, length: length, partition: partition, key: key, contentType: contentType,
             value: value, expiresAtMilliseconds: p.getLE(16), token: p.getLE(24),
-            version: p.getLE(length - Format.recordTrailerBytes)
+            version: p.getLE(length - Format.recordTrailerBytes), flags: flags
         )
     }
 }
@@ -207,7 +211,7 @@ struct EncodedRecords: Sendable {
 
     mutating func append(
         kind: RecordKind, partition: String, key: String, contentType: String = "",
-        value: [UInt8] = [], token: UInt64 = 0, expiresAtMilliseconds: Int64 = 0
+        value: [UInt8] = [], token: UInt64 = 0, expiresAtMilliseconds: Int64 = 0, flags: UInt8 = 0
     ) {
         let offset = bytes.count
         var partition = partition, key = key, contentType = contentType
@@ -219,6 +223,7 @@ struct EncodedRecords: Sendable {
             let r = raw.baseAddress.unsafelyUnwrapped + offset
             r.putLE(UInt32(length), at: 4)
             r.storeBytes(of: kind.rawValue, toByteOffset: 8, as: UInt8.self)
+            r.storeBytes(of: flags, toByteOffset: 9, as: UInt8.self)
             r.storeBytes(of: UInt8(p), toByteOffset: 10, as: UInt8.self)
             r.storeBytes(of: UInt8(c), toByteOffset: 11, as: UInt8.self)
             r.putLE(UInt16(k), at: 12)
@@ -265,6 +270,8 @@ struct HintEntry: Equatable, Sendable {
     var version: UInt64
     var token: UInt64
     var expiresAtMilliseconds: Int64
+    /// The record's flags (a put's access).
+    var flags: UInt8 = 0
 
     var encodedBytes: Int {
         Format.hintEntryFixedBytes + partition.utf8.count + key.utf8.count + contentType.utf8.count
@@ -280,6 +287,7 @@ struct HintEntry: Equatable, Sendable {
             p.storeBytes(of: kind.rawValue, toByteOffset: 4, as: UInt8.self)
             p.storeBytes(of: UInt8(partition.utf8.count), toByteOffset: 5, as: UInt8.self)
             p.storeBytes(of: UInt8(contentType.utf8.count), toByteOffset: 6, as: UInt8.self)
+            p.storeBytes(of: flags, toByteOffset: 7, as: UInt8.self)
             p.putLE(UInt16(key.utf8.count), at: 8)
             p.putLE(recordLength, at: 12)
             p.putLE(offset, at: 16)

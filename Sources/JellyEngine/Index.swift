@@ -11,7 +11,8 @@ struct SlotEntry: Equatable, Sendable {
     var segment: UInt32
     var offset: UInt32
     var recordLength: UInt32
-    /// Bits 14–15: kind (0 put, 1 delete, 2 lease, 3 unlease); bits 0–13: content type id.
+    /// Bits 14–15: kind (0 put, 1 delete, 2 lease, 3 unlease); bits 0–13: the id of the put's
+    /// (content type, access) pair in `ContentTypeTable`.
     var meta: UInt16
     /// Superseded records of this slot still on disk (saturating). A tombstone may be dropped
     /// only when this is zero, or an older value would come back on the next open.
@@ -40,26 +41,31 @@ extension SlotEntry.Kind {
     }
 }
 
-/// Content types interned to 14-bit ids; id 0 is the default. When the table is full, new
-/// content types are read from their record on disk (id `uncached`).
+/// (content type, access flags) pairs interned to 14-bit ids; id 0 is the default type with
+/// server-only access. When the table is full, new pairs are read from their record on disk
+/// (id `uncached`). Interning keeps the per-object index entry at 24 bytes.
 struct ContentTypeTable: Sendable {
     static let uncached: UInt16 = 0x3FFF
-    private(set) var names: [String] = [defaultContentType]
-    private var ids: [ByteName: UInt16] = [ByteName(defaultContentType): 0]
+    struct Pair: Hashable, Sendable {
+        var contentType: ByteName
+        var flags: UInt8
+    }
+    private(set) var pairs: [(contentType: String, flags: UInt8)] = [(defaultContentType, 0)]
+    private var ids: [Pair: UInt16] = [Pair(contentType: ByteName(defaultContentType), flags: 0): 0]
 
-    mutating func id(for name: String) -> UInt16 {
-        if name == defaultContentType { return 0 }
-        let key = ByteName(name)
+    mutating func id(for name: String, flags: UInt8) -> UInt16 {
+        if flags == 0 && name == defaultContentType { return 0 }
+        let key = Pair(contentType: ByteName(name), flags: flags)
         if let id = ids[key] { return id }
-        guard names.count < Int(ContentTypeTable.uncached) else { return ContentTypeTable.uncached }
-        let id = UInt16(names.count)
-        names.append(name)
+        guard pairs.count < Int(ContentTypeTable.uncached) else { return ContentTypeTable.uncached }
+        let id = UInt16(pairs.count)
+        pairs.append((name, flags))
         ids[key] = id
         return id
     }
 
-    func name(for id: UInt16) -> String? {
-        id == ContentTypeTable.uncached ? nil : names[Int(id)]
+    func pair(for id: UInt16) -> (contentType: String, flags: UInt8)? {
+        id == ContentTypeTable.uncached ? nil : pairs[Int(id)]
     }
 }
 
@@ -74,11 +80,14 @@ struct RecordMeta: Sendable {
     var version: UInt64
     var token: UInt64
     var expiresAtMilliseconds: Int64
+    /// A put's access flags (`ObjectAccess.flags`); zero otherwise.
+    var flags: UInt8
 
     /// The slot this record sets (the key, or the lease slot), made when the record is made.
     let slot: ByteName
 
-    init(kind: RecordKind, partition: ByteName, key: String, contentType: String, recordLength: UInt32, version: UInt64, token: UInt64, expiresAtMilliseconds: Int64) {
+    init(kind: RecordKind, partition: ByteName, key: String, contentType: String, recordLength: UInt32, version: UInt64, token: UInt64, expiresAtMilliseconds: Int64, flags: UInt8 = 0) {
+        self.flags = flags
         self.kind = kind
         self.partition = partition
         self.key = key
@@ -131,7 +140,7 @@ struct StoreIndex: Sendable {
         segments[segment, default: SegmentStats()].recordBytes += Int64(record.recordLength)
         let slot = record.slot
         let kind = SlotEntry.Kind(record.kind)
-        let ctID: UInt16 = kind == .put ? contentTypes.id(for: record.contentType) : 0
+        let ctID: UInt16 = kind == .put ? contentTypes.id(for: record.contentType, flags: record.flags) : 0
         var newEntry = SlotEntry(
             version: record.version, segment: segment, offset: offset, recordLength: record.recordLength,
             meta: SlotEntry.meta(kind: kind, contentTypeID: ctID), deadCount: 0

@@ -135,7 +135,7 @@ enum SegmentFiles {
                     key: String(decoding: raw[view.key], as: UTF8.self),
                     contentType: String(decoding: raw[view.contentType], as: UTF8.self),
                     offset: UInt64(at), recordLength: UInt32(view.length), version: view.version,
-                    token: view.token, expiresAtMilliseconds: view.expiresAtMilliseconds
+                    token: view.token, expiresAtMilliseconds: view.expiresAtMilliseconds, flags: view.flags
                 ))
             }
             at += view.length
@@ -179,6 +179,10 @@ enum SegmentFiles {
                       let kind = RecordKind(rawValue: p.load(fromByteOffset: 4, as: UInt8.self)) else {
                     throw JellyError(.corruption, "\(path) at offset \(at): hint entry checksum mismatch; \(rebuild)")
                 }
+                let flags = p.load(fromByteOffset: 7, as: UInt8.self)
+                guard kind == .put ? ObjectAccess(flags: flags) != nil : flags == 0 else {
+                    throw JellyError(.corruption, "\(path) at offset \(at): hint entry has invalid flags \(flags); \(rebuild)")
+                }
                 var s = at + Format.hintEntryFixedBytes
                 let partition = String(decoding: raw[s..<(s + partitionLength)], as: UTF8.self)
                 s += partitionLength
@@ -188,7 +192,7 @@ enum SegmentFiles {
                 entries.append(HintEntry(
                     kind: kind, partition: partition, key: key, contentType: contentType,
                     offset: p.getLE(16), recordLength: p.getLE(12), version: p.getLE(24),
-                    token: p.getLE(32), expiresAtMilliseconds: p.getLE(40)
+                    token: p.getLE(32), expiresAtMilliseconds: p.getLE(40), flags: flags
                 ))
                 at += size
             }
@@ -240,7 +244,8 @@ extension HintEntry {
     var meta: RecordMeta {
         RecordMeta(
             kind: kind, partition: ByteName(partition), key: key, contentType: contentType,
-            recordLength: recordLength, version: version, token: token, expiresAtMilliseconds: expiresAtMilliseconds
+            recordLength: recordLength, version: version, token: token, expiresAtMilliseconds: expiresAtMilliseconds,
+            flags: flags
         )
     }
 }

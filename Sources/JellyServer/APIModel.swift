@@ -32,6 +32,9 @@ struct BatchRequestBody: Decodable {
         var content_type: String?
         var if_version: UInt64?
         var if_absent: Bool?
+        /// Access of a put: "server" (default), "owner" or "public" / "server" or "owner".
+        var read: String?
+        var write: String?
     }
 }
 
@@ -67,6 +70,8 @@ struct ListResponseBody: Encodable {
         var version: UInt64
         var size: Int
         var content_type: String
+        var read: String
+        var write: String
     }
 
     enum CodingKeys: String, CodingKey { case objects, next }

@@ -14,6 +14,8 @@ struct APIError: Error {
     static func badRequest(_ message: String) -> APIError { APIError(status: .badRequest, code: "bad_request", message: message) }
     static func notFound(_ message: String) -> APIError { APIError(status: .notFound, code: "not_found", message: message) }
     static func tooLarge(_ message: String) -> APIError { APIError(status: .contentTooLarge, code: "too_large", message: message) }
+    static func unauthorized(_ message: String) -> APIError { APIError(status: .unauthorized, code: "unauthorized", message: message) }
+    static func forbidden(_ message: String) -> APIError { APIError(status: .forbidden, code: "forbidden", message: message) }
     static func methodNotAllowed(_ method: HTTPRequest.Method, _ path: String) -> APIError {
         APIError(status: .methodNotAllowed, code: "bad_request", message: "\(method) is not allowed on \(path)")
     }
@@ -45,6 +47,7 @@ struct APIError: Error {
             body["expires_at_ms"] = holder.expiresAtMilliseconds
         }
         var headers: HTTPFields = [.contentType: "application/json"]
+        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer realm=\"jelly\"" }
         if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
         let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{\"error\":\"internal\"}".utf8)
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
@@ -71,7 +74,7 @@ func answering(_ body: () async throws -> Response) async -> Response {
     }
 }
 
-private func describe(_ error: DecodingError) -> String {
+func describe(_ error: DecodingError) -> String {
     func path(_ context: DecodingError.Context) -> String {
         let p = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
         return p.isEmpty ? "the body" : p

@@ -1,66 +1,136 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
+import HummingbirdCore
+import HummingbirdHTTP2
 import JellyCore
+import Logging
 import NIOCore
+import NIOSSL
 
-/// How `jelly serve` listens.
-public struct JellyServerConfiguration: Sendable {
-    public var host = "127.0.0.1"
-    public var port = 7420
-    /// Largest request body. Values over the store's limit get 413 before they are read.
-    public var requestBodyBytesMax = 16 << 20
-    public init() {}
-}
-
-/// HTTP API v1 over any `JellyStore`: a thin layer that parses, calls the store once and
-/// answers. See docs/http-api.md for the contract.
+/// HTTP API v1 over any `JellyStore`: a thin layer that parses, checks who is asking, calls the
+/// store once and answers. See docs/http-api.md for the contract.
 public enum JellyHTTPServer {
-    /// The application, ready to `runService()` (which stops gracefully on SIGTERM and SIGINT).
+    /// The application, ready to `runService()` (which stops gracefully on SIGTERM and SIGINT:
+    /// stops accepting, finishes requests in flight, then returns so the caller closes the store).
     public static func application(
-        store: any JellyStore, configuration: JellyServerConfiguration,
+        store: any JellyStore, configuration: JellyServerConfiguration, metrics: MetricsEndpoint? = nil,
+        logger: Logger = Logger(label: "jelly"),
         onReady: @escaping @Sendable (String, Int) -> Void
-    ) -> some ApplicationProtocol {
-        let router = makeRouter(store: store, configuration: configuration)
+    ) async throws -> some ApplicationProtocol {
+        try configuration.validate()
+        let auth = try await Authenticator(configuration.auth, partitionBytesMax: store.limits.partitionBytesMax)
+        let router = makeRouter(store: store, configuration: configuration, auth: auth, metrics: metrics, logger: logger)
+        var http1 = HTTP1Channel.Configuration(
+            idleTimeout: .milliseconds(configuration.idleTimeoutMilliseconds),
+            httpDecoderConfiguration: .init(
+                maxHeaderFieldSize: configuration.headerBytesMax, maxHeaderListSize: configuration.headerBytesMax,
+                maxHeaderFieldCount: configuration.headerFieldsMax
+            )
+        )
+        http1.additionalChannelHandlers = { [] }
+        let server: HTTPServerBuilder
+        if let certPath = configuration.tlsCertificatePath, let keyPath = configuration.tlsKeyPath {
+            let tls: TLSConfiguration
+            do {
+                let chain = try NIOSSLCertificate.fromPEMFile(certPath)
+                let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+                tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+            } catch {
+                throw JellyError(.invalidArgument, "cannot load TLS certificate \(certPath) and key \(keyPath): \(error)")
+            }
+            server = try .http2Upgrade(
+                tlsConfiguration: tls,
+                configuration: .init(idleTimeout: .milliseconds(configuration.idleTimeoutMilliseconds), streamConfiguration: http1)
+            )
+        } else {
+            server = .http1(configuration: http1)
+        }
+        var logger = logger
+        logger[metadataKey: "component"] = "http"
         return Application(
             router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "jelly"),
+            server: server,
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port), serverName: "jelly",
+                backlog: 1024, availableConnectionsDelegate: MaximumAvailableConnections(configuration.connectionsMax)
+            ),
             onServerRunning: { channel in
                 onReady(configuration.host, channel.localAddress?.port ?? configuration.port)
-            }
+            },
+            logger: logger
         )
     }
 
-    static func makeRouter(store: any JellyStore, configuration: JellyServerConfiguration) -> Router<BasicRequestContext> {
+    static func makeRouter(
+        store: any JellyStore, configuration: JellyServerConfiguration, auth: Authenticator,
+        metrics: MetricsEndpoint?, logger: Logger
+    ) -> Router<BasicRequestContext> {
         let router = Router()
-        let api = API(store: store, bodyBytesMax: min(configuration.requestBodyBytesMax, max(store.limits.valueBytesMax, store.limits.batchBytesMax)))
+        let api = API(
+            store: store, auth: auth,
+            bodyBytesMax: min(configuration.requestBodyBytesMax, max(store.limits.valueBytesMax, store.limits.batchBytesMax)),
+            valueBytesMax: min(configuration.requestBodyBytesMax, store.limits.valueBytesMax)
+        )
+        let requests = RequestMetrics()
+        let log: Logger? = configuration.logRequests ? logger : nil
         let objectPath = "/v1/partitions/:partition/objects/:key"
         let objectsPath = "/v1/partitions/:partition/objects"
         let batchPath = "/v1/partitions/:partition/batch"
         let lockPath = "/v1/partitions/:partition/lock"
 
-        router.put(RouterPath(objectPath)) { request, context in await answering { try await api.putObject(request, context) } }
-        router.get(RouterPath(objectPath)) { request, context in await answering { try await api.getObject(request, context) } }
-        router.delete(RouterPath(objectPath)) { request, context in await answering { try await api.deleteObject(request, context) } }
-        router.get(RouterPath(objectsPath)) { request, context in await answering { try await api.listObjects(request, context) } }
-        router.post(RouterPath(batchPath)) { request, context in await answering { try await api.batch(request, context) } }
-        router.post(RouterPath(lockPath)) { request, context in await answering { try await api.acquire(request, context) } }
-        router.get(RouterPath(lockPath)) { request, context in await answering { try await api.inspect(request, context) } }
-        router.delete(RouterPath(lockPath)) { request, context in await answering { try await api.release(request, context) } }
-        router.post(RouterPath(lockPath + "/renew")) { request, context in await answering { try await api.renew(request, context) } }
-        router.post(RouterPath(lockPath + "/transfer")) { request, context in await answering { try await api.transfer(request, context) } }
+        func route(
+            _ method: HTTPRequest.Method, _ path: String, _ name: String,
+            _ handler: @escaping @Sendable (API, Request, BasicRequestContext) async throws -> Response
+        ) {
+            router.on(RouterPath(path), method: method) { request, context in
+                let start = DispatchTime.now().uptimeNanoseconds
+                let response = await answering { try await handler(api, request, context) }
+                let elapsed = DispatchTime.now().uptimeNanoseconds - start
+                requests.record(route: name, status: response.status.code, nanoseconds: elapsed)
+                log?.info("request", metadata: [
+                    "method": "\(request.method)", "path": "\(request.uri.path)", "route": "\(name)",
+                    "status": "\(response.status.code)", "ms": "\(Double(elapsed / 1000) / 1000)",
+                ])
+                return response
+            }
+        }
+        route(.put, objectPath, "put_object") { try await $0.putObject($1, $2) }
+        route(.get, objectPath, "get_object") { try await $0.getObject($1, $2) }
+        route(.delete, objectPath, "delete_object") { try await $0.deleteObject($1, $2) }
+        route(.get, objectsPath, "list_objects") { try await $0.listObjects($1, $2) }
+        route(.post, batchPath, "batch") { try await $0.batch($1, $2) }
+        route(.post, lockPath, "acquire_lock") { try await $0.acquire($1, $2) }
+        route(.get, lockPath, "inspect_lock") { try await $0.inspect($1, $2) }
+        route(.delete, lockPath, "release_lock") { try await $0.release($1, $2) }
+        route(.post, lockPath + "/renew", "renew_lock") { try await $0.renew($1, $2) }
+        route(.post, lockPath + "/transfer", "transfer_lock") { try await $0.transfer($1, $2) }
+        route(.post, lockPath + "/break", "break_lock") { try await $0.breakLock($1, $2) }
         router.get("/v1/health") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
         }
         router.get("/v1/openapi.yaml") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/yaml"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
         }
+        if let metrics {
+            route(.get, "/metrics", "metrics") { api, request, _ in
+                let identity = try await api.auth.identify(request)
+                if !identity.isServer { throw APIError.forbidden("metrics need an API key") }
+                StoreGauges.shared.update(metrics.storeGauges())
+                return Response(
+                    status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                    body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.exposition()))
+                )
+            }
+        }
 
         // A wrong method on a known path is 405 `bad_request`.
-        let allowed: [(String, Set<HTTPRequest.Method>)] = [
+        var allowed: [(String, Set<HTTPRequest.Method>)] = [
             (objectPath, [.put, .get, .delete]), (objectsPath, [.get]), (batchPath, [.post]),
             (lockPath, [.post, .get, .delete]), (lockPath + "/renew", [.post]), (lockPath + "/transfer", [.post]),
-            ("/v1/health", [.get]), ("/v1/openapi.yaml", [.get]),
+            (lockPath + "/break", [.post]), ("/v1/health", [.get]), ("/v1/openapi.yaml", [.get]),
         ]
+        if metrics != nil { allowed.append(("/metrics", [.get])) }
         let all: [HTTPRequest.Method] = [.get, .put, .post, .delete, .patch, .head, .options]
         for (path, methods) in allowed {
             for method in all where !methods.contains(method) {
@@ -73,10 +143,26 @@ public enum JellyHTTPServer {
     }
 }
 
-/// The handlers. Each parses and validates the request, calls the store once, and answers.
+let jellyLockToken = fieldName("Jelly-Lock-Token")
+let jellyRead = fieldName("Jelly-Read")
+let jellyWrite = fieldName("Jelly-Write")
+
+private func fieldName(_ name: String) -> HTTPField.Name {
+    guard let field = HTTPField.Name(name) else { preconditionFailure("\(name) is not a valid header name") }
+    return field
+}
+
+/// The handlers. Each parses and validates the request (400/413), checks who is asking
+/// (401/403), calls the store once (423, 412, 404 come from it in that order), and answers.
 struct API: Sendable {
     let store: any JellyStore
+    let auth: Authenticator
     let bodyBytesMax: Int
+    let valueBytesMax: Int
+
+    /// Tries of a client's read-check-write before answering 503: a client write is a
+    /// compare-and-set on the version it checked, so it can lose a race with another writer.
+    private static let clientWriteAttempts = 3
 
     // MARK: Objects
 
@@ -92,12 +178,25 @@ struct API: Sendable {
             if case .ifVersion = condition { throw APIError.badRequest("send If-Match or If-None-Match, not both") }
             condition = .ifAbsent
         }
-        let value = try await body(request, limit: store.limits.valueBytesMax, what: "value")
-        let contentType = request.headers[.contentType] ?? defaultContentType
-        let result = try await store.write(
-            partition: partition, [.put(key: key, value: value, contentType: contentType, condition: condition)],
-            lockToken: token, releaseLock: false
-        )
+        let access = try objectAccess(request)
+        let contentType = request.headers[.contentType]
+        if let contentType { try Names.validateContentType(contentType, maxBytes: store.limits.contentTypeBytesMax) }
+        try checkDeclaredLength(request, limit: valueBytesMax, what: "value")
+        let identity = try await auth.identify(request)
+        let value = try await body(request, limit: valueBytesMax, what: "value")
+
+        let result: WriteResult
+        if identity.isServer {
+            result = try await store.write(
+                partition: partition, [.put(key: key, value: value, contentType: contentType ?? defaultContentType, condition: condition, access: access ?? .serverOnly)],
+                lockToken: token, releaseLock: false
+            )
+        } else {
+            if access != nil { throw APIError.forbidden("only game servers set Jelly-Read and Jelly-Write") }
+            result = try await clientWrite(identity, request, partition: partition, key: key, token: token, condition: condition) { current in
+                .put(key: key, value: value, contentType: contentType ?? current.contentType, condition: .ifVersion(current.version), access: current.access)
+            }
+        }
         guard let version = result.version else { throw APIError(status: .internalServerError, code: "internal", message: "a put committed without a version") }
         let created = result.previousVersions.first.flatMap { $0 } == nil
         var response = try json(VersionResponseBody(version: version), status: created ? .created : .ok)
@@ -107,18 +206,34 @@ struct API: Sendable {
 
     func getObject(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, key) = try names(context, withKey: true)
+        let identity = try await auth.identify(request)
+        if case .client(let own) = identity, own != partition {
+            // Another partition: only its public objects, and nothing is said of the rest.
+            guard let object = try await store.get(partition: partition, key: key), object.access.read == .public else {
+                throw APIError.forbidden("a client token for partition \(Names.quoted(own)) may read only public objects of partition \(Names.quoted(partition))")
+            }
+            return objectResponse(object, request)
+        }
         guard let object = try await store.get(partition: partition, key: key) else {
             throw APIError.notFound("no object \(Names.quoted(key)) in partition \(Names.quoted(partition))")
         }
+        guard identity.mayRead(object.access, partition: partition) else {
+            throw APIError.forbidden("object \(Names.quoted(key)) is readable by game servers only (Jelly-Read: server)")
+        }
+        return objectResponse(object, request)
+    }
+
+    private func objectResponse(_ object: StoredObject, _ request: Request) -> Response {
         let etag = "\"\(object.version)\""
+        var headers: HTTPFields = [.eTag: etag]
+        headers[jellyRead] = Self.readNames[object.access.read]
+        headers[jellyWrite] = Self.writeNames[object.access.write]
         if let ifNoneMatch = request.headers[.ifNoneMatch],
            ifNoneMatch.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == etag }) {
-            return Response(status: .notModified, headers: [.eTag: etag])
+            return Response(status: .notModified, headers: headers)
         }
-        return Response(
-            status: .ok, headers: [.contentType: object.contentType, .eTag: etag],
-            body: ResponseBody(byteBuffer: ByteBuffer(bytes: object.value))
-        )
+        headers[.contentType] = object.contentType
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: object.value)))
     }
 
     func deleteObject(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -126,11 +241,59 @@ struct API: Sendable {
         let token = try lockToken(request)
         var condition = WriteCondition.none
         if let ifMatch = request.headers[.ifMatch] { condition = .ifVersion(try etagVersion(ifMatch, header: "If-Match")) }
-        let result = try await store.write(partition: partition, [.delete(key: key, condition: condition)], lockToken: token, releaseLock: false)
+        let identity = try await auth.identify(request)
+        let result: WriteResult
+        if identity.isServer {
+            result = try await store.write(partition: partition, [.delete(key: key, condition: condition)], lockToken: token, releaseLock: false)
+        } else {
+            result = try await clientWrite(identity, request, partition: partition, key: key, token: token, condition: condition) { current in
+                .delete(key: key, condition: .ifVersion(current.version))
+            }
+        }
         guard result.applied.first == true else {
             throw APIError.notFound("no object \(Names.quoted(key)) in partition \(Names.quoted(partition))")
         }
         return Response(status: .noContent)
+    }
+
+    /// A client's write: only to its own partition, without a lock token (so never while a game
+    /// server holds the lock: the lock rule answers 423), and only to an object a server made
+    /// client-writable. The object's current version is checked and then written with
+    /// compare-and-set, so a server's concurrent change is never overwritten blindly.
+    private func clientWrite(
+        _ identity: Identity, _ request: Request, partition: String, key: String, token: LockToken?,
+        condition: WriteCondition, _ operation: (StoredObject) -> WriteOperation
+    ) async throws -> WriteResult {
+        try identity.requireOwnPartition(partition)
+        if token != nil { throw APIError.forbidden("client tokens may not use lock tokens; locks belong to game servers") }
+        for _ in 0..<Self.clientWriteAttempts {
+            // The lock rule first (423 before 412 and 404), as for a server's write.
+            if let lock = try await store.inspectLock(partition: partition) {
+                throw APIError(JellyError(.locked, "partition \(Names.quoted(partition)) is locked by a game server; clients may write only while it is unlocked", holder: lock))
+            }
+            guard let current = try await store.get(partition: partition, key: key) else {
+                if case .ifVersion = condition {
+                    throw APIError(JellyError(.preconditionFailed, "object \(Names.quoted(key)) does not exist"))
+                }
+                throw APIError.forbidden("clients may write only objects a game server created as client-writable (Jelly-Write: owner); \(Names.quoted(key)) does not exist")
+            }
+            guard current.access.write == .owner else {
+                throw APIError.forbidden("object \(Names.quoted(key)) is writable by game servers only (Jelly-Write: server)")
+            }
+            switch condition {
+            case .ifVersion(let v) where v != current.version:
+                throw APIError(JellyError(.preconditionFailed, "object \(Names.quoted(key)) is at version \(current.version), not \(v)"))
+            case .ifAbsent:
+                throw APIError(JellyError(.preconditionFailed, "object \(Names.quoted(key)) exists (version \(current.version))"))
+            default: break
+            }
+            do {
+                return try await store.write(partition: partition, [operation(current)], lockToken: nil, releaseLock: false)
+            } catch let error as JellyError where error.code == .preconditionFailed {
+                continue // another writer got in between: check again
+            }
+        }
+        throw APIError(JellyError(.unavailable, "object \(Names.quoted(key)) kept changing while this write was checked; retry"))
     }
 
     func listObjects(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -144,15 +307,23 @@ struct API: Sendable {
             limit = n
         }
         let after = query.get("after")
+        if let after { try Names.validate(after, as: .key, maxBytes: store.limits.keyBytesMax) }
+        let identity = try await auth.identify(request)
+        try identity.requireOwnPartition(partition)
         let page = try await store.list(partition: partition, after: after, limit: limit)
+        // A client sees only what it may read; the cursor still walks every key.
         return try json(ListResponseBody(
-            objects: page.objects.map { .init(key: $0.key, version: $0.version, size: $0.size, content_type: $0.contentType) },
+            objects: page.objects.filter { identity.mayRead($0.access, partition: partition) }.map {
+                .init(key: $0.key, version: $0.version, size: $0.size, content_type: $0.contentType,
+                      read: Self.readNames[$0.access.read] ?? "server", write: Self.writeNames[$0.access.write] ?? "server")
+            },
             next: page.next
         ))
     }
 
     func batch(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, _) = try names(context, withKey: false)
+        try checkDeclaredLength(request, limit: bodyBytesMax, what: "request body")
         let body = try await decode(BatchRequestBody.self, request)
         var operations: [WriteOperation] = []
         operations.reserveCapacity(body.operations.count)
@@ -168,7 +339,11 @@ struct API: Sendable {
             case "put":
                 guard let encoded = op.value_base64 else { throw APIError.badRequest("operation \(i): a put needs value_base64") }
                 guard let value = Data(base64Encoded: encoded) else { throw APIError.badRequest("operation \(i): value_base64 is not valid base64") }
-                operations.append(.put(key: op.key, value: [UInt8](value), contentType: op.content_type, condition: condition))
+                let access = ObjectAccess(
+                    read: try op.read.map { try Self.parseRead($0, "operation \(i): read") } ?? .server,
+                    write: try op.write.map { try Self.parseWrite($0, "operation \(i): write") } ?? .server
+                )
+                operations.append(.put(key: op.key, value: [UInt8](value), contentType: op.content_type, condition: condition, access: access))
             case "delete":
                 if op.value_base64 != nil { throw APIError.badRequest("operation \(i): a delete takes no value") }
                 if case .ifAbsent = condition { throw APIError.badRequest("operation \(i): a delete takes if_version, not if_absent") }
@@ -180,6 +355,7 @@ struct API: Sendable {
         let release = body.release_lock ?? false
         if operations.isEmpty && !release { throw APIError.badRequest("a batch needs at least one operation") }
         if release && body.lock_token == nil { throw APIError.badRequest("release_lock needs lock_token") }
+        try await auth.identify(request).requireServer("send batches")
         let result = try await store.write(partition: partition, operations, lockToken: body.lock_token.map { LockToken($0) }, releaseLock: release)
         var versions: [String: UInt64] = [:]
         if let version = result.version {
@@ -193,6 +369,7 @@ struct API: Sendable {
     func acquire(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, _) = try names(context, withKey: false)
         let body = try await decode(LockRequestBody.self, request)
+        try await auth.identify(request).requireServer("take locks")
         if body.load == true {
             let (lock, objects) = try await store.acquireLockAndLoad(partition: partition, owner: body.owner, ttlMilliseconds: body.ttl_ms)
             return try json(LockResponseBody(lock, objects: objects))
@@ -203,28 +380,73 @@ struct API: Sendable {
     func renew(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, _) = try names(context, withKey: false)
         let body = try await decode(RenewRequestBody.self, request)
+        try await auth.identify(request).requireServer("renew locks")
         return try json(LockResponseBody(try await store.renewLock(partition: partition, token: LockToken(body.token), ttlMilliseconds: body.ttl_ms)))
     }
 
     func transfer(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, _) = try names(context, withKey: false)
         let body = try await decode(TransferRequestBody.self, request)
+        try await auth.identify(request).requireServer("transfer locks")
         return try json(LockResponseBody(try await store.transferLock(partition: partition, token: LockToken(body.token), to: body.to_owner, ttlMilliseconds: body.ttl_ms)))
     }
 
     func release(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, _) = try names(context, withKey: false)
         guard let token = try lockToken(request) else { throw APIError.badRequest("releasing a lock needs the Jelly-Lock-Token header") }
+        try await auth.identify(request).requireServer("release locks")
         try await store.releaseLock(partition: partition, token: token)
         return Response(status: .noContent)
     }
 
     func inspect(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, _) = try names(context, withKey: false)
+        try await auth.identify(request).requireServer("inspect locks")
         guard let lock = try await store.inspectLock(partition: partition) else {
             throw APIError.notFound("partition \(Names.quoted(partition)) is not locked")
         }
         return try json(LockResponseBody(lock))
+    }
+
+    /// Administrative: removes the lock whoever holds it (a game server that will never come
+    /// back). The holder's token is fenced from then on.
+    func breakLock(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let (partition, _) = try names(context, withKey: false)
+        try await auth.identify(request).requireAdmin("break locks")
+        guard let lock = try await store.breakLock(partition: partition) else {
+            throw APIError.notFound("partition \(Names.quoted(partition)) is not locked")
+        }
+        return try json(LockResponseBody(lock))
+    }
+
+    // MARK: Access headers
+
+    static let readNames: [ObjectAccess.Read: String] = [.server: "server", .owner: "owner", .public: "public"]
+    static let writeNames: [ObjectAccess.Write: String] = [.server: "server", .owner: "owner"]
+
+    static func parseRead(_ text: String, _ what: String) throws -> ObjectAccess.Read {
+        guard let read = readNames.first(where: { $0.value == text.trimmingCharacters(in: .whitespaces) })?.key else {
+            throw APIError.badRequest("\(what) must be owner, public or server, not \(Names.quoted(text))")
+        }
+        return read
+    }
+
+    static func parseWrite(_ text: String, _ what: String) throws -> ObjectAccess.Write {
+        guard let write = writeNames.first(where: { $0.value == text.trimmingCharacters(in: .whitespaces) })?.key else {
+            throw APIError.badRequest("\(what) must be owner or server, not \(Names.quoted(text))")
+        }
+        return write
+    }
+
+    /// `Jelly-Read` / `Jelly-Write` of a PUT, or nil when neither is sent (server-only).
+    private func objectAccess(_ request: Request) throws -> ObjectAccess? {
+        let read = request.headers[jellyRead]
+        let write = request.headers[jellyWrite]
+        if read == nil && write == nil { return nil }
+        return ObjectAccess(
+            read: try read.map { try Self.parseRead($0, "Jelly-Read") } ?? .server,
+            write: try write.map { try Self.parseWrite($0, "Jelly-Write") } ?? .server
+        )
     }
 
     // MARK: Parsing
@@ -248,7 +470,7 @@ struct API: Sendable {
     }
 
     private func lockToken(_ request: Request) throws -> LockToken? {
-        guard let text = request.headers.first(where: { $0.name.canonicalName == "jelly-lock-token" })?.value else { return nil }
+        guard let text = request.headers[jellyLockToken] else { return nil }
         guard let value = UInt64(text.trimmingCharacters(in: .whitespaces)) else {
             throw APIError.badRequest("Jelly-Lock-Token must be a whole number, not \(Names.quoted(text))")
         }
@@ -263,10 +485,16 @@ struct API: Sendable {
         return v
     }
 
-    private func body(_ request: Request, limit: Int, what: String) async throws -> [UInt8] {
+    /// 413 for a declared length over the limit, before credentials are checked (the order of
+    /// errors puts 413 first) and before a byte of the body is read.
+    private func checkDeclaredLength(_ request: Request, limit: Int, what: String) throws {
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
             throw APIError.tooLarge("the \(what) is \(length) bytes; the limit is \(limit) bytes")
         }
+    }
+
+    private func body(_ request: Request, limit: Int, what: String) async throws -> [UInt8] {
+        try checkDeclaredLength(request, limit: limit, what: what)
         do {
             let buffer = try await request.body.collect(upTo: limit)
             return Array(buffer.readableBytesView)

@@ -47,6 +47,27 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 /// The contract of `JellyStore`, as executable cases. Every backend runs all of them.
 public enum ConformanceSuite {
     public static let cases: [ConformanceCase] = [
+        ConformanceCase(name: "object access is stored with each version and survives a restart") { h in
+            let s = h.store
+            let open = ObjectAccess(read: .public, write: .owner)
+            try await s.put(partition: "p", key: "shared", value: bytes("1"), contentType: "text/plain", access: open)
+            try await s.put(partition: "p", key: "private", value: bytes("2"), contentType: "text/plain")
+            try await s.write(partition: "p", [.put(key: "mine", value: bytes("3"), access: ObjectAccess(read: .owner))], lockToken: nil, releaseLock: false)
+            for round in 0..<2 {
+                let s = h.store
+                try expect(try await s.get(partition: "p", key: "shared")?.access == open, "round \(round): shared access")
+                try expect(try await s.get(partition: "p", key: "private")?.access == .serverOnly, "round \(round): default is server-only")
+                let listed = try await s.list(partition: "p", after: nil, limit: 10).objects.map(\.access)
+                try expect(listed == [ObjectAccess(read: .owner), .serverOnly, open], "round \(round): listed \(listed)")
+                let loaded = try await s.acquireLockAndLoad(partition: "p", owner: "o", ttlMilliseconds: 1000)
+                try expect(loaded.objects.map(\.access) == listed, "round \(round): loaded \(loaded.objects.map(\.access))")
+                try await s.releaseLock(partition: "p", token: loaded.lock.token)
+                if round == 0 { try await h.restart() }
+            }
+            // A new version replaces the access with its own.
+            try await h.store.put(partition: "p", key: "shared", value: bytes("4"))
+            try expect(try await h.store.get(partition: "p", key: "shared")?.access == .serverOnly, "a put without access resets it")
+        },
         ConformanceCase(name: "put then get returns value, version and content type") { h in
             let s = h.store
             let v1 = try await s.put(partition: "p", key: "a", value: bytes("one"))

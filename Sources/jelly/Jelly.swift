@@ -26,6 +26,10 @@ struct StoreOptions: ParsableArguments {
     var durability: String = "always"
 
     func configuration() throws -> EmbeddedStoreConfiguration {
+        try StoreOptions.configuration(data: data, durability: durability)
+    }
+
+    static func configuration(data: String, durability: String) throws -> EmbeddedStoreConfiguration {
         var config = EmbeddedStoreConfiguration(directory: data)
         guard let durability = Durability(parsing: durability) else {
             throw ValidationError("--durability must be always, interval, interval:MS or never")

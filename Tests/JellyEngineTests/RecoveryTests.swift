@@ -194,7 +194,7 @@ import Testing
                     let r = try await store.write(partition: partition, ops, lockToken: token, releaseLock: false)
                     guard let v = r.version else { Issue.record("batch without version"); continue }
                     maxVersion = v
-                    for op in ops { if case .put(let k, let value, _, _) = op { model.objects[partition, default: [:]][k] = (v, value) } }
+                    for op in ops { if case .put(let k, let value, _, _, _) = op { model.objects[partition, default: [:]][k] = (v, value) } }
                 case 6:
                     if lease == nil {
                         let l = try await store.acquireLock(partition: partition, owner: "me", ttlMilliseconds: 5_000)
