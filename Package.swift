@@ -50,6 +50,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
@@ -58,6 +59,7 @@ let package = Package(
                 "JellyCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .executableTarget(
@@ -72,7 +74,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "JellyCoreTests", dependencies: ["JellyCore", "JellyTestSupport"]),
-        .testTarget(name: "JellyServerTests", dependencies: ["JellyCore", "JellyTestSupport", "JellyClient", "jelly"]),
+        .testTarget(
+            name: "JellyServerTests",
+            dependencies: [
+                "JellyCore", "JellyEngine", "JellyTestSupport", "JellyClient", "JellyServer", "jelly",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ]
+        ),
         .testTarget(
             name: "JellyEngineTests",
             dependencies: ["JellyCore", "JellyEngine", "JellyTestSupport", "CJellySystem", "jelly"]

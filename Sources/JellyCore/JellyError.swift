@@ -24,6 +24,12 @@ public struct JellyError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let alreadyOpen = Code("already_open")
         /// An operating-system call failed.
         public static let io = Code("io")
+        /// A remote store refused the credentials (missing, malformed or wrong).
+        public static let unauthorized = Code("unauthorized")
+        /// A remote store knows who is asking, but that identity may not do this.
+        public static let forbidden = Code("forbidden")
+        /// An object or lock that had to exist does not (remote stores' 404).
+        public static let notFound = Code("not_found")
     }
 
     public var code: Code

@@ -49,6 +49,8 @@ struct LockResponseBody: Encodable {
         var version: UInt64
         var content_type: String
         var value_base64: String
+        var read: String
+        var write: String
     }
 
     init(_ lock: LockInfo, objects: [StoredObject]? = nil) {
@@ -56,7 +58,8 @@ struct LockResponseBody: Encodable {
         owner = lock.owner
         expires_at_ms = lock.expiresAtMilliseconds
         self.objects = objects?.map {
-            LoadedObject(key: $0.key, version: $0.version, content_type: $0.contentType, value_base64: Data($0.value).base64EncodedString())
+            LoadedObject(key: $0.key, version: $0.version, content_type: $0.contentType, value_base64: Data($0.value).base64EncodedString(),
+                         read: API.readNames[$0.access.read] ?? "server", write: API.writeNames[$0.access.write] ?? "server")
         }
     }
 }
@@ -85,17 +88,30 @@ struct ListResponseBody: Encodable {
 
 struct VersionResponseBody: Encodable {
     var version: UInt64
+    /// The object's version before this write, or null when it was created.
+    var previous_version: UInt64?
+
+    enum CodingKeys: String, CodingKey { case version, previous_version }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(version, forKey: .version)
+        try c.encode(previous_version, forKey: .previous_version)
+    }
 }
 
 struct BatchResponseBody: Encodable {
     var version: UInt64?
     var versions: [String: UInt64]
+    /// Every key of the batch with its version before the batch (null: it did not exist).
+    var previous_versions: [String: UInt64?]
 
-    enum CodingKeys: String, CodingKey { case version, versions }
+    enum CodingKeys: String, CodingKey { case version, versions, previous_versions }
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(version, forKey: .version)
         try c.encode(versions, forKey: .versions)
+        try c.encode(previous_versions, forKey: .previous_versions)
     }
 }

@@ -28,6 +28,9 @@ struct APIError: Error {
         case .locked: self.init(status: .lockedStatus, code: "locked", message: error.message, holder: error.holder)
         case .preconditionFailed: self.init(status: .preconditionFailed, code: "precondition_failed", message: error.message)
         case .unavailable: self.init(status: .serviceUnavailable, code: "unavailable", message: error.message, retryAfterSeconds: 1)
+        case .unauthorized: self.init(status: .unauthorized, code: "unauthorized", message: error.message)
+        case .forbidden: self.init(status: .forbidden, code: "forbidden", message: error.message)
+        case .notFound: self.init(status: .notFound, code: "not_found", message: error.message)
         default: self.init(status: .internalServerError, code: "internal", message: error.message)
         }
     }

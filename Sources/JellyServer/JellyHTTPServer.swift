@@ -146,6 +146,7 @@ public enum JellyHTTPServer {
 let jellyLockToken = fieldName("Jelly-Lock-Token")
 let jellyRead = fieldName("Jelly-Read")
 let jellyWrite = fieldName("Jelly-Write")
+let jellyPreviousVersion = fieldName("Jelly-Previous-Version")
 
 private func fieldName(_ name: String) -> HTTPField.Name {
     guard let field = HTTPField.Name(name) else { preconditionFailure("\(name) is not a valid header name") }
@@ -199,7 +200,7 @@ struct API: Sendable {
         }
         guard let version = result.version else { throw APIError(status: .internalServerError, code: "internal", message: "a put committed without a version") }
         let created = result.previousVersions.first.flatMap { $0 } == nil
-        var response = try json(VersionResponseBody(version: version), status: created ? .created : .ok)
+        var response = try json(VersionResponseBody(version: version, previous_version: result.previousVersions.first.flatMap { $0 }), status: created ? .created : .ok)
         response.headers[.eTag] = "\"\(version)\""
         return response
     }
@@ -250,10 +251,10 @@ struct API: Sendable {
                 .delete(key: key, condition: .ifVersion(current.version))
             }
         }
-        guard result.applied.first == true else {
+        guard result.applied.first == true, let previous = result.previousVersions.first.flatMap({ $0 }) else {
             throw APIError.notFound("no object \(Names.quoted(key)) in partition \(Names.quoted(partition))")
         }
-        return Response(status: .noContent)
+        return Response(status: .noContent, headers: [jellyPreviousVersion: String(previous)])
     }
 
     /// A client's write: only to its own partition, without a lock token (so never while a game
@@ -361,7 +362,9 @@ struct API: Sendable {
         if let version = result.version {
             for (i, op) in operations.enumerated() where result.applied[i] { versions[op.key] = version }
         }
-        return try json(BatchResponseBody(version: result.version, versions: versions))
+        var previous: [String: UInt64?] = [:]
+        for (i, op) in operations.enumerated() { previous[op.key] = result.previousVersions[i] }
+        return try json(BatchResponseBody(version: result.version, versions: versions, previous_versions: previous))
     }
 
     // MARK: Locks

@@ -1,0 +1,79 @@
+import Hummingbird
+import JellyClient
+import JellyCore
+import JellyEngine
+import JellyServer
+import JellyTestSupport
+import Logging
+import Testing
+
+/// A real HTTP server (Hummingbird on a loopback port, in this process so that its store can
+/// run on the test's manual clock) over an embedded store, reached through `JellyClient`.
+final class RemoteStoreHarness: ConformanceHarness, @unchecked Sendable {
+    // Replaced only by `restart`, which a case calls from one task at a time.
+    let embedded: EmbeddedStoreHarness
+    private var server: Task<Void, any Error>?
+    private var client: JellyClient?
+    private var port = 0
+
+    var clock: ManualClock { embedded.clock }
+    var store: any JellyStore {
+        guard let client else { preconditionFailure("the harness has no client: start() failed") }
+        return client
+    }
+
+    init() async throws {
+        embedded = try EmbeddedStoreHarness()
+        try await start()
+    }
+
+    private func start() async throws {
+        var config = JellyServerConfiguration()
+        config.port = port // 0 at first; the same port after a restart
+        let store = embedded.store
+        let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
+        var logger = Logger(label: "jelly-test")
+        logger.logLevel = .critical // cancelling the server at the end of a case logs noise
+        let app = try await JellyHTTPServer.application(store: store, configuration: config, logger: logger) { _, port in
+            readyContinuation.yield(port)
+        }
+        server = Task { try await app.run() }
+        for await p in ready { port = p; break }
+        var clientConfig = JellyClient.Configuration(url: "http://127.0.0.1:\(port)")
+        clientConfig.limits = store.limits
+        client = try JellyClient(clientConfig)
+    }
+
+    private func stop() async {
+        try? await client?.close()
+        server?.cancel()
+        _ = await server?.result
+    }
+
+    func restart() async throws {
+        await stop()
+        try await embedded.restart()
+        try await start()
+    }
+
+    func finish() async {
+        await stop()
+        await embedded.finish()
+    }
+}
+
+/// The store contract through `JellyClient` → HTTP API v1 → `jelly serve`'s handlers → the
+/// embedded engine: the remote topology must keep every rule the embedded one keeps.
+@Suite struct RemoteConformanceTests {
+    @Test(arguments: ConformanceSuite.cases)
+    func conformance(_ testCase: ConformanceCase) async throws {
+        let harness = try await RemoteStoreHarness()
+        do {
+            try await testCase.run(harness)
+        } catch {
+            await harness.finish()
+            throw error
+        }
+        await harness.finish()
+    }
+}
