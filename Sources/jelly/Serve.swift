@@ -64,7 +64,13 @@ struct Serve: AsyncParsableCommand {
         serverConfig.host = host
         serverConfig.port = port
         var storeConfig = try StoreOptions.configuration(data: data ?? file?.data ?? "./jelly-data", durability: durability ?? file?.durability ?? "always")
-        try await failing { try file?.apply(to: &serverConfig, limits: &storeConfig.limits) }
+        try await failing {
+            do {
+                try file?.apply(to: &serverConfig, limits: &storeConfig.limits)
+            } catch let error as JellyError {
+                throw JellyError(error.code, "\(config ?? "config"): \(error.message)")
+            }
+        }
         if let tlsCert { serverConfig.tlsCertificatePath = tlsCert }
         if let tlsKey { serverConfig.tlsKeyPath = tlsKey }
 

@@ -31,10 +31,12 @@ final class ServerProcess: @unchecked Sendable {
         try process.run()
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            if let line = log.split(separator: "\n").first(where: { $0.hasPrefix("jelly serve: listening on http://127.0.0.1:") }) {
-                let rest = line.dropFirst("jelly serve: listening on http://127.0.0.1:".count)
-                port = Int(rest.prefix { $0.isNumber }) ?? 0
-                return
+            for scheme in ["http", "https"] {
+                let prefix = "jelly serve: listening on \(scheme)://127.0.0.1:"
+                if let line = log.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) {
+                    port = Int(line.dropFirst(prefix.count).prefix { $0.isNumber }) ?? 0
+                    return
+                }
             }
             if !process.isRunning { break }
             Thread.sleep(forTimeInterval: 0.02)
