@@ -1,4 +1,5 @@
 import ArgumentParser
+import JellyClient
 import JellyCore
 import JellyEngine
 import Synchronization
@@ -27,6 +28,8 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("segment-mib"), help: "Segment file size in MiB.") var segmentMiB = 64
     @Option(name: .customLong("garbage-ratio"), help: "Compaction threshold (fraction of sealed bytes that may be garbage).") var garbageRatio = CompactionPolicy().garbageRatio
     @Option(name: .customLong("garbage-allowance-mib"), help: "Garbage tolerated before compaction starts, in MiB.") var garbageAllowanceMiB = Int(CompactionPolicy().garbageBytesAllowance >> 20)
+    @Option(help: "Run against a jelly serve at this URL (http://HOST:PORT) instead of an embedded store; --data and the store options do not apply.") var url: String?
+    @Option(help: "With --url: the API key to send (Authorization: Bearer).") var token: String?
     @Flag(help: "Print one JSON object last.") var json = false
     @Flag(help: "Keep the store directory afterwards.") var keep = false
 
@@ -46,6 +49,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     func benchmark() async throws {
+        if let url { return try await remoteBenchmark(url: url) }
         let directory = data ?? "./jelly-bench-\(getpid())"
         if access(directory, F_OK) == 0 {
             throw ValidationError("\(directory) already exists; the benchmark needs a fresh directory")
@@ -64,28 +68,8 @@ struct Bench: AsyncParsableCommand {
         log("jelly bench: \(players) players x \(objectsPerPlayer) objects, \(valueBytes) B values, \(sessions) sessions, \(savesPerSession) saves + 1 final per session, \(format1(duration)) s measured after \(format1(warmup)) s warm-up, durability \(config.durability), log writes \(info0.ioMode), CRC-32C \(crcKind())")
         log("disk probe before: 4 KiB write+fdatasync p50 \(format2(probeBefore.p50)) ms, p99 \(format2(probeBefore.p99)) ms (\(probeBefore.iterations) iterations)")
 
-        // Load the players.
         let keys = (0..<objectsPerPlayer).map { "object-\($0)" }
-        let loadStart = monotonicSeconds()
-        let loaded = Counter()
-        let playerCount = players, sessionCount = sessions, valueSize = valueBytes
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for worker in 0..<sessionCount {
-                group.addTask {
-                    var value = [UInt8](repeating: UInt8(truncatingIfNeeded: worker), count: valueSize)
-                    var p = worker
-                    while p < playerCount {
-                        value[0] = UInt8(truncatingIfNeeded: p)
-                        _ = try await store.write(partition: "player-\(p)", keys.map { .put(key: $0, value: value) }, lockToken: nil, releaseLock: false)
-                        let n = loaded.value.add(1, ordering: .relaxed).newValue
-                        if n % max(1, playerCount / 10) == 0 { log("loaded \(n) of \(playerCount) players") }
-                        p += sessionCount
-                    }
-                }
-            }
-            try await group.waitForAll()
-        }
-        log("loaded \(playerCount) players in \(format2(monotonicSeconds() - loadStart)) s; running sessions for \(format1(duration)) s")
+        try await loadPlayers(store: store, keys: keys)
 
         if warmup > 0 {
             log("warming up for \(format1(warmup)) s (sessions run, nothing recorded)")
@@ -105,37 +89,22 @@ struct Bench: AsyncParsableCommand {
         try await store.close()
         let probeAfter = DiskProbe.run(directory: directory)
 
-        var latencies = results.flatMap(\.latencies)
-        latencies.sort()
-        let savesDone = latencies.count
-        let sessionsDone = results.reduce(0) { $0 + $1.sessions }
-        let failures = results.reduce(0) { $0 + $1.failures }
-        func pct(_ q: Double) -> Double {
-            guard !latencies.isEmpty else { return 0 }
-            let i = min(latencies.count - 1, Int((Double(latencies.count) * q).rounded(.up)) - 1)
-            return Double(latencies[max(0, i)]) / 1e6
-        }
-        let bytesSaved = Double(savesDone) * Double(valueBytes)
+        let m = Measured(results: results, elapsed: elapsed, valueBytes: valueBytes)
+        let bytesSaved = Double(m.saves) * Double(valueBytes)
         let logBytes = Double(info2.logBytesWritten - info1.logBytesWritten)
         let deviceBytes = Double(io2.writeBytes - io1.writeBytes)
         let prepared = Double(info2.preparedBytesWritten - info1.preparedBytesWritten)
         let syncs = info2.syncs - info1.syncs
         let syncMs = Double(info2.syncNanoseconds - info1.syncNanoseconds) / 1e6
         let rss = peakRSSBytes()
+        let wa = bytesSaved > 0 ? logBytes / bytesSaved : 0
+        let dev = bytesSaved > 0 ? deviceBytes / bytesSaved : 0
 
-        let r = (
-            savesPerSecond: Double(savesDone) / elapsed, sessionsPerSecond: Double(sessionsDone) / elapsed,
-            p50: pct(0.50), p99: pct(0.99), p999: pct(0.999), max: latencies.last.map { Double($0) / 1e6 } ?? 0,
-            wa: bytesSaved > 0 ? logBytes / bytesSaved : 0, dev: bytesSaved > 0 ? deviceBytes / bytesSaved : 0
-        )
-        print("sessions/s:        \(format1(r.sessionsPerSecond))  (\(sessionsDone) sessions in \(format2(elapsed)) s)")
-        print("saves/s:           \(format1(r.savesPerSecond))  (\(savesDone) saves, \(failures) failed sessions\(results.compactMap(\.firstError).first.map { ": " + $0 } ?? ""))")
-        print("save latency ms:   p50 \(format2(r.p50))  p99 \(format2(r.p99))  p99.9 \(format2(r.p999))  max \(format2(r.max))")
-        print("log bytes written per byte saved:    \(format2(r.wa))  (blocks with headers and padding)")
-        print("device bytes written per byte saved: \(format2(r.dev))  (/proc/self/io; includes zero-filling \(formatBytes(Int64(prepared))) of new segments, hints, compaction)")
-        let startMs = Double(results.reduce(UInt64(0)) { $0 + $1.startNanos }) / 1e6 / Double(max(1, sessionsDone))
-        print("session start:     \(format2(startMs)) ms mean (lock and load)")
-        print("group commit:      \(syncs) syncs, \(format1(Double(savesDone) / Double(max(1, syncs)))) saves per sync, mean sync \(format2(syncMs / Double(max(1, syncs)))) ms")
+        m.printCommon()
+        print("log bytes written per byte saved:    \(format2(wa))  (blocks with headers and padding)")
+        print("device bytes written per byte saved: \(format2(dev))  (/proc/self/io; includes zero-filling \(formatBytes(Int64(prepared))) of new segments, hints, compaction)")
+        print("session start:     \(format2(m.startMs)) ms mean (lock and load)")
+        print("group commit:      \(syncs) syncs, \(format1(Double(m.saves) / Double(max(1, syncs)))) saves per sync, mean sync \(format2(syncMs / Double(max(1, syncs)))) ms")
         let moved = Double(info2.compactionBytesMoved - info1.compactionBytesMoved)
         print("compaction:        \(info2.segmentsCompacted - info1.segmentsCompacted) segments compacted, \(formatBytes(Int64(moved))) copied (\(format2(bytesSaved > 0 ? moved / bytesSaved : 0)) per byte saved); \(info2.segments) segments, garbage ratio \(format2(info2.garbageRatio)) at the end")
         print("CPU:               \(format2(cpu)) s user+system for \(format2(elapsed)) s (\(format2(cpu / elapsed)) cores)")
@@ -144,20 +113,83 @@ struct Bench: AsyncParsableCommand {
         print("disk probe after:  4 KiB write+fdatasync p50 \(format2(probeAfter.p50)) ms, p99 \(format2(probeAfter.p99)) ms")
         if json {
             print("""
-            {"saves_per_second": \(format1(r.savesPerSecond)), "sessions_per_second": \(format1(r.sessionsPerSecond)), \
-            "save_latency_ms": {"p50": \(format2(r.p50)), "p99": \(format2(r.p99)), "p999": \(format2(r.p999)), "max": \(format2(r.max))}, \
-            "bytes_written_per_byte_saved": \(format2(r.wa)), "compaction_bytes_copied_per_byte_saved": \(format2(bytesSaved > 0 ? moved / bytesSaved : 0)), "device_bytes_written_per_byte_saved": \(format2(r.dev)), \
-            "peak_rss_bytes": \(rss), "cpu_seconds": \(format2(cpu)), "elapsed_seconds": \(format2(elapsed)), \
-            "saves": \(savesDone), "sessions": \(sessionsDone), "failed_sessions": \(failures), "syncs": \(syncs), \
+            {\(m.jsonFields), \
+            "bytes_written_per_byte_saved": \(format2(wa)), "compaction_bytes_copied_per_byte_saved": \(format2(bytesSaved > 0 ? moved / bytesSaved : 0)), "device_bytes_written_per_byte_saved": \(format2(dev)), \
+            "peak_rss_bytes": \(rss), "cpu_seconds": \(format2(cpu)), "syncs": \(syncs), \
             "players": \(players), "value_bytes": \(valueBytes), "concurrent_sessions": \(sessions), \
             "saves_per_session": \(savesPerSession), "warmup_seconds": \(format1(warmup)), "durability": "\(config.durability)", "io_mode": "\(info0.ioMode)", \
             "disk_probe_ms": {"before_p50": \(format2(probeBefore.p50)), "after_p50": \(format2(probeAfter.p50))}}
             """)
         }
-        if failures > 0 { throw ExitCode(1) }
+        if m.failures > 0 { throw ExitCode(1) }
     }
+
+    /// The same workload through HTTP API v1 against a running `jelly serve`: the client's view
+    /// (saves/s, latency); the server's disk figures are on its /metrics.
+    func remoteBenchmark(url: String) async throws {
+        var config = JellyClient.Configuration(url: url, bearerToken: token)
+        config.connectionsPerHost = sessions
+        config.limits.valueBytesMax = max(config.limits.valueBytesMax, valueBytes)
+        let client = try await failing { try JellyClient(config) }
+        log("jelly bench: \(players) players x \(objectsPerPlayer) objects, \(valueBytes) B values, \(sessions) sessions over HTTP to \(url), \(savesPerSession) saves + 1 final per session, \(format1(duration)) s measured after \(format1(warmup)) s warm-up (the server's durability applies)")
+        // Players of this run only, so a rerun against the same server starts clean.
+        let prefix = "bench-\(getpid())-\(Int(monotonicSeconds()))-"
+        let keys = (0..<objectsPerPlayer).map { "object-\($0)" }
+        do {
+            try await loadPlayers(store: client, keys: keys, prefix: prefix)
+            if warmup > 0 {
+                _ = try await runSessions(store: client, keys: keys, until: monotonicSeconds() + warmup, prefix: prefix)
+            }
+            let cpu1 = cpuSeconds()
+            let start = monotonicSeconds()
+            let results = try await runSessions(store: client, keys: keys, until: start + duration, prefix: prefix)
+            let elapsed = monotonicSeconds() - start
+            let cpu = cpuSeconds() - cpu1
+            try await client.close()
+            let m = Measured(results: results, elapsed: elapsed, valueBytes: valueBytes)
+            m.printCommon()
+            print("session start:     \(format2(m.startMs)) ms mean (lock and load, one round trip)")
+            print("client CPU:        \(format2(cpu)) s user+system for \(format2(elapsed)) s (\(format2(cpu / elapsed)) cores)")
+            print("client peak RSS:   \(formatBytes(Int64(peakRSSBytes())))")
+            if json {
+                print("""
+                {\(m.jsonFields), "bytes_written_per_byte_saved": null, "peak_rss_bytes": \(peakRSSBytes()), "cpu_seconds": \(format2(cpu)), \
+                "players": \(players), "value_bytes": \(valueBytes), "concurrent_sessions": \(sessions), \
+                "saves_per_session": \(savesPerSession), "warmup_seconds": \(format1(warmup)), "url": "\(url)"}
+                """)
+            }
+            if m.failures > 0 { throw ExitCode(1) }
+        } catch {
+            try? await client.close()
+            throw error
+        }
+    }
+
+    func loadPlayers(store: any JellyStore, keys: [String], prefix: String = "") async throws {
+        let loadStart = monotonicSeconds()
+        let loaded = Counter()
+        let playerCount = players, sessionCount = sessions, valueSize = valueBytes
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<sessionCount {
+                group.addTask {
+                    var value = [UInt8](repeating: UInt8(truncatingIfNeeded: worker), count: valueSize)
+                    var p = worker
+                    while p < playerCount {
+                        value[0] = UInt8(truncatingIfNeeded: p)
+                        _ = try await store.write(partition: "\(prefix)player-\(p)", keys.map { .put(key: $0, value: value) }, lockToken: nil, releaseLock: false)
+                        let n = loaded.value.add(1, ordering: .relaxed).newValue
+                        if n % max(1, playerCount / 10) == 0 { log("loaded \(n) of \(playerCount) players") }
+                        p += sessionCount
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        log("loaded \(playerCount) players in \(format2(monotonicSeconds() - loadStart)) s; running sessions for \(format1(duration)) s")
+    }
+
     /// Runs `sessions` concurrent sessions until `deadline`; each worker cycles over its own players.
-    func runSessions(store: EmbeddedStore, keys: [String], until deadline: Double) async throws -> [WorkerResult] {
+    func runSessions(store: any JellyStore, keys: [String], until deadline: Double, prefix: String = "") async throws -> [WorkerResult] {
         let playerCount = players, sessionCount = sessions, valueSize = valueBytes, saves = savesPerSession
         return try await withThrowingTaskGroup(of: WorkerResult.self) { group in
             for worker in 0..<sessionCount {
@@ -168,7 +200,7 @@ struct Bench: AsyncParsableCommand {
                     var p = worker
                     var n = 0
                     while monotonicSeconds() < deadline {
-                        let partition = "player-\(p)"
+                        let partition = "\(prefix)player-\(p)"
                         do {
                             let tStart = monotonicNanos()
                             let (lock, objects) = try await store.acquireLockAndLoad(partition: partition, owner: "bench-\(worker)", ttlMilliseconds: 60_000)
@@ -201,6 +233,51 @@ struct Bench: AsyncParsableCommand {
             for try await r in group { all.append(r) }
             return all
         }
+    }
+}
+
+/// Saves/s and latency percentiles of a run, printed the same way embedded and remote.
+struct Measured {
+    var saves: Int
+    var sessions: Int
+    var failures: Int
+    var firstError: String?
+    var elapsed: Double
+    var latencies: [UInt64]
+    var startMs: Double
+
+    init(results: [WorkerResult], elapsed: Double, valueBytes: Int) {
+        latencies = results.flatMap(\.latencies).sorted()
+        saves = latencies.count
+        sessions = results.reduce(0) { $0 + $1.sessions }
+        failures = results.reduce(0) { $0 + $1.failures }
+        firstError = results.compactMap(\.firstError).first
+        self.elapsed = elapsed
+        startMs = Double(results.reduce(UInt64(0)) { $0 + $1.startNanos }) / 1e6 / Double(max(1, sessions))
+    }
+
+    func percentile(_ q: Double) -> Double {
+        guard !latencies.isEmpty else { return 0 }
+        let i = min(latencies.count - 1, Int((Double(latencies.count) * q).rounded(.up)) - 1)
+        return Double(latencies[max(0, i)]) / 1e6
+    }
+
+    var savesPerSecond: Double { Double(saves) / elapsed }
+    var sessionsPerSecond: Double { Double(sessions) / elapsed }
+    var maxMs: Double { latencies.last.map { Double($0) / 1e6 } ?? 0 }
+
+    func printCommon() {
+        print("sessions/s:        \(format1(sessionsPerSecond))  (\(sessions) sessions in \(format2(elapsed)) s)")
+        print("saves/s:           \(format1(savesPerSecond))  (\(saves) saves, \(failures) failed sessions\(firstError.map { ": " + $0 } ?? ""))")
+        print("save latency ms:   p50 \(format2(percentile(0.5)))  p99 \(format2(percentile(0.99)))  p99.9 \(format2(percentile(0.999)))  max \(format2(maxMs))")
+    }
+
+    var jsonFields: String {
+        """
+        "saves_per_second": \(format1(savesPerSecond)), "sessions_per_second": \(format1(sessionsPerSecond)), \
+        "save_latency_ms": {"p50": \(format2(percentile(0.5))), "p99": \(format2(percentile(0.99))), "p999": \(format2(percentile(0.999))), "max": \(format2(maxMs))}, \
+        "saves": \(saves), "sessions": \(sessions), "failed_sessions": \(failures), "elapsed_seconds": \(format2(elapsed))
+        """
     }
 }
 
