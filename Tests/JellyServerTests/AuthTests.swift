@@ -215,3 +215,33 @@ struct TestClaims: JWTPayload {
         #expect(plain?.status != 200, "plain HTTP is not served on the TLS port")
     }
 }
+
+/// `jelly bench --url` runs the session workload through a real server (a smoke run: the
+/// figures come from release builds, see docs/benchmarks.md).
+@Suite struct RemoteBenchTests {
+    @Test func benchOverHTTPCompletesSessions() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let server = try ServerProcess(directory: dir.path + "/data")
+        defer { _ = server.kill(signal: SIGKILL) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try jellyExecutablePath())
+        p.arguments = ["bench", "--url", server.base, "--players", "16", "--sessions", "4", "--saves-per-session", "3", "--value-bytes", "512", "--duration", "0.5", "--json"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let last = text.split(separator: "\n").last.map(String.init) ?? ""
+        let json = (try? JSONSerialization.jsonObject(with: Data(last.utf8))) as? [String: Any] ?? [:]
+        #expect(p.terminationStatus == 0, "bench exit: \(text)")
+        #expect((json["saves"] as? Int ?? 0) > 0 && (json["failed_sessions"] as? Int) == 0, "\(last)")
+        #expect((json["save_latency_ms"] as? [String: Any])?["p99"] != nil)
+        // The saves really went through the server: its request counters say so.
+        let metrics = try await http("GET", server.base + "/metrics")
+        let line = metrics.text.split(separator: "\n").first { $0.hasPrefix("jelly_http_requests_total{route=\"put_object\",status=\"200\"}") }
+        let served = line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+        #expect(served >= Double(json["saves"] as? Int ?? 0) / 2, "server counted \(served) PUTs: \(line ?? "none")")
+    }
+}
