@@ -86,20 +86,6 @@ struct ListResponseBody: Encodable {
     }
 }
 
-struct VersionResponseBody: Encodable {
-    var version: UInt64
-    /// The object's version before this write, or null when it was created.
-    var previous_version: UInt64?
-
-    enum CodingKeys: String, CodingKey { case version, previous_version }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(version, forKey: .version)
-        try c.encode(previous_version, forKey: .previous_version)
-    }
-}
-
 struct BatchResponseBody: Encodable {
     var version: UInt64?
     var versions: [String: UInt64]

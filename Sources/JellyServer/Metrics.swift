@@ -2,30 +2,28 @@ import CoreMetrics
 import Foundation
 import Synchronization
 
-/// The server's metrics, through swift-metrics (the executable bootstraps a backend; `jelly
-/// serve` uses the Prometheus one and serves it at `GET /metrics`). Handles are made once per
-/// route and status and cached, so a request costs two lock-free-ish updates, not a lookup in
-/// the metrics factory.
-final class RequestMetrics: Sendable {
-    private struct Key: Hashable { var route: String; var status: Int }
-    private let counters = Mutex<[Key: CoreMetrics.Counter]>([:])
-    private let timers = Mutex<[String: CoreMetrics.Timer]>([:])
+/// One route's metrics, through swift-metrics (the executable bootstraps a backend; `jelly
+/// serve` uses the Prometheus one and serves it at `GET /metrics`). The handles are made when
+/// the route is registered (counters once per status seen), so a request costs a counter
+/// increment and a histogram update, not a lookup in the metrics factory.
+final class RouteMetrics: Sendable {
+    private let route: String
+    private let timer: CoreMetrics.Timer
+    private let counters = Mutex<[Int: CoreMetrics.Counter]>([:])
 
-    func record(route: String, status: Int, nanoseconds: UInt64) {
-        let key = Key(route: route, status: status)
+    init(route: String) {
+        self.route = route
+        timer = CoreMetrics.Timer(label: "jelly_http_request_duration_seconds", dimensions: [("route", route)])
+    }
+
+    func record(status: Int, nanoseconds: UInt64) {
         let counter = counters.withLock { cache in
-            if let c = cache[key] { return c }
+            if let c = cache[status] { return c }
             let c = CoreMetrics.Counter(label: "jelly_http_requests_total", dimensions: [("route", route), ("status", String(status))])
-            cache[key] = c
+            cache[status] = c
             return c
         }
         counter.increment()
-        let timer = timers.withLock { cache in
-            if let t = cache[route] { return t }
-            let t = CoreMetrics.Timer(label: "jelly_http_request_duration_seconds", dimensions: [("route", route)])
-            cache[route] = t
-            return t
-        }
         timer.recordNanoseconds(Int64(truncatingIfNeeded: nanoseconds))
     }
 }
