@@ -9,7 +9,7 @@ public struct JellyServerConfiguration: Sendable {
     public var port = 7420
     /// Largest request body. A declared `Content-Length` over it is 413 before the body is read.
     public var requestBodyBytesMax = 16 << 20
-    /// Largest single header field and all header fields of one request (431 from the parser).
+    /// Largest single header field and all header fields of one request (400 from the parser).
     public var headerBytesMax = 16 << 10
     /// Most header fields in one request.
     public var headerFieldsMax = 100

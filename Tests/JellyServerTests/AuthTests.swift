@@ -161,6 +161,19 @@ struct TestClaims: JWTPayload {
         }
     }
 
+    @Test func oversizedHeadersAreRefusedAndTheServerStaysHealthy() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let config = dir.path + "/jelly.json"
+        try Data("{\"limits\": {\"header_bytes_max\": 4096}}".utf8).write(to: URL(fileURLWithPath: config))
+        let server = try ServerProcess(directory: dir.path + "/data", extraArguments: ["--config", config])
+        defer { _ = server.kill(signal: SIGKILL) }
+        let big = try? await http("GET", server.base + "/v1/health", headers: ["X-Big": String(repeating: "a", count: 8000)])
+        #expect(big?.status != 200, "a header over header_bytes_max is refused: \(String(describing: big?.status))")
+        let ok = try await http("GET", server.base + "/v1/health", headers: ["X-Small": String(repeating: "a", count: 2000)])
+        #expect(ok.status == 200, "the server stays healthy")
+    }
+
     @Test func badConfigFilesAreRefusedWithTheReason() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
