@@ -1,5 +1,6 @@
 /// The OpenAPI 3.1 document of HTTP API v1, served at `GET /v1/openapi.yaml`. Kept here (not as a
-/// resource file) so the single `jelly` binary carries it. Tests check real responses against it.
+/// resource file) so the single `jelly` binary carries it. (A test that checks real responses
+/// against it is still to be written: see docs/http-api.md.)
 enum OpenAPIDocument {
     static let yaml = """
     openapi: 3.1.0
@@ -12,7 +13,14 @@ enum OpenAPIDocument {
         percent-encoded path segments: 1-128 / 1-512 bytes of UTF-8, no control characters, no
         "/", not "." or "..". When several errors apply, the first of 400/413, 401/403, 423, 412,
         404 wins. A request that carries a lock token is accepted only if it is the partition's
-        current lock; one without a token only while the partition is unlocked.
+        current lock; one without a token only while the partition is unlocked. With auth
+        configured, every path but /v1/health and /v1/openapi.yaml needs a bearer credential (an
+        API key or a client JWT): 401 when it is missing or invalid, 403 without the right. PUT
+        takes Jelly-Read (server|owner|public) and Jelly-Write (server|owner) headers; GET
+        answers carry them.
+    security:
+      - bearer: []
+      - {}
     paths:
       /v1/health:
         get:
@@ -106,7 +114,25 @@ enum OpenAPIDocument {
             "200": {description: Transferred with a new token., content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
             "400": {$ref: "#/components/responses/Error"}
             "423": {$ref: "#/components/responses/Locked"}
+      /v1/partitions/{partition}/lock/break:
+        parameters: [{$ref: "#/components/parameters/partition"}]
+        post:
+          description: Administrative (admin API key); removes the lock whoever holds it.
+          responses:
+            "200": {description: The lock that was removed., content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
+            "401": {$ref: "#/components/responses/Error"}
+            "403": {$ref: "#/components/responses/Error"}
+            "404": {$ref: "#/components/responses/Error"}
+      /metrics:
+        get:
+          description: Prometheus text exposition (API keys only when auth is configured).
+          responses:
+            "200": {description: Metrics., content: {text/plain: {schema: {type: string}}}}
+            "401": {$ref: "#/components/responses/Error"}
+            "403": {$ref: "#/components/responses/Error"}
     components:
+      securitySchemes:
+        bearer: {type: http, scheme: bearer, description: An API key from the config file, or a client JWT whose sub is a partition.}
       parameters:
         partition: {name: partition, in: path, required: true, schema: {type: string, minLength: 1}}
         key: {name: key, in: path, required: true, schema: {type: string, minLength: 1}}
