@@ -87,8 +87,8 @@ public final class JellyClient: JellyStore {
             case .put(let key, let value, let contentType, let condition, let access):
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Type", value: contentType ?? defaultContentType)
-                headers.add(name: "Jelly-Read", value: readNames[access.read, default: "server"])
-                headers.add(name: "Jelly-Write", value: writeNames[access.write, default: "server"])
+                headers.add(name: "Jelly-Read", value: access.read.name)
+                headers.add(name: "Jelly-Write", value: access.write.name)
                 switch condition {
                 case .none: break
                 case .ifVersion(let v): headers.add(name: "If-Match", value: "\"\(v)\"")
@@ -119,7 +119,7 @@ public final class JellyClient: JellyStore {
             switch op {
             case .put(let key, let value, let contentType, let condition, let access):
                 var o: [String: Any] = ["op": "put", "key": key, "value_base64": Data(value).base64EncodedString(),
-                                        "read": readNames[access.read, default: "server"], "write": writeNames[access.write, default: "server"]]
+                                        "read": access.read.name, "write": access.write.name]
                 if let contentType { o["content_type"] = contentType }
                 if case .ifVersion(let v) = condition { o["if_version"] = v }
                 if case .ifAbsent = condition { o["if_absent"] = true }
@@ -264,10 +264,9 @@ private func escape(_ name: String) -> String {
     return name.addingPercentEncoding(withAllowedCharacters: allowed) ?? name
 }
 
-private let readNames: [ObjectAccess.Read: String] = [.server: "server", .owner: "owner", .public: "public"]
-private let writeNames: [ObjectAccess.Write: String] = [.server: "server", .owner: "owner"]
-private func readAccess(_ text: String?) -> ObjectAccess.Read { readNames.first { $0.value == text }?.key ?? .server }
-private func writeAccess(_ text: String?) -> ObjectAccess.Write { writeNames.first { $0.value == text }?.key ?? .server }
+/// The access a response names; a field the server left out (an older server) means server-only.
+private func readAccess(_ text: String?) -> ObjectAccess.Read { text.flatMap(ObjectAccess.Read.init(name:)) ?? .server }
+private func writeAccess(_ text: String?) -> ObjectAccess.Write { text.flatMap(ObjectAccess.Write.init(name:)) ?? .server }
 
 /// A response, read whole.
 private struct Reply {

@@ -44,6 +44,20 @@ public struct ObjectAccess: Hashable, Sendable, CustomStringConvertible {
         case owner = 1
         /// Also any client with a valid token, of any partition (read only).
         case `public` = 2
+
+        /// The word of HTTP API v1 (`Jelly-Read`, batch `read`, list `read`).
+        public var name: String {
+            switch self {
+            case .server: return "server"
+            case .owner: return "owner"
+            case .public: return "public"
+            }
+        }
+
+        public init?(name: String) {
+            guard let match = Read.allCases.first(where: { $0.name == name }) else { return nil }
+            self = match
+        }
     }
 
     public enum Write: UInt8, Sendable, CaseIterable {
@@ -51,6 +65,19 @@ public struct ObjectAccess: Hashable, Sendable, CustomStringConvertible {
         case server = 0
         /// Also the client whose token names this partition, while no game server holds the lock.
         case owner = 1
+
+        /// The word of HTTP API v1 (`Jelly-Write`, batch `write`, list `write`).
+        public var name: String {
+            switch self {
+            case .server: return "server"
+            case .owner: return "owner"
+            }
+        }
+
+        public init?(name: String) {
+            guard let match = Write.allCases.first(where: { $0.name == name }) else { return nil }
+            self = match
+        }
     }
 
     public var read: Read

@@ -59,7 +59,7 @@ struct LockResponseBody: Encodable {
         expires_at_ms = lock.expiresAtMilliseconds
         self.objects = objects?.map {
             LoadedObject(key: $0.key, version: $0.version, content_type: $0.contentType, value_base64: Data($0.value).base64EncodedString(),
-                         read: API.readNames[$0.access.read] ?? "server", write: API.writeNames[$0.access.write] ?? "server")
+                         read: $0.access.read.name, write: $0.access.write.name)
         }
     }
 }

@@ -43,6 +43,8 @@ struct Authenticator: Sendable {
     private let clientKeys: JWTKeyCollection?
     private let audience: String?
     private let partitionBytesMax: Int
+    /// Whether credentials are required at all (auth is configured).
+    let enabled: Bool
 
     /// nil `configuration`: every request is `.unauthenticated` (allowed only on loopback).
     init(_ configuration: AuthConfiguration?, partitionBytesMax: Int) async throws {
@@ -76,8 +78,6 @@ struct Authenticator: Sendable {
             clientKeys = nil
         }
     }
-
-    let enabled: Bool
 
     /// The request's identity; 401 when credentials are missing, malformed or wrong.
     func identify(_ request: Request) async throws -> Identity {
@@ -120,7 +120,7 @@ struct Authenticator: Sendable {
 }
 
 private func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
+    var difference: UInt8 = a.count == b.count ? 0 : 1
     for i in 0..<max(a.count, b.count) {
         let x = i < a.count ? a[i] : 0
         let y = i < b.count ? b[i] : 0

@@ -41,6 +41,7 @@ public struct JellyServerConfiguration: Sendable {
         try check(idleTimeoutMilliseconds >= 100, "idle_timeout_ms must be at least 100")
         try check(connectionsMax >= 1, "connections_max must be at least 1")
         try check((tlsCertificatePath == nil) == (tlsKeyPath == nil), "give both tls cert and tls key, or neither")
+        try auth?.validate()
     }
 }
 
@@ -205,7 +206,6 @@ public struct ServeConfigFile: Decodable, Sendable {
             a.clientTokenHS256Secret = auth.client_tokens?.hs256_secret
             a.clientTokenEdDSAPublicKey = auth.client_tokens?.eddsa_public_key
             a.clientTokenAudience = auth.client_tokens?.audience
-            try a.validate()
             configuration.auth = a
         }
         if let l = self.limits {

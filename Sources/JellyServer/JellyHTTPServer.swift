@@ -21,14 +21,13 @@ public enum JellyHTTPServer {
         try configuration.validate()
         let auth = try await Authenticator(configuration.auth, partitionBytesMax: store.limits.partitionBytesMax)
         let router = makeRouter(store: store, configuration: configuration, auth: auth, metrics: metrics, logger: logger)
-        var http1 = HTTP1Channel.Configuration(
+        let http1 = HTTP1Channel.Configuration(
             idleTimeout: .milliseconds(configuration.idleTimeoutMilliseconds),
             httpDecoderConfiguration: .init(
                 maxHeaderFieldSize: configuration.headerBytesMax, maxHeaderListSize: configuration.headerBytesMax,
                 maxHeaderFieldCount: configuration.headerFieldsMax
             )
         )
-        http1.additionalChannelHandlers = { [] }
         let server: HTTPServerBuilder
         if let certPath = configuration.tlsCertificatePath, let keyPath = configuration.tlsKeyPath {
             let tls: TLSConfiguration
@@ -73,6 +72,15 @@ public enum JellyHTTPServer {
             valueBytesMax: min(configuration.requestBodyBytesMax, store.limits.valueBytesMax)
         )
         let log: Logger? = configuration.logRequests ? logger : nil
+        // Every path with the methods registered on it, so a wrong method can be answered 405.
+        var registered: [(path: String, methods: Set<HTTPRequest.Method>)] = []
+        func register(_ method: HTTPRequest.Method, _ path: String) {
+            if let i = registered.firstIndex(where: { $0.path == path }) {
+                registered[i].methods.insert(method)
+            } else {
+                registered.append((path, [method]))
+            }
+        }
         let objectPath = "/v1/partitions/:partition/objects/:key"
         let objectsPath = "/v1/partitions/:partition/objects"
         let batchPath = "/v1/partitions/:partition/batch"
@@ -83,6 +91,7 @@ public enum JellyHTTPServer {
             _ handler: @escaping @Sendable (API, Request, BasicRequestContext) async throws -> Response
         ) {
             let metrics = RouteMetrics(route: name)
+            register(method, path)
             router.on(RouterPath(path), method: method) { request, context in
                 let start = DispatchTime.now().uptimeNanoseconds
                 let response = await answering { try await handler(api, request, context) }
@@ -106,17 +115,20 @@ public enum JellyHTTPServer {
         route(.post, lockPath + "/renew", "renew_lock") { try await $0.renew($1, $2) }
         route(.post, lockPath + "/transfer", "transfer_lock") { try await $0.transfer($1, $2) }
         route(.post, lockPath + "/break", "break_lock") { try await $0.breakLock($1, $2) }
+        register(.get, "/v1/health")
         router.get("/v1/health") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
         }
+        register(.get, "/v1/openapi.yaml")
         router.get("/v1/openapi.yaml") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/yaml"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
         }
         if let metrics {
+            let gauges = StoreGauges()
             route(.get, "/metrics", "metrics") { api, request, _ in
                 let identity = try await api.auth.identify(request)
                 if !identity.isServer { throw APIError.forbidden("metrics need an API key") }
-                StoreGauges.shared.update(metrics.storeGauges())
+                gauges.update(metrics.storeGauges())
                 return Response(
                     status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                     body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.exposition()))
@@ -125,14 +137,8 @@ public enum JellyHTTPServer {
         }
 
         // A wrong method on a known path is 405 `bad_request`.
-        var allowed: [(String, Set<HTTPRequest.Method>)] = [
-            (objectPath, [.put, .get, .delete]), (objectsPath, [.get]), (batchPath, [.post]),
-            (lockPath, [.post, .get, .delete]), (lockPath + "/renew", [.post]), (lockPath + "/transfer", [.post]),
-            (lockPath + "/break", [.post]), ("/v1/health", [.get]), ("/v1/openapi.yaml", [.get]),
-        ]
-        if metrics != nil { allowed.append(("/metrics", [.get])) }
         let all: [HTTPRequest.Method] = [.get, .put, .post, .delete, .patch, .head, .options]
-        for (path, methods) in allowed {
+        for (path, methods) in registered {
             for method in all where !methods.contains(method) {
                 router.on(RouterPath(path), method: method) { request, _ in
                     APIError.methodNotAllowed(request.method, request.uri.path).response
@@ -170,8 +176,7 @@ struct API: Sendable {
     func putObject(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, key) = try names(context, withKey: true)
         let token = try lockToken(request)
-        var condition = WriteCondition.none
-        if let ifMatch = request.headers[.ifMatch] { condition = .ifVersion(try etagVersion(ifMatch, header: "If-Match")) }
+        var condition = try ifMatchCondition(request)
         if let ifNoneMatch = request.headers[.ifNoneMatch] {
             guard ifNoneMatch.trimmingCharacters(in: .whitespaces) == "*" else {
                 throw APIError.badRequest("If-None-Match on PUT must be *")
@@ -194,16 +199,16 @@ struct API: Sendable {
             )
         } else {
             if access != nil { throw APIError.forbidden("only game servers set Jelly-Read and Jelly-Write") }
-            result = try await clientWrite(identity, request, partition: partition, key: key, token: token, condition: condition) { current in
+            result = try await clientWrite(identity, partition: partition, key: key, token: token, condition: condition) { current in
                 .put(key: key, value: value, contentType: contentType ?? current.contentType, condition: .ifVersion(current.version), access: current.access)
             }
         }
         guard let version = result.version else { throw APIError(status: .internalServerError, code: "internal", message: "a put committed without a version") }
-        let created = result.previousVersions.first.flatMap { $0 } == nil
+        let previousVersion = result.previousVersions.first.flatMap { $0 }
         // Written by hand: this is the hot path, and JSONEncoder costs more than the rest of it.
-        let previous = result.previousVersions.first.flatMap { $0 }.map { String($0) } ?? "null"
+        let previous = previousVersion.map { String($0) } ?? "null"
         var response = Response(
-            status: created ? .created : .ok, headers: [.contentType: "application/json"],
+            status: previousVersion == nil ? .created : .ok, headers: [.contentType: "application/json"],
             body: ResponseBody(byteBuffer: ByteBuffer(string: "{\"previous_version\":\(previous),\"version\":\(version)}"))
         )
         response.headers[.eTag] = "\"\(version)\""
@@ -232,8 +237,8 @@ struct API: Sendable {
     private func objectResponse(_ object: StoredObject, _ request: Request) -> Response {
         let etag = "\"\(object.version)\""
         var headers: HTTPFields = [.eTag: etag]
-        headers[jellyRead] = Self.readNames[object.access.read]
-        headers[jellyWrite] = Self.writeNames[object.access.write]
+        headers[jellyRead] = object.access.read.name
+        headers[jellyWrite] = object.access.write.name
         if let ifNoneMatch = request.headers[.ifNoneMatch],
            ifNoneMatch.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == etag }) {
             return Response(status: .notModified, headers: headers)
@@ -245,14 +250,13 @@ struct API: Sendable {
     func deleteObject(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, key) = try names(context, withKey: true)
         let token = try lockToken(request)
-        var condition = WriteCondition.none
-        if let ifMatch = request.headers[.ifMatch] { condition = .ifVersion(try etagVersion(ifMatch, header: "If-Match")) }
+        let condition = try ifMatchCondition(request)
         let identity = try await auth.identify(request)
         let result: WriteResult
         if identity.isServer {
             result = try await store.write(partition: partition, [.delete(key: key, condition: condition)], lockToken: token, releaseLock: false)
         } else {
-            result = try await clientWrite(identity, request, partition: partition, key: key, token: token, condition: condition) { current in
+            result = try await clientWrite(identity, partition: partition, key: key, token: token, condition: condition) { current in
                 .delete(key: key, condition: .ifVersion(current.version))
             }
         }
@@ -267,7 +271,7 @@ struct API: Sendable {
     /// client-writable. The object's current version is checked and then written with
     /// compare-and-set, so a server's concurrent change is never overwritten blindly.
     private func clientWrite(
-        _ identity: Identity, _ request: Request, partition: String, key: String, token: LockToken?,
+        _ identity: Identity, partition: String, key: String, token: LockToken?,
         condition: WriteCondition, _ operation: (StoredObject) -> WriteOperation
     ) async throws -> WriteResult {
         try identity.requireOwnPartition(partition)
@@ -321,7 +325,7 @@ struct API: Sendable {
         return try json(ListResponseBody(
             objects: page.objects.filter { identity.mayRead($0.access, partition: partition) }.map {
                 .init(key: $0.key, version: $0.version, size: $0.size, content_type: $0.contentType,
-                      read: Self.readNames[$0.access.read] ?? "server", write: Self.writeNames[$0.access.write] ?? "server")
+                      read: $0.access.read.name, write: $0.access.write.name)
             },
             next: page.next
         ))
@@ -329,7 +333,6 @@ struct API: Sendable {
 
     func batch(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, _) = try names(context, withKey: false)
-        try checkDeclaredLength(request, limit: bodyBytesMax, what: "request body")
         let body = try await decode(BatchRequestBody.self, request)
         var operations: [WriteOperation] = []
         operations.reserveCapacity(body.operations.count)
@@ -429,18 +432,15 @@ struct API: Sendable {
 
     // MARK: Access headers
 
-    static let readNames: [ObjectAccess.Read: String] = [.server: "server", .owner: "owner", .public: "public"]
-    static let writeNames: [ObjectAccess.Write: String] = [.server: "server", .owner: "owner"]
-
     static func parseRead(_ text: String, _ what: String) throws -> ObjectAccess.Read {
-        guard let read = readNames.first(where: { $0.value == text.trimmingCharacters(in: .whitespaces) })?.key else {
+        guard let read = ObjectAccess.Read(name: text.trimmingCharacters(in: .whitespaces)) else {
             throw APIError.badRequest("\(what) must be owner, public or server, not \(Names.quoted(text))")
         }
         return read
     }
 
     static func parseWrite(_ text: String, _ what: String) throws -> ObjectAccess.Write {
-        guard let write = writeNames.first(where: { $0.value == text.trimmingCharacters(in: .whitespaces) })?.key else {
+        guard let write = ObjectAccess.Write(name: text.trimmingCharacters(in: .whitespaces)) else {
             throw APIError.badRequest("\(what) must be owner or server, not \(Names.quoted(text))")
         }
         return write
@@ -485,12 +485,14 @@ struct API: Sendable {
         return LockToken(value)
     }
 
-    private func etagVersion(_ text: String, header: String) throws -> UInt64 {
+    /// `If-Match: "V"` as compare-and-set on version V; no header, no condition.
+    private func ifMatchCondition(_ request: Request) throws -> WriteCondition {
+        guard let text = request.headers[.ifMatch] else { return .none }
         let t = text.trimmingCharacters(in: .whitespaces)
         guard t.count >= 3, t.first == "\"", t.last == "\"", let v = UInt64(t.dropFirst().dropLast()) else {
-            throw APIError.badRequest("\(header) must be a quoted version, like \"42\"")
+            throw APIError.badRequest("If-Match must be a quoted version, like \"42\"")
         }
-        return v
+        return .ifVersion(v)
     }
 
     /// 413 for a declared length over the limit, before credentials are checked (the order of
@@ -501,21 +503,25 @@ struct API: Sendable {
         }
     }
 
-    private func body(_ request: Request, limit: Int, what: String) async throws -> [UInt8] {
+    /// The whole body, up to `limit` bytes (413 beyond), as the buffer it arrived in.
+    private func collect(_ request: Request, limit: Int, what: String) async throws -> ByteBuffer {
         try checkDeclaredLength(request, limit: limit, what: what)
         do {
-            let buffer = try await request.body.collect(upTo: limit)
-            return Array(buffer.readableBytesView)
+            return try await request.body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
             throw APIError.tooLarge("the \(what) is over the limit of \(limit) bytes")
         }
     }
 
+    private func body(_ request: Request, limit: Int, what: String) async throws -> [UInt8] {
+        Array(try await collect(request, limit: limit, what: what).readableBytesView)
+    }
+
     private func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
-        let bytes = try await body(request, limit: bodyBytesMax, what: "request body")
-        guard !bytes.isEmpty else { throw APIError.badRequest("the request needs a JSON body") }
+        let buffer = try await collect(request, limit: bodyBytesMax, what: "request body")
+        guard buffer.readableBytes > 0 else { throw APIError.badRequest("the request needs a JSON body") }
         do {
-            return try JSONDecoder().decode(type, from: Data(bytes))
+            return try JSONDecoder().decode(type, from: Data(buffer.readableBytesView))
         } catch let error as DecodingError {
             throw error
         } catch {

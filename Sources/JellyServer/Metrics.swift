@@ -30,7 +30,6 @@ final class RouteMetrics: Sendable {
 
 /// Store gauges, refreshed on every scrape of `/metrics` from what the store reports.
 final class StoreGauges: Sendable {
-    static let shared = StoreGauges()
     private let gauges = Mutex<[String: CoreMetrics.Gauge]>([:])
 
     func update(_ values: [String: Double]) {

@@ -12,6 +12,8 @@ public protocol ConformanceHarness: AnyObject, Sendable {
     var clock: ManualClock { get }
     /// Closes the store and opens it again on the same data (a clean restart).
     func restart() async throws
+    /// Closes the store and removes what the harness made.
+    func finish() async
 }
 
 /// One rule of the store contract, checked against any backend.
@@ -19,6 +21,17 @@ public struct ConformanceCase: Sendable, CustomStringConvertible {
     public let name: String
     public let run: @Sendable (any ConformanceHarness) async throws -> Void
     public var description: String { name }
+
+    /// Runs the case on `harness`, then finishes the harness, also when the case fails.
+    public func perform(on harness: some ConformanceHarness) async throws {
+        do {
+            try await run(harness)
+        } catch {
+            await harness.finish()
+            throw error
+        }
+        await harness.finish()
+    }
 }
 
 public func expect(_ condition: Bool, _ message: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line) throws {

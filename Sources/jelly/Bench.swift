@@ -115,9 +115,8 @@ struct Bench: AsyncParsableCommand {
             print("""
             {\(m.jsonFields), \
             "bytes_written_per_byte_saved": \(format2(wa)), "compaction_bytes_copied_per_byte_saved": \(format2(bytesSaved > 0 ? moved / bytesSaved : 0)), "device_bytes_written_per_byte_saved": \(format2(dev)), \
-            "peak_rss_bytes": \(rss), "cpu_seconds": \(format2(cpu)), "syncs": \(syncs), \
-            "players": \(players), "value_bytes": \(valueBytes), "concurrent_sessions": \(sessions), \
-            "saves_per_session": \(savesPerSession), "warmup_seconds": \(format1(warmup)), "durability": "\(config.durability)", "io_mode": "\(info0.ioMode)", \
+            "peak_rss_bytes": \(rss), "cpu_seconds": \(format2(cpu)), "syncs": \(syncs), \(workloadJSONFields), \
+            "durability": "\(config.durability)", "io_mode": "\(info0.ioMode)", \
             "disk_probe_ms": {"before_p50": \(format2(probeBefore.p50)), "after_p50": \(format2(probeAfter.p50))}}
             """)
         }
@@ -154,8 +153,7 @@ struct Bench: AsyncParsableCommand {
             if json {
                 print("""
                 {\(m.jsonFields), "bytes_written_per_byte_saved": null, "peak_rss_bytes": \(peakRSSBytes()), "cpu_seconds": \(format2(cpu)), \
-                "players": \(players), "value_bytes": \(valueBytes), "concurrent_sessions": \(sessions), \
-                "saves_per_session": \(savesPerSession), "warmup_seconds": \(format1(warmup)), "url": "\(url)"}
+                \(workloadJSONFields), "url": "\(url)"}
                 """)
             }
             if m.failures > 0 { throw ExitCode(1) }
@@ -163,6 +161,14 @@ struct Bench: AsyncParsableCommand {
             try? await client.close()
             throw error
         }
+    }
+
+    /// The workload's parameters, as `--json` reports them in both modes.
+    var workloadJSONFields: String {
+        """
+        "players": \(players), "value_bytes": \(valueBytes), "concurrent_sessions": \(sessions), \
+        "saves_per_session": \(savesPerSession), "warmup_seconds": \(format1(warmup))
+        """
     }
 
     func loadPlayers(store: any JellyStore, keys: [String], prefix: String = "") async throws {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Hummingbird
 import JellyCore
 import JellyEngine
 import JellyServer
@@ -107,43 +108,23 @@ struct Serve: AsyncParsableCommand {
         let ioMode = embedded.info().ioMode
         let scheme = serverConfig.tlsCertificatePath == nil ? "http" : "https"
         let authMode = serverConfig.auth == nil ? "none" : "required"
-        let app: any ApplicationProtocolBox
         do {
-            app = ApplicationBox(try await JellyHTTPServer.application(store: embedded, configuration: serverConfig, metrics: metrics, logger: logger) { host, port in
+            let app = try await JellyHTTPServer.application(store: embedded, configuration: serverConfig, metrics: metrics, logger: logger) { host, port in
                 let address = "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)"
                 printLine("jelly serve: listening on \(address), data \(data), durability \(durability), log writes \(ioMode), auth \(authMode)")
                 logger.info("ready", metadata: [
                     "address": "\(address)", "data": "\(data)", "durability": "\(durability)", "io": "\(ioMode)", "auth": "\(authMode)",
                 ])
-            })
-        } catch {
-            try? await embedded.close()
-            if let error = error as? JellyError {
-                printError("error: \(error.message)")
-                throw ExitCode(1)
             }
-            throw error
-        }
-        do {
-            try await app.run()
+            try await app.runService()
         } catch {
             try? await embedded.close()
-            throw error
+            return try await failing { throw error }
         }
         try await embedded.close()
         logger.info("stopped; store closed")
         printError("jelly serve: stopped; store closed")
     }
-}
-
-import Hummingbird
-
-/// Type-erases the server application so `run` can build it in a `do` block.
-protocol ApplicationProtocolBox: Sendable { func run() async throws }
-struct ApplicationBox<App: ApplicationProtocol>: ApplicationProtocolBox {
-    let app: App
-    init(_ app: App) { self.app = app }
-    func run() async throws { try await app.runService() }
 }
 
 /// Commit batch sizes and fsync latency, from the engine's committer into swift-metrics.

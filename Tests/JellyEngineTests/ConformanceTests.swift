@@ -7,26 +7,12 @@ import Testing
 @Suite struct EmbeddedConformanceTests {
     @Test(arguments: ConformanceSuite.cases)
     func conformance(_ testCase: ConformanceCase) async throws {
-        let harness = try EmbeddedStoreHarness()
-        do {
-            try await testCase.run(harness)
-        } catch {
-            await harness.finish()
-            throw error
-        }
-        await harness.finish()
+        try await testCase.perform(on: try EmbeddedStoreHarness())
     }
 
     /// The same cases with the lowest durability: lock semantics must not depend on it.
     @Test(arguments: ConformanceSuite.cases)
     func conformanceWithoutSync(_ testCase: ConformanceCase) async throws {
-        let harness = try EmbeddedStoreHarness { $0.durability = .never }
-        do {
-            try await testCase.run(harness)
-        } catch {
-            await harness.finish()
-            throw error
-        }
-        await harness.finish()
+        try await testCase.perform(on: try EmbeddedStoreHarness { $0.durability = .never })
     }
 }

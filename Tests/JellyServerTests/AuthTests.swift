@@ -37,14 +37,7 @@ struct TestClaims: JWTPayload {
         ]
         let path = dir.path + "/jelly.json"
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: path))
-        let server = try ServerProcess(directory: dir.path + "/data", extraArguments: ["--config", path])
-        do {
-            try await body(server)
-        } catch {
-            _ = server.kill(signal: SIGKILL)
-            throw error
-        }
-        #expect(server.kill(signal: SIGTERM) == 0, "graceful stop exits 0: \(server.log)")
+        try await ServerProcess(directory: dir.path + "/data", extraArguments: ["--config", path]).use(body)
     }
 
     func clientToken(_ partition: String, expiresIn seconds: Double = 600, eddsa useEdDSA: Bool = false, secret: String = secret) async throws -> String {

@@ -10,14 +10,7 @@ import Testing
     func withServer(_ body: (ServerProcess) async throws -> Void) async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let server = try ServerProcess(directory: dir.path)
-        do {
-            try await body(server)
-        } catch {
-            _ = server.kill(signal: SIGKILL)
-            throw error
-        }
-        #expect(server.kill(signal: SIGTERM) == 0, "graceful stop exits 0: \(server.log)")
+        try await ServerProcess(directory: dir.path).use(body)
     }
 
     @Test func objects() async throws {

@@ -67,13 +67,6 @@ final class RemoteStoreHarness: ConformanceHarness, @unchecked Sendable {
 @Suite struct RemoteConformanceTests {
     @Test(arguments: ConformanceSuite.cases)
     func conformance(_ testCase: ConformanceCase) async throws {
-        let harness = try await RemoteStoreHarness()
-        do {
-            try await testCase.run(harness)
-        } catch {
-            await harness.finish()
-            throw error
-        }
-        await harness.finish()
+        try await testCase.perform(on: try await RemoteStoreHarness())
     }
 }

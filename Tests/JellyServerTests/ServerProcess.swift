@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import JellyTestSupport
+import Testing
 
 /// A real `jelly serve` process on a free loopback port.
 final class ServerProcess: @unchecked Sendable {
@@ -52,6 +53,18 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     var base: String { "http://127.0.0.1:\(port)" }
+
+    /// Runs `body` against this server. A failure kills it with SIGKILL; otherwise it is
+    /// stopped with SIGTERM, which must exit 0 (the graceful stop).
+    func use(_ body: (ServerProcess) async throws -> Void) async throws {
+        do {
+            try await body(self)
+        } catch {
+            _ = kill(signal: SIGKILL)
+            throw error
+        }
+        #expect(kill(signal: SIGTERM) == 0, "graceful stop exits 0: \(log)")
+    }
 
     func kill(signal: Int32) -> Int32 {
         Foundation.kill(process.processIdentifier, signal)
