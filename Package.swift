@@ -8,6 +8,8 @@ import PackageDescription
 //   JellyTestSupport — the conformance suite, a manual clock and a fault-injecting file layer.
 //   JellyServer   — the HTTP API v1 over any JellyStore (Hummingbird); never imported by the engine.
 //   JellyClient   — the Swift client of HTTP API v1: a `JellyStore` over the network (async-http-client).
+//   NATSClient    — a small NATS + JetStream client over SwiftNIO; knows nothing of Jelly.
+//   JellyCluster  — the JetStream cluster backend: a `JellyStore` over NATSClient.
 //   jelly         — the command-line tool (the only target that pulls in argument parsing).
 let package = Package(
     name: "Jelly",
@@ -17,6 +19,8 @@ let package = Package(
         .library(name: "JellyTestSupport", targets: ["JellyTestSupport"]),
         .library(name: "JellyServer", targets: ["JellyServer"]),
         .library(name: "JellyClient", targets: ["JellyClient"]),
+        .library(name: "JellyCluster", targets: ["JellyCluster"]),
+        .library(name: "NATSClient", targets: ["NATSClient"]),
         .executable(name: "jelly", targets: ["jelly"]),
     ],
     dependencies: [
@@ -50,7 +54,6 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "JWTKit", package: "jwt-kit"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
@@ -62,10 +65,27 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        .target(
+            name: "NATSClient",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "JellyCluster",
+            dependencies: [
+                "JellyCore", "NATSClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "jelly",
             dependencies: [
-                "JellyCore", "JellyEngine", "CJellySystem", "JellyServer", "JellyClient",
+                "JellyCore", "JellyEngine", "CJellySystem", "JellyServer", "JellyClient", "JellyCluster", "NATSClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -80,6 +100,13 @@ let package = Package(
                 "JellyCore", "JellyEngine", "JellyTestSupport", "JellyClient", "JellyServer", "jelly",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+            ]
+        ),
+        .testTarget(
+            name: "JellyClusterTests",
+            dependencies: [
+                "JellyCore", "JellyTestSupport", "JellyCluster", "NATSClient", "JellyClient", "jelly",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -43,16 +43,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
         partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool
     ) async throws -> WriteResult {
         let limits = self.limits
-        try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
-        if operations.isEmpty && !releaseLock {
-            throw JellyError(.invalidArgument, "a write needs at least one operation")
-        }
-        if operations.count > limits.batchOperationsMax {
-            throw JellyError(.tooLarge, "a batch has \(operations.count) operations; the limit is \(limits.batchOperationsMax)")
-        }
-        if releaseLock && lockToken == nil {
-            throw JellyError(.invalidArgument, "releasing the lock with a write needs the lock's token")
-        }
+        try WriteRules.validateBatch(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
         let partitionBytes = partition.utf8.count
         let pk = ByteName(partition)
         // Names and conditions are prepared here, outside the store's lock.
@@ -63,19 +54,13 @@ public final class EmbeddedStore: JellyStore, Sendable {
         var total = 0
         var seen = Set<ObjectRef>(minimumCapacity: operations.count > 1 ? operations.count : 0)
         for op in operations {
-            try Names.validate(op.key, as: .key, maxBytes: limits.keyBytesMax)
+            try WriteRules.validate(op, limits: limits)
             let ref = ObjectRef(partition: pk, key: ByteName(op.key))
-            if operations.count > 1 && !seen.insert(ref).inserted {
-                throw JellyError(.invalidArgument, "key \(Names.quoted(op.key)) is named twice in one batch")
-            }
+            if operations.count > 1 && !seen.insert(ref).inserted { throw WriteRules.duplicateKeyError(op.key) }
             refs.append(ref)
             switch op {
             case .put(let key, let value, let contentType, let condition, _):
                 conditions.append(condition)
-                if value.count > limits.valueBytesMax {
-                    throw JellyError(.tooLarge, "value of key \(Names.quoted(key)) is \(value.count) bytes; the limit is \(limits.valueBytesMax) bytes")
-                }
-                if let contentType { try Names.validateContentType(contentType, maxBytes: limits.contentTypeBytesMax) }
                 total += EncodedRecords.size(partition: partitionBytes, key: key.utf8.count, contentType: (contentType ?? defaultContentType).utf8.count, value: value.count)
             case .delete(let key, let condition):
                 conditions.append(condition)
@@ -122,22 +107,8 @@ public final class EmbeddedStore: JellyStore, Sendable {
                 for i in refs.indices {
                     let current = state.currentVersion(refs[i])
                     previous[i] = current
-                    switch conditions[i] {
-                    case .none: break
-                    case .ifVersion(let expected):
-                        if current != expected {
-                            return .fail(JellyError(
-                                .preconditionFailed,
-                                "key \(Names.quoted(refs[i].key.string)) of partition \(Names.quoted(partition)) is at \(current.map { "version \($0)" } ?? "no version (it does not exist)"), not version \(expected); nothing was written"
-                            ))
-                        }
-                    case .ifAbsent:
-                        if let current {
-                            return .fail(JellyError(
-                                .preconditionFailed,
-                                "key \(Names.quoted(refs[i].key.string)) of partition \(Names.quoted(partition)) already exists (version \(current)); nothing was written"
-                            ))
-                        }
+                    if let error = WriteRules.conditionError(conditions[i], current: current, key: refs[i].key.string, partition: partition) {
+                        return .fail(error)
                     }
                     if metas[i].kind == .delete && current == nil {
                         include[i] = false

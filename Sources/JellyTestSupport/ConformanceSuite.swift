@@ -101,12 +101,13 @@ public enum ConformanceSuite {
             try expect(v2 > v1, "overwrite gets a higher version")
             try expect(try await s.get(partition: "p", key: "k")?.value == bytes("x"), "overwrite visible")
         },
-        ConformanceCase(name: "versions are store-wide and strictly increasing") { h in
-            var last: UInt64 = 0
+        ConformanceCase(name: "versions strictly increase within a partition") { h in
+            var last: [String: UInt64] = [:]
             for i in 0..<20 {
-                let v = try await h.store.put(partition: "p\(i % 3)", key: "k\(i % 2)", value: bytes("\(i)"))
-                try expect(v > last, "version \(v) after \(last)")
-                last = v
+                let partition = "p\(i % 3)"
+                let v = try await h.store.put(partition: partition, key: "k\(i % 2)", value: bytes("\(i)"))
+                try expect(v > last[partition, default: 0], "version \(v) after \(last[partition, default: 0]) in \(partition)")
+                last[partition] = v
             }
         },
         ConformanceCase(name: "a batch is one commit with one version") { h in
@@ -383,7 +384,7 @@ public enum ConformanceSuite {
             try await h.restart()
             let b = try await h.store.acquireLock(partition: "p", owner: "server-1", ttlMilliseconds: 60_000)
             try expect(b.token > a.token, "token after restart and expiry \(b.token) > \(a.token)")
-            let w = try await h.store.put(partition: "x", key: "k", value: [])
+            let w = try await h.store.put(partition: "p", key: "k2", value: [], lockToken: b.token)
             try expect(w > b.token.rawValue, "versions keep increasing after restart")
         },
         ConformanceCase(name: "concurrent acquires: exactly one owner wins") { h in

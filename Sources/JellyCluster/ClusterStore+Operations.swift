@@ -1,0 +1,286 @@
+import Foundation
+import JellyCore
+import NATSClient
+import NIOCore
+
+extension ClusterStore {
+    // MARK: Reads (through the stream leader: they see every acknowledged write)
+
+    public func get(partition: String, key: String) async throws -> StoredObject? {
+        try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
+        try Names.validate(key, as: .key, maxBytes: limits.keyBytesMax)
+        try checkReady()
+        return try await readObject(subjects(partition), key: key).1
+    }
+
+    public func list(partition: String, after: String?, limit: Int) async throws -> ObjectListing {
+        let limits = self.limits
+        try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
+        if let after { try Names.validate(after, as: .key, maxBytes: limits.keyBytesMax) }
+        try checkReady()
+        let limit = max(1, min(limit, limits.listLimitMax))
+        let (entries, more) = try await readAll(subjects(partition), after: after, limit: limit)
+        let objects = entries.compactMap { $0.2 }.map {
+            ObjectSummary(key: $0.key, version: $0.version, size: $0.value.count, contentType: $0.contentType, access: $0.access)
+        }
+        return ObjectListing(objects: objects, next: more ? entries.last?.0 : nil)
+    }
+
+    public func inspectLock(partition: String) async throws -> LockInfo? {
+        try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
+        try checkReady()
+        let (_, lease) = try await readLock(subjects(partition))
+        guard let lease, lease.isLive(at: clock.nowMilliseconds()) else { return nil }
+        return lease.info(partition: partition)
+    }
+
+    // MARK: Locks
+
+    public func acquireLock(partition: String, owner: String, ttlMilliseconds: Int64) async throws -> LockInfo {
+        try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
+        try limits.checkTTL(ttlMilliseconds)
+        guard let info = try await leaseOperation(partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds)) else {
+            throw JellyError(.io, "internal error: an acquire granted no lease")
+        }
+        return info
+    }
+
+    public func acquireLockAndLoad(partition: String, owner: String, ttlMilliseconds: Int64) async throws -> (lock: LockInfo, objects: [StoredObject]) {
+        try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
+        try limits.checkTTL(ttlMilliseconds)
+        guard let info = try await leaseOperation(partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds), load: true) else {
+            throw JellyError(.io, "internal error: an acquire granted no lease")
+        }
+        // The load ran after the lock's publish was acknowledged, through the stream leader.
+        let s = subjects(partition)
+        let (entries, _) = try await readAll(s, after: nil, limit: nil)
+        try await partitions.exclusive(partition) { cache in
+            guard cache?.lockSequence != nil else { return }
+            for (key, state, _) in entries { cache?.objects[key] = state }
+            cache?.complete = true
+        }
+        return (info, entries.compactMap { $0.2 })
+    }
+
+    public func renewLock(partition: String, token: LockToken, ttlMilliseconds: Int64) async throws -> LockInfo {
+        try limits.checkTTL(ttlMilliseconds)
+        guard let info = try await leaseOperation(partition, .renew(token: token, ttlMilliseconds: ttlMilliseconds)) else {
+            throw JellyError(.io, "internal error: a renew returned no lease")
+        }
+        return info
+    }
+
+    public func transferLock(partition: String, token: LockToken, to owner: String, ttlMilliseconds: Int64) async throws -> LockInfo {
+        try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
+        try limits.checkTTL(ttlMilliseconds)
+        guard let info = try await leaseOperation(partition, .transfer(token: token, toOwner: owner, ttlMilliseconds: ttlMilliseconds)) else {
+            throw JellyError(.io, "internal error: a transfer granted no lease")
+        }
+        return info
+    }
+
+    public func releaseLock(partition: String, token: LockToken) async throws {
+        _ = try await leaseOperation(partition, .release(token: token))
+    }
+
+    @discardableResult
+    public func breakLock(partition: String) async throws -> LockInfo? {
+        try await leaseOperation(partition, .breakLock)
+    }
+
+    /// Decides a lease request on the lock subject's last message and publishes the result
+    /// with that message's sequence as the expectation: if anyone changed the lock meanwhile,
+    /// JetStream refuses it and the request is decided again on the new state.
+    func leaseOperation(_ partition: String, _ request: LeaseRequest, load: Bool = false) async throws -> LockInfo? {
+        try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
+        try checkReady()
+        let s = subjects(partition)
+        return try await partitions.exclusive(partition) { cache in
+            var attempt = 0
+            while true {
+                attempt += 1
+                let fromCache = cache != nil
+                let (sequence, current): (UInt64, Lease?)
+                if let c = cache {
+                    (sequence, current) = (c.lockSequence, c.lease)
+                } else {
+                    (sequence, current) = try await readLock(s)
+                    cache = PartitionCache(lockSequence: sequence, lease: current)
+                }
+                let now = clock.nowMilliseconds()
+                var headers = NATSHeaders()
+                headers[Header.expectedSequence] = String(sequence)
+                let body: [UInt8]
+                var newLease: Lease?
+                var result: LockInfo?
+                switch LeaseRules.decide(request, current: current, partition: partition, now: now) {
+                case .reject(let error):
+                    if fromCache { cache = nil; continue }
+                    throw error
+                case .grantNewToken(let owner, let expires):
+                    headers[Header.lock] = "grant"
+                    body = try Array(JSONEncoder().encode(LockRecord(owner: owner, expires: expires, token: nil)))
+                    newLease = Lease(owner: owner, token: LockToken(0), expiresAtMilliseconds: expires)
+                case .extend(let lease):
+                    headers[Header.lock] = "held"
+                    body = try Array(JSONEncoder().encode(LockRecord(owner: lease.owner, expires: lease.expiresAtMilliseconds, token: lease.token.rawValue)))
+                    newLease = lease
+                case .clear(let previous):
+                    if case .breakLock = request { result = previous?.info(partition: partition) }
+                    guard previous != nil else { return result }
+                    headers[Header.lock] = "free"
+                    body = []
+                }
+                do {
+                    let ack = try await js.publish(s.lock, payload: ByteBuffer(bytes: body), headers: headers)
+                    if var lease = newLease {
+                        if lease.token.rawValue == 0 { lease.token = LockToken(ack.seq) }
+                        cache = PartitionCache(lockSequence: ack.seq, lease: lease, objects: cache?.objects ?? [:], complete: cache?.complete ?? false)
+                        return lease.info(partition: partition)
+                    }
+                    cache = PartitionCache(lockSequence: ack.seq, lease: nil, objects: cache?.objects ?? [:], complete: cache?.complete ?? false)
+                    return result
+                } catch let e as JetStreamAPIError where e.errCode == JetStreamAPIError.wrongLastSequence || e.errCode == JetStreamAPIError.expectedSequenceBusy {
+                    cache = nil
+                    if attempt >= configuration.conflictRetries {
+                        throw JellyError(.unavailable, "the lock of partition \(Names.quoted(partition)) kept changing while this request was decided; retry")
+                    }
+                    if e.errCode == JetStreamAPIError.expectedSequenceBusy { try await Task.sleep(for: .milliseconds(min(attempt, 20))) }
+                } catch {
+                    throw Self.mapped(error, "writing the lock of partition \(Names.quoted(partition))")
+                }
+            }
+        }
+    }
+
+    // MARK: Writes
+
+    /// One atomic batch: each object message carries its own subject's last sequence as an
+    /// expectation (compare-and-set on every object), and the last message fences the batch on
+    /// the lock subject: the lock's release (expecting the lock's last sequence) or a fence
+    /// marker (expecting it through `Nats-Expected-Last-Subject-Sequence-Subject`).
+    @discardableResult
+    public func write(partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool) async throws -> WriteResult {
+        let limits = self.limits
+        try WriteRules.validateBatch(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
+        var seen = Set<String>(minimumCapacity: operations.count)
+        var total = 0
+        for op in operations {
+            try WriteRules.validate(op, limits: limits)
+            if !seen.insert(op.key).inserted { throw WriteRules.duplicateKeyError(op.key) }
+            if case .put(_, let value, _, _, _) = op { total += value.count }
+            total += op.key.utf8.count + 64
+        }
+        if total > limits.batchBytesMax {
+            throw JellyError(.tooLarge, "the batch holds \(total) bytes; the limit is \(limits.batchBytesMax) bytes; write large values one at a time")
+        }
+        try checkReady()
+        let s = subjects(partition)
+        return try await partitions.exclusive(partition) { cache in
+            var attempt = 0
+            while true {
+                attempt += 1
+                // A refusal decided on cached state is decided again on fresh state first.
+                let fromCache = cache != nil
+                if cache == nil {
+                    let (sequence, lease) = try await readLock(s)
+                    cache = PartitionCache(lockSequence: sequence, lease: lease)
+                }
+                guard var c = cache else { continue }
+                // Objects this node has not seen yet are read (concurrently) from the leader.
+                let missing = operations.map(\.key).filter { c.objects[$0] == nil && !c.complete }
+                if !missing.isEmpty {
+                    let read = try await withThrowingTaskGroup(of: (String, PartitionCache.Object).self) { group in
+                        for key in missing { group.addTask { (key, try await self.readObject(s, key: key).0) } }
+                        var out: [(String, PartitionCache.Object)] = []
+                        for try await r in group { out.append(r) }
+                        return out
+                    }
+                    for (key, state) in read { c.objects[key] = state }
+                    cache = c
+                }
+                let now = clock.nowMilliseconds()
+                if let error = LeaseRules.checkWrite(token: lockToken, current: c.lease, partition: partition, now: now, requireLocks: false) {
+                    if fromCache { cache = nil; continue }
+                    throw error
+                }
+                var messages: [JetStream.BatchMessage] = []
+                var applied = [Bool](repeating: true, count: operations.count)
+                var previous = [UInt64?](repeating: nil, count: operations.count)
+                var written: [(index: Int, key: String, version: Bool)] = []
+                var failed: JellyError?
+                for (i, op) in operations.enumerated() {
+                    let state = c.objects[op.key] ?? .init(sequence: 0, version: nil)
+                    previous[i] = state.version
+                    let condition: WriteCondition
+                    switch op {
+                    case .put(_, _, _, let cond, _), .delete(_, let cond): condition = cond
+                    }
+                    if let error = WriteRules.conditionError(condition, current: state.version, key: op.key, partition: partition) {
+                        failed = error
+                        break
+                    }
+                    var headers = NATSHeaders()
+                    headers[Header.expectedSequence] = String(state.sequence)
+                    switch op {
+                    case .put(_, let value, let contentType, _, let access):
+                        headers[Header.contentType] = contentType ?? defaultContentType
+                        headers[Header.access] = String(access.flags)
+                        messages.append(.init(subject: s.object(op.key), headers: headers, payload: ByteBuffer(bytes: value)))
+                        written.append((i, op.key, true))
+                    case .delete:
+                        if state.version == nil {
+                            applied[i] = false
+                        } else {
+                            headers[Header.deleted] = "1"
+                            messages.append(.init(subject: s.object(op.key), headers: headers))
+                            written.append((i, op.key, false))
+                        }
+                    }
+                }
+                if let failed {
+                    if fromCache { cache = nil; continue }
+                    throw failed
+                }
+                if messages.isEmpty && !releaseLock {
+                    return WriteResult(version: nil, applied: applied, previousVersions: previous)
+                }
+                var last = NATSHeaders()
+                last[Header.expectedSequence] = String(c.lockSequence)
+                if releaseLock {
+                    last[Header.lock] = "free"
+                    messages.append(.init(subject: s.lock, headers: last))
+                } else {
+                    last[Header.expectedSubject] = s.lock
+                    messages.append(.init(subject: s.fence, headers: last))
+                }
+                let n = messages.count
+                for i in 0..<(n - 1) where n - 1 - i > 0 {
+                    messages[i].headers[Header.commitOffset] = String(n - 1 - i)
+                }
+                do {
+                    let ack = try await js.publishAtomic(messages)
+                    let first = ack.seq - UInt64(n - 1)
+                    for (position, w) in written.enumerated() {
+                        c.objects[w.key] = .init(sequence: first + UInt64(position), version: w.version ? ack.seq : nil)
+                    }
+                    if releaseLock {
+                        c.lockSequence = ack.seq
+                        c.lease = nil
+                    }
+                    cache = c
+                    return WriteResult(version: ack.seq, applied: applied, previousVersions: previous)
+                } catch let e as JetStreamAPIError where e.errCode == JetStreamAPIError.wrongLastSequence || e.errCode == JetStreamAPIError.expectedSequenceBusy {
+                    cache = nil
+                    if attempt >= configuration.conflictRetries {
+                        throw JellyError(.unavailable, "partition \(Names.quoted(partition)) kept changing while this write was checked; retry")
+                    }
+                    if e.errCode == JetStreamAPIError.expectedSequenceBusy { try await Task.sleep(for: .milliseconds(min(attempt, 20))) }
+                } catch {
+                    cache = nil
+                    throw Self.mapped(error, "writing partition \(Names.quoted(partition))")
+                }
+            }
+        }
+    }
+}

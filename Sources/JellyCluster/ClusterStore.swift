@@ -1,0 +1,317 @@
+import Foundation
+import JellyCore
+import Logging
+import NATSClient
+import NIOCore
+import Synchronization
+
+/// The NATS JetStream cluster backend: a `JellyStore` whose data, locks and versions live in
+/// JetStream streams (docs/cluster.md). The node keeps nothing that matters: any node can
+/// serve any partition, and fencing is enforced by the stream leader through expected-sequence
+/// headers, not by the node.
+///
+/// `open` returns at once and connects in the background; until the streams are ready every
+/// call fails with `.unavailable` and `health()` says why.
+public final class ClusterStore: JellyStore, Sendable {
+    public let configuration: ClusterStoreConfiguration
+    let connection: NATSConnection
+    let js: JetStream
+    let partitions = PartitionTable()
+    private let readiness = Mutex<Readiness>(Readiness())
+    private let preparer = Mutex<Task<Void, Never>?>(nil)
+
+    struct Readiness: Sendable {
+        var ready = false
+        var closed = false
+        var problem = "connecting to NATS"
+        var limits: JellyLimits
+        init(limits: JellyLimits = .default) { self.limits = limits }
+    }
+
+    var clock: any JellyClock { configuration.clock }
+    var logger: Logger { configuration.logger }
+
+    public var limits: JellyLimits { readiness.withLock { $0.limits } }
+
+    /// Starts connecting to NATS and preparing the streams; returns at once.
+    public static func open(_ configuration: ClusterStoreConfiguration) throws -> ClusterStore {
+        try configuration.validate()
+        var limits = configuration.limits
+        limits.batchOperationsMax = min(limits.batchOperationsMax, JetStream.atomicBatchMessagesMax - 1)
+        var nats = configuration.nats
+        nats.requestTimeout = configuration.requestTimeout
+        let connection: NATSConnection
+        do {
+            connection = try NATSConnection(options: nats, logger: configuration.logger)
+        } catch let error as NATSError {
+            throw JellyError(.invalidArgument, error.description)
+        }
+        let store = ClusterStore(configuration: configuration, connection: connection, limits: limits)
+        let task = Task { [store] in await store.prepare() }
+        store.preparer.withLock { $0 = task }
+        return store
+    }
+
+    /// Opens and waits until the streams are ready, or throws `.unavailable` after `timeout`.
+    public static func openAndWait(_ configuration: ClusterStoreConfiguration, timeout: Duration = .seconds(30)) async throws -> ClusterStore {
+        let store = try open(configuration)
+        do {
+            try await store.waitUntilReady(timeout: timeout)
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        return store
+    }
+
+    private init(configuration: ClusterStoreConfiguration, connection: NATSConnection, limits: JellyLimits) {
+        self.configuration = configuration
+        self.connection = connection
+        self.js = JetStream(connection: connection, timeout: configuration.requestTimeout)
+        self.readiness.withLock { $0.limits = limits }
+    }
+
+    /// Whether the node can serve requests now, and if not, why.
+    public func health() -> (ok: Bool, detail: String) {
+        let (ready, problem) = readiness.withLock { ($0.ready, $0.problem) }
+        let nats = connection.status
+        if ready && nats.connected { return (true, "connected to \(nats.server.map { "\($0)" } ?? "NATS"); \(configuration.shards) streams ready") }
+        if ready { return (false, "NATS connection lost: \(nats.lastError); reconnecting") }
+        return (false, problem)
+    }
+
+    public func waitUntilReady(timeout: Duration) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            let (ready, closed) = readiness.withLock { ($0.ready, $0.closed) }
+            if closed { throw JellyError(.unavailable, "the cluster store is closed") }
+            if ready && connection.status.connected { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw JellyError(.unavailable, "the NATS cluster is not ready after \(timeout): \(health().detail)")
+    }
+
+    /// Connects and makes sure every shard's stream exists with Jelly's settings; retries
+    /// until it succeeds or the store is closed.
+    private func prepare() async {
+        var wait = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                try await connection.waitUntilConnected(timeout: .seconds(2))
+                try await ensureStreams()
+                let maxPayload = connection.serverInfo?.max_payload ?? (1 << 20)
+                readiness.withLock { r in
+                    let fit = maxPayload - ClusterStoreConfiguration.headerReserveBytes
+                    if r.limits.valueBytesMax > fit {
+                        logger.notice("values are limited to \(fit) bytes by the NATS servers' max_payload (\(maxPayload)); raise max_payload in the NATS config for larger values")
+                        r.limits.valueBytesMax = max(1, fit)
+                    }
+                    r.ready = true
+                    r.problem = ""
+                }
+                logger.info("cluster store ready", metadata: ["shards": "\(configuration.shards)", "replicas": "\(configuration.replicas)"])
+                return
+            } catch {
+                let why = Self.describe(error)
+                readiness.withLock { $0.problem = why }
+                logger.warning("the NATS cluster is not ready; retrying", metadata: ["error": "\(why)", "retry_in": "\(wait)"])
+                try? await Task.sleep(for: wait)
+                wait = min(wait * 2, .seconds(2))
+            }
+        }
+    }
+
+    func streamConfig(shard: Int) -> StreamConfig {
+        var config = StreamConfig(name: "\(configuration.streamPrefix)_\(shard)", subjects: ["\(configuration.subjectPrefix).\(shard).>"])
+        config.storage = "file"
+        config.numReplicas = configuration.replicas
+        config.maxMsgsPerSubject = 1
+        config.discard = "old"
+        config.allowAtomic = true
+        config.allowDirect = false
+        config.metadata = ["jelly_shards": String(configuration.shards), "jelly_format": "1"]
+        return config
+    }
+
+    private func ensureStreams() async throws {
+        for shard in 0..<configuration.shards {
+            let wanted = streamConfig(shard: shard)
+            if let info = try await js.streamInfo(wanted.name) {
+                let have = info.config
+                if let shards = have.metadata?["jelly_shards"], shards != String(configuration.shards) {
+                    throw JellyError(.invalidArgument, "stream \(wanted.name) belongs to a cluster of \(shards) shards, but this node is configured with \(configuration.shards); use the same shards setting on every node")
+                }
+                guard have.subjects == wanted.subjects, have.maxMsgsPerSubject == 1, have.allowAtomic else {
+                    throw JellyError(.invalidArgument, "stream \(wanted.name) exists with settings Jelly did not make (subjects \(have.subjects), max_msgs_per_subject \(have.maxMsgsPerSubject), allow_atomic \(have.allowAtomic)); use another stream prefix or remove it")
+                }
+                if have.numReplicas != configuration.replicas {
+                    logger.warning("stream \(wanted.name) has \(have.numReplicas) replicas, the configuration says \(configuration.replicas); change it with `nats stream edit`, Jelly leaves it as it is")
+                }
+            } else {
+                _ = try await js.createStream(wanted)
+            }
+        }
+    }
+
+    public func close() async throws {
+        readiness.withLock { $0.closed = true; $0.ready = false; $0.problem = "closed" }
+        preparer.withLock { $0?.cancel() }
+        await connection.close()
+    }
+
+    /// Deletes every stream of this store's prefix (tests and `jelly` administration only).
+    public func destroyStreams() async throws {
+        for shard in 0..<configuration.shards {
+            do { try await js.deleteStream("\(configuration.streamPrefix)_\(shard)") } catch let e as JetStreamAPIError where e.errCode == JetStreamAPIError.streamNotFound {}
+        }
+    }
+
+    // MARK: Helpers
+
+    func subjects(_ partition: String) -> PartitionSubjects {
+        PartitionSubjects(partition: partition, shards: configuration.shards, streamPrefix: configuration.streamPrefix, subjectPrefix: configuration.subjectPrefix)
+    }
+
+    func checkReady() throws {
+        let (ready, closed, problem) = readiness.withLock { ($0.ready, $0.closed, $0.problem) }
+        if closed { throw JellyError(.unavailable, "the cluster store is closed") }
+        if !ready { throw JellyError(.unavailable, "the NATS cluster is not ready (\(problem)); retry shortly") }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? JellyError { return e.message }
+        if let e = error as? NATSError { return e.description }
+        if let e = error as? JetStreamAPIError { return "JetStream error \(e.code)/\(e.errCode): \(e.description)" }
+        return "\(error)"
+    }
+
+    /// Maps NATS and JetStream failures onto the contract's errors.
+    static func mapped(_ error: any Error, _ what: String) -> any Error {
+        switch error {
+        case let e as JellyError:
+            return e
+        case let e as NATSError:
+            switch e {
+            case .timeout:
+                return JellyError(.unavailable, "\(what): NATS did not answer in time (a stream leader election, or an overloaded cluster); the outcome is unknown, read back or retry")
+            default:
+                return JellyError(.unavailable, "\(what): \(e.description); retry shortly")
+            }
+        case let e as JetStreamAPIError:
+            if e.code == 503 {
+                return JellyError(.unavailable, "\(what): JetStream is unavailable (\(e.description)), e.g. while a stream leader is elected; retry shortly")
+            }
+            return JellyError(.unavailable, "\(what): JetStream refused it (\(e.code)/\(e.errCode): \(e.description))")
+        default:
+            return JellyError(.io, "\(what): \(error)")
+        }
+    }
+
+    /// Runs a JetStream call, mapping its failures.
+    func call<T>(_ what: @autoclosure () -> String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw Self.mapped(error, what())
+        }
+    }
+}
+
+// MARK: Records
+
+/// The lock subject's message: JSON `{"owner":…,"expires":…[,"token":…]}` with `Jelly-Lock:
+/// grant` (the token is the message's own sequence) or `held` (renewed; token in the body),
+/// or an empty body with `Jelly-Lock: free`.
+struct LockRecord: Codable, Sendable {
+    var owner: String
+    var expires: Int64
+    var token: UInt64?
+}
+
+enum Header {
+    static let lock = "Jelly-Lock"
+    static let contentType = "Jelly-Type"
+    static let access = "Jelly-Access"
+    static let commitOffset = "Jelly-Commit"
+    static let deleted = "Jelly-Deleted"
+    static let expectedSequence = "Nats-Expected-Last-Subject-Sequence"
+    static let expectedSubject = "Nats-Expected-Last-Subject-Sequence-Subject"
+}
+
+extension ClusterStore {
+    /// The lock subject's last message: its sequence (0: never written) and the lease it holds.
+    func readLock(_ s: PartitionSubjects) async throws -> (sequence: UInt64, lease: Lease?) {
+        guard let m = try await call("reading a lock", { try await js.lastMessage(stream: s.stream, subject: s.lock) }) else { return (0, nil) }
+        return (m.sequence, try Self.lease(of: m))
+    }
+
+    static func lease(of m: StoredMessage) throws -> Lease? {
+        switch m.headers?[Header.lock] {
+        case "free": return nil
+        case "grant", "held":
+            guard let record = try? JSONDecoder().decode(LockRecord.self, from: Data(m.payload)) else {
+                throw JellyError(.corruption, "the lock message at sequence \(m.sequence) on \(m.subject) is unreadable")
+            }
+            return Lease(owner: record.owner, token: LockToken(record.token ?? m.sequence), expiresAtMilliseconds: record.expires)
+        default:
+            throw JellyError(.corruption, "the message at sequence \(m.sequence) on \(m.subject) is not a Jelly lock")
+        }
+    }
+
+    /// An object subject's last message as (sequence, object or nil when deleted).
+    static func object(of m: StoredMessage, key: String) throws -> (PartitionCache.Object, StoredObject?) {
+        let h = m.headers
+        if h?[Header.deleted] != nil { return (.init(sequence: m.sequence, version: nil), nil) }
+        let offset = UInt64(h?[Header.commitOffset] ?? "0") ?? 0
+        guard let access = ObjectAccess(flags: UInt8(h?[Header.access] ?? "0") ?? 0xFF) else {
+            throw JellyError(.corruption, "the object message at sequence \(m.sequence) on \(m.subject) has unknown access flags")
+        }
+        let version = m.sequence + offset
+        let object = StoredObject(key: key, version: version, contentType: h?[Header.contentType] ?? defaultContentType, value: m.payload, access: access)
+        return (.init(sequence: m.sequence, version: version), object)
+    }
+
+    func readObject(_ s: PartitionSubjects, key: String) async throws -> (PartitionCache.Object, StoredObject?) {
+        guard let m = try await call("reading an object", { try await js.lastMessage(stream: s.stream, subject: s.object(key)) }) else {
+            return (.init(sequence: 0, version: nil), nil)
+        }
+        return try Self.object(of: m, key: key)
+    }
+
+    /// Every object subject of the partition with its last message, keys in byte order,
+    /// tombstones included (as nil objects). Reads go through the stream leader.
+    func readAll(_ s: PartitionSubjects, after: String?, limit: Int?) async throws -> (objects: [(String, PartitionCache.Object, StoredObject?)], more: Bool) {
+        let subjects = try await call("listing a partition") { try await js.subjects(stream: s.stream, filter: s.objectPrefix + ">") }
+        var keys = subjects.keys.compactMap { s.key(ofSubject: $0) }
+        keys.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        if let after { keys = keys.filter { after.utf8.lexicographicallyPrecedes($0.utf8) } }
+        var out: [(String, PartitionCache.Object, StoredObject?)] = []
+        var live = 0
+        var index = 0
+        let chunk = 32
+        while index < keys.count {
+            if let limit, live >= limit { return (out, true) }
+            let slice = Array(keys[index..<min(index + chunk, keys.count)])
+            index += slice.count
+            let read = try await withThrowingTaskGroup(of: (Int, PartitionCache.Object, StoredObject?).self) { group in
+                for (i, key) in slice.enumerated() {
+                    group.addTask {
+                        let (state, object) = try await self.readObject(s, key: key)
+                        return (i, state, object)
+                    }
+                }
+                var results = [(PartitionCache.Object, StoredObject?)?](repeating: nil, count: slice.count)
+                for try await (i, state, object) in group { results[i] = (state, object) }
+                return results
+            }
+            for (i, r) in read.enumerated() {
+                guard let (state, object) = r else { continue }
+                if let limit, live >= limit { return (out, true) }
+                out.append((slice[i], state, object))
+                if object != nil { live += 1 }
+            }
+        }
+        return (out, false)
+    }
+}

@@ -1,0 +1,559 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// A NATS client connection: publish, subscribe, request/reply through one inbox, headers,
+/// keep-alive pings, and reconnection across the server list with backoff and resubscription.
+///
+/// Publishing and requests fail at once with `.notConnected` while the connection is down:
+/// nothing is buffered for later, so a caller never mistakes a queued message for a sent one.
+/// Subscriptions survive reconnects (they are sent again on every new connection).
+public final class NATSConnection: Sendable {
+    public let options: NATSOptions
+    let logger: Logger
+    let group: any EventLoopGroup
+    let sslContext: NIOSSLContext?
+    let inboxPrefix: String
+    private let state: Mutex<State>
+    private let supervisor: Mutex<Task<Void, Never>?> = Mutex(nil)
+
+    enum Status: Sendable { case connecting, connected, closed }
+
+    struct Subscription: Sendable {
+        var subject: String
+        var queue: String?
+        var continuation: AsyncStream<NATSMessage>.Continuation
+    }
+
+    struct PendingRequest: Sendable {
+        var subject: String
+        var continuation: CheckedContinuation<NATSMessage, any Error>
+        var timeout: Scheduled<Void>?
+    }
+
+    struct State: Sendable {
+        var status: Status = .connecting
+        var channel: (any Channel)?
+        var servers: [NATSServerAddress]
+        var nextServer = 0
+        var nextSID: UInt64 = 2
+        var subscriptions: [UInt64: Subscription] = [:]
+        var requests: [UInt64: PendingRequest] = [:]
+        var nextRequest: UInt64 = 1
+        var info: ServerInfo?
+        var connectedServer: NATSServerAddress?
+        var lastError: String = "connecting"
+        var waiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+        var nextWaiter: UInt64 = 1
+        var pingsOutstanding = 0
+        var dropped: UInt64 = 0
+        var reconnects: UInt64 = 0
+    }
+
+    static let inboxSID: UInt64 = 1
+
+    /// Creates the connection and starts connecting in the background; see `waitUntilConnected`.
+    public init(options: NATSOptions, logger: Logger = Logger(label: "nats"), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
+        guard !options.servers.isEmpty else { throw NATSError.invalidOption("no NATS servers configured") }
+        self.options = options
+        self.logger = logger
+        self.group = group
+        var random = SystemRandomNumberGenerator()
+        self.inboxPrefix = "_INBOX." + String(random.next(), radix: 36) + String(random.next(), radix: 36) + "."
+        if let tls = options.tls {
+            var config = TLSConfiguration.makeClientConfiguration()
+            do {
+                if let ca = tls.caFile { config.trustRoots = .file(ca) }
+                if let cert = tls.certificateFile {
+                    config.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
+                }
+                if let key = tls.privateKeyFile { config.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)) }
+                self.sslContext = try NIOSSLContext(configuration: config)
+            } catch {
+                throw NATSError.invalidOption("NATS TLS settings are unusable: \(error)")
+            }
+        } else {
+            self.sslContext = nil
+        }
+        self.state = Mutex(State(servers: options.servers))
+        let task = Task { [weak self] in
+            guard let self else { return }
+            await self.superviseConnection()
+        }
+        supervisor.withLock { $0 = task }
+    }
+
+    /// Connects, waiting up to `timeout` for the first connection.
+    public static func connect(options: NATSOptions, logger: Logger = Logger(label: "nats"), timeout: Duration = .seconds(5)) async throws -> NATSConnection {
+        let connection = try NATSConnection(options: options, logger: logger)
+        do {
+            try await connection.waitUntilConnected(timeout: timeout)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        return connection
+    }
+
+    /// Whether the connection is up now, and the last error otherwise.
+    public var status: (connected: Bool, server: NATSServerAddress?, lastError: String) {
+        state.withLock { ($0.status == .connected, $0.connectedServer, $0.lastError) }
+    }
+
+    /// The INFO of the server connected to (max payload, version…).
+    public var serverInfo: ServerInfo? { state.withLock { $0.info } }
+
+    /// Messages dropped because a subscriber did not keep up, and reconnections so far.
+    public var counters: (dropped: UInt64, reconnects: UInt64) { state.withLock { ($0.dropped, $0.reconnects) } }
+
+    /// Waits until connected (returns at once when already connected).
+    public func waitUntilConnected(timeout: Duration) async throws {
+        let id: UInt64? = state.withLock { s in
+            if s.status == .connected { return nil }
+            let id = s.nextWaiter
+            s.nextWaiter += 1
+            return id
+        }
+        guard let id else { return }
+        let timer = group.next().scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [weak self] in
+            guard let self else { return }
+            let waiter = self.state.withLock { s in s.waiters.removeValue(forKey: id).map { ($0, s.lastError) } }
+            waiter?.0.resume(throwing: NATSError.notConnected(waiter?.1 ?? "timed out"))
+        }
+        defer { timer.cancel() }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let outcome: Result<Void, NATSError>? = state.withLock { s in
+                switch s.status {
+                case .connected: return .success(())
+                case .closed: return .failure(.closed)
+                case .connecting:
+                    s.waiters[id] = continuation
+                    return nil
+                }
+            }
+            if let outcome { continuation.resume(with: outcome) }
+        }
+    }
+
+    // MARK: Publish, subscribe, request
+
+    public func publish(_ subject: String, payload: ByteBuffer = ByteBuffer(), headers: NATSHeaders? = nil, replyTo: String? = nil) throws {
+        try write { ClientOp.pub(&$0, subject: subject, reply: replyTo, headers: headers, payload: payload) }
+    }
+
+    /// Publishes several messages in one write, in order (one batch of an atomic publish, say).
+    public func publish(_ messages: [(subject: String, headers: NATSHeaders?, payload: ByteBuffer)]) throws {
+        try write { buffer in
+            for m in messages { ClientOp.pub(&buffer, subject: m.subject, reply: nil, headers: m.headers, payload: m.payload) }
+        }
+    }
+
+    /// Subscribes to `subject` (wildcards allowed). The stream ends when the subscription is
+    /// removed or the connection closed.
+    public func subscribe(_ subject: String, queue: String? = nil) throws -> NATSSubscription {
+        let (stream, continuation) = AsyncStream.makeStream(of: NATSMessage.self, bufferingPolicy: .bufferingOldest(options.subscriptionBufferLimit))
+        let (sid, channel): (UInt64, (any Channel)?) = try state.withLock { s in
+            if s.status == .closed { throw NATSError.closed }
+            let sid = s.nextSID
+            s.nextSID += 1
+            s.subscriptions[sid] = Subscription(subject: subject, queue: queue, continuation: continuation)
+            return (sid, s.status == .connected ? s.channel : nil)
+        }
+        if let channel {
+            var buffer = channel.allocator.buffer(capacity: subject.utf8.count + 32)
+            ClientOp.sub(&buffer, subject: subject, queue: queue, sid: sid)
+            channel.writeAndFlush(buffer, promise: nil)
+        }
+        return NATSSubscription(sid: sid, subject: subject, messages: stream, connection: self)
+    }
+
+    func unsubscribe(sid: UInt64) {
+        let (sub, channel) = state.withLock { s in (s.subscriptions.removeValue(forKey: sid), s.channel) }
+        sub?.continuation.finish()
+        if let channel {
+            var buffer = channel.allocator.buffer(capacity: 32)
+            ClientOp.unsub(&buffer, sid: sid)
+            channel.writeAndFlush(buffer, promise: nil)
+        }
+    }
+
+    /// Publishes a request and waits for the first reply (through the connection's inbox).
+    /// A 503 status reply (nobody listening) throws `.noResponders`.
+    public func request(_ subject: String, payload: ByteBuffer = ByteBuffer(), headers: NATSHeaders? = nil, timeout: Duration? = nil) async throws -> NATSMessage {
+        let timeout = timeout ?? options.requestTimeout
+        let loop = group.next()
+        let message = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<NATSMessage, any Error>) in
+            let registered: Result<(UInt64, any Channel), NATSError> = state.withLock { s in
+                guard s.status == .connected, let channel = s.channel else {
+                    return .failure(s.status == .closed ? .closed : .notConnected(s.lastError))
+                }
+                let id = s.nextRequest
+                s.nextRequest += 1
+                s.requests[id] = PendingRequest(subject: subject, continuation: continuation, timeout: nil)
+                return .success((id, channel))
+            }
+            switch registered {
+            case .failure(let error):
+                continuation.resume(throwing: error)
+            case .success(let (id, channel)):
+                let timer = loop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [weak self] () -> Void in
+                    self?.finishRequest(id, with: .failure(NATSError.timeout(subject: subject)))
+                }
+                let stillPending = state.withLock { s -> Bool in
+                    guard s.requests[id] != nil else { return false }
+                    s.requests[id]?.timeout = timer
+                    return true
+                }
+                if !stillPending { timer.cancel() }
+                var buffer = channel.allocator.buffer(capacity: subject.utf8.count + payload.readableBytes + 96)
+                ClientOp.pub(&buffer, subject: subject, reply: inboxPrefix + String(id), headers: headers, payload: payload)
+                channel.writeAndFlush(buffer).whenFailure { [weak self] error in
+                    self?.finishRequest(id, with: .failure(NATSError.notConnected("write failed: \(error)")))
+                }
+            }
+        }
+        if message.status == 503 && message.payload.readableBytes == 0 {
+            throw NATSError.noResponders(subject: subject)
+        }
+        return message
+    }
+
+    private func finishRequest(_ id: UInt64, with result: Result<NATSMessage, any Error>) {
+        guard let pending = state.withLock({ $0.requests.removeValue(forKey: id) }) else { return }
+        pending.timeout?.cancel()
+        pending.continuation.resume(with: result)
+    }
+
+    private func write(_ encode: (inout ByteBuffer) -> Void) throws {
+        let channel: any Channel = try state.withLock { s in
+            guard s.status == .connected, let channel = s.channel else {
+                throw s.status == .closed ? NATSError.closed : NATSError.notConnected(s.lastError)
+            }
+            return channel
+        }
+        var buffer = channel.allocator.buffer(capacity: 256)
+        encode(&buffer)
+        channel.writeAndFlush(buffer, promise: nil)
+    }
+
+    /// Closes the connection: pending requests fail with `.closed`, subscriptions end.
+    public func close() async {
+        let (channel, requests, subs, waiters) = state.withLock { s in
+            s.status = .closed
+            defer { s.requests = [:]; s.subscriptions = [:]; s.waiters = [:]; s.channel = nil }
+            return (s.channel, s.requests, s.subscriptions, s.waiters)
+        }
+        supervisor.withLock { $0?.cancel() }
+        for r in requests.values { r.timeout?.cancel(); r.continuation.resume(throwing: NATSError.closed) }
+        for s in subs.values { s.continuation.finish() }
+        for w in waiters.values { w.resume(throwing: NATSError.closed) }
+        if let channel { try? await channel.close() }
+    }
+
+    // MARK: Connection lifecycle
+
+    /// Connects, waits for the connection to drop, reconnects: until `close()`.
+    private func superviseConnection() async {
+        var wait = options.reconnectWait
+        var failuresInRound = 0
+        while !Task.isCancelled {
+            let next: NATSServerAddress? = state.withLock { s in
+                if s.status == .closed { return nil }
+                let server = s.servers[s.nextServer % s.servers.count]
+                s.nextServer += 1
+                return server
+            }
+            guard let server = next else { return }
+            do {
+                let channel = try await connectOnce(to: server)
+                wait = options.reconnectWait
+                failuresInRound = 0
+                try? await channel.closeFuture.get()
+                let (requests, wasClosed): ([PendingRequest], Bool) = state.withLock { s in
+                    let wasClosed = s.status == .closed
+                    if !wasClosed {
+                        s.status = .connecting
+                        s.lastError = "connection to \(server) lost; reconnecting"
+                        s.reconnects += 1
+                    }
+                    s.channel = nil
+                    s.connectedServer = nil
+                    let pending = Array(s.requests.values)
+                    s.requests = [:]
+                    return (pending, wasClosed)
+                }
+                for r in requests {
+                    r.timeout?.cancel()
+                    r.continuation.resume(throwing: NATSError.notConnected("connection to \(server) lost while waiting for a reply on \(r.subject)"))
+                }
+                if wasClosed { return }
+                logger.warning("NATS connection lost; reconnecting", metadata: ["server": "\(server)"])
+            } catch {
+                let message = "cannot connect to \(server): \(error)"
+                state.withLock { $0.lastError = message }
+                logger.debug("\(message)")
+                failuresInRound += 1
+                let serverCount = state.withLock { $0.servers.count }
+                if failuresInRound >= serverCount {
+                    failuresInRound = 0
+                    logger.warning("no NATS server reachable; retrying", metadata: ["error": "\(message)", "retry_in": "\(wait)"])
+                    try? await Task.sleep(for: wait)
+                    wait = min(wait * 2, options.reconnectWaitMax)
+                }
+            }
+        }
+    }
+
+    /// One connection attempt: TCP, INFO, (TLS), CONNECT, PING/PONG, then resubscribe.
+    private func connectOnce(to server: NATSServerAddress) async throws -> any Channel {
+        let loop = group.next()
+        let handshake = loop.makePromise(of: ServerInfo.self)
+        let handler = ConnectionHandler(connection: self, server: server, handshake: handshake)
+        let channel = try await ClientBootstrap(group: loop)
+            .connectTimeout(.nanoseconds(options.connectTimeout.nanoseconds))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ServerOpDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            .connect(host: server.host, port: server.port).get()
+        let timer = loop.scheduleTask(in: .nanoseconds(options.connectTimeout.nanoseconds)) {
+            handler.fail(NATSError.notConnected("handshake with \(server) timed out"))
+            channel.close(promise: nil)
+        }
+        let info: ServerInfo
+        do {
+            info = try await handshake.futureResult.get()
+            timer.cancel()
+        } catch {
+            timer.cancel()
+            try? await channel.close()
+            throw error
+        }
+        let waiters: [CheckedContinuation<Void, any Error>] = state.withLock { s in
+            if s.status == .closed { return [] }
+            s.status = .connected
+            s.channel = channel
+            s.connectedServer = server
+            s.info = info
+            s.pingsOutstanding = 0
+            s.lastError = ""
+            if options.discoverServers, let urls = info.connect_urls {
+                for url in urls {
+                    if let address = try? NATSServerAddress(url: url), !s.servers.contains(where: { $0.host == address.host && $0.port == address.port }) {
+                        s.servers.append(NATSServerAddress(host: address.host, port: address.port, tls: server.tls))
+                    }
+                }
+            }
+            var buffer = channel.allocator.buffer(capacity: 256)
+            ClientOp.sub(&buffer, subject: inboxPrefix + "*", queue: nil, sid: Self.inboxSID)
+            for (sid, sub) in s.subscriptions { ClientOp.sub(&buffer, subject: sub.subject, queue: sub.queue, sid: sid) }
+            channel.writeAndFlush(buffer, promise: nil)
+            let w = Array(s.waiters.values)
+            s.waiters = [:]
+            return w
+        }
+        for w in waiters { w.resume() }
+        schedulePing(channel: channel)
+        logger.info("connected to NATS", metadata: ["server": "\(server)", "version": "\(info.version ?? "?")"])
+        return channel
+    }
+
+    private func schedulePing(channel: any Channel) {
+        let interval = options.pingInterval
+        let maxOut = options.maxPingsOutstanding
+        channel.eventLoop.scheduleTask(in: .nanoseconds(interval.nanoseconds)) { [weak self] in
+            guard let self, channel.isActive else { return }
+            let stale = self.state.withLock { s -> Bool in
+                guard s.channel === channel else { return true }
+                if s.pingsOutstanding >= maxOut { return true }
+                s.pingsOutstanding += 1
+                return false
+            }
+            if stale {
+                self.logger.warning("NATS server stopped answering PING; dropping the connection")
+                channel.close(promise: nil)
+                return
+            }
+            channel.writeAndFlush(channel.allocator.buffer(string: "PING\r\n"), promise: nil)
+            self.schedulePing(channel: channel)
+        }
+    }
+
+    // MARK: Inbound
+
+    func connectPayload(info: ServerInfo) -> String {
+        var fields: [String: ConnectValue] = [
+            "verbose": .bool(false), "pedantic": .bool(false), "headers": .bool(true),
+            "no_responders": .bool(true), "protocol": .int(1), "lang": .string("swift"),
+            "version": .string("0.1.0"), "name": .string(options.name),
+            "tls_required": .bool(sslContext != nil),
+        ]
+        if let user = options.user { fields["user"] = .string(user) }
+        if let password = options.password { fields["pass"] = .string(password) }
+        if let token = options.token { fields["auth_token"] = .string(token) }
+        let data = (try? JSONEncoder().encode(fields)) ?? Data("{}".utf8)
+        return "CONNECT " + String(decoding: data, as: UTF8.self) + "\r\n"
+    }
+
+    func received(_ message: NATSMessage, sid: UInt64) {
+        if sid == Self.inboxSID {
+            guard message.subject.hasPrefix(inboxPrefix), let id = UInt64(message.subject.dropFirst(inboxPrefix.count)) else { return }
+            finishRequest(id, with: .success(message))
+            return
+        }
+        guard let sub = state.withLock({ $0.subscriptions[sid] }) else { return }
+        if case .dropped = sub.continuation.yield(message) {
+            let n = state.withLock { s -> UInt64 in s.dropped += 1; return s.dropped }
+            if n == 1 || n % 10_000 == 0 {
+                logger.warning("slow consumer: dropping messages", metadata: ["subject": "\(sub.subject)", "dropped": "\(n)"])
+            }
+        }
+    }
+
+    func receivedPong() { state.withLock { $0.pingsOutstanding = 0 } }
+
+    func receivedInfo(_ info: ServerInfo, server: NATSServerAddress) {
+        guard options.discoverServers, let urls = info.connect_urls else { return }
+        state.withLock { s in
+            for url in urls {
+                if let a = try? NATSServerAddress(url: url), !s.servers.contains(where: { $0.host == a.host && $0.port == a.port }) {
+                    s.servers.append(NATSServerAddress(host: a.host, port: a.port, tls: server.tls))
+                }
+            }
+        }
+    }
+
+    func receivedError(_ text: String) {
+        state.withLock { $0.lastError = "server said -ERR \(text)" }
+        logger.warning("NATS server error", metadata: ["error": "\(text)"])
+    }
+}
+
+enum ConnectValue: Encodable {
+    case bool(Bool), int(Int), string(String)
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .bool(let b): try c.encode(b)
+        case .int(let i): try c.encode(i)
+        case .string(let s): try c.encode(s)
+        }
+    }
+}
+
+/// A live subscription; iterate `messages`. Ends on `unsubscribe()` or when the connection closes.
+public struct NATSSubscription: Sendable {
+    public let sid: UInt64
+    public let subject: String
+    public let messages: AsyncStream<NATSMessage>
+    let connection: NATSConnection
+
+    public func unsubscribe() { connection.unsubscribe(sid: sid) }
+}
+
+/// The pipeline end of one connection: the handshake, then forwarding to `NATSConnection`.
+final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ServerOp
+    typealias OutboundOut = ByteBuffer
+
+    enum Phase { case awaitingInfo, awaitingPong, ready }
+    private var phase = Phase.awaitingInfo
+    private let connection: NATSConnection
+    private let server: NATSServerAddress
+    private let handshake: EventLoopPromise<ServerInfo>
+    private var info: ServerInfo?
+    private var handshakeDone = false
+
+    /// Fails the handshake once; later calls (after success or failure) do nothing.
+    func fail(_ error: any Error) {
+        guard !handshakeDone else { return }
+        handshakeDone = true
+        handshake.fail(error)
+    }
+
+    init(connection: NATSConnection, server: NATSServerAddress, handshake: EventLoopPromise<ServerInfo>) {
+        self.connection = connection
+        self.server = server
+        self.handshake = handshake
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let op = unwrapInboundIn(data)
+        switch (phase, op) {
+        case (.awaitingInfo, .info(let info)):
+            self.info = info
+            let wantTLS = connection.sslContext != nil || server.tls
+            if info.tls_required == true && !wantTLS {
+                fail(NATSError.notConnected("\(server) requires TLS; configure NATS TLS (a CA file) or use tls://"))
+                context.close(promise: nil)
+                return
+            }
+            if wantTLS {
+                do {
+                    let ssl = try connection.sslContext ?? NIOSSLContext(configuration: .makeClientConfiguration())
+                    let tlsHandler = try NIOSSLClientHandler(context: ssl, serverHostname: server.host.first?.isNumber == true ? nil : server.host)
+                    try context.pipeline.syncOperations.addHandler(tlsHandler, position: .first)
+                } catch {
+                    fail(NATSError.notConnected("TLS setup for \(server) failed: \(error)"))
+                    context.close(promise: nil)
+                    return
+                }
+            }
+            phase = .awaitingPong
+            var buffer = context.channel.allocator.buffer(capacity: 256)
+            buffer.writeString(connection.connectPayload(info: info))
+            buffer.writeString("PING\r\n")
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        case (.awaitingPong, .pong):
+            phase = .ready
+            if let info, !handshakeDone {
+                handshakeDone = true
+                handshake.succeed(info)
+            }
+        case (.awaitingPong, .err(let text)), (.awaitingInfo, .err(let text)):
+            fail(NATSError.serverError(text))
+            context.close(promise: nil)
+        case (_, .ping):
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: "PONG\r\n")), promise: nil)
+        case (.ready, .pong):
+            connection.receivedPong()
+        case (.ready, .msg(let sid, let message)):
+            connection.received(message, sid: sid)
+        case (.ready, .info(let info)):
+            connection.receivedInfo(info, server: server)
+        case (.ready, .err(let text)):
+            connection.receivedError(text)
+        case (_, .ok):
+            break
+        default:
+            break
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(NATSError.notConnected("\(server): \(error)"))
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail(NATSError.notConnected("\(server) closed the connection during the handshake"))
+        context.fireChannelInactive()
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (s, attos) = components
+        return s * 1_000_000_000 + attos / 1_000_000_000
+    }
+}
+
+enum JSONCoding {
+    static let decoder = JSONDecoder()
+}

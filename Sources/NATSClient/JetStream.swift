@@ -1,0 +1,303 @@
+import Foundation
+import NIOCore
+
+/// An error answer of the JetStream API (`{"error":{"code":…,"err_code":…,"description":…}}`).
+public struct JetStreamAPIError: Error, Sendable, Equatable, Decodable, CustomStringConvertible {
+    public var code: Int
+    public var errCode: Int
+    public var description: String
+
+    enum CodingKeys: String, CodingKey { case code, errCode = "err_code", description }
+
+    public init(code: Int, errCode: Int, description: String) {
+        self.code = code
+        self.errCode = errCode
+        self.description = description
+    }
+
+    /// 10071: an expected last (subject) sequence did not match.
+    public static let wrongLastSequence = 10071
+    /// 10164: another publish checking the same subject is in flight; retry.
+    public static let expectedSequenceBusy = 10164
+    /// 10037: no message found.
+    public static let noMessageFound = 10037
+    /// 10059: stream not found.
+    public static let streamNotFound = 10059
+}
+
+/// The stream settings this client sets; the server fills in the rest.
+public struct StreamConfig: Codable, Sendable, Equatable {
+    public var name: String
+    public var subjects: [String]
+    public var storage: String = "file"
+    public var numReplicas: Int = 1
+    public var maxMsgsPerSubject: Int64 = -1
+    public var discard: String = "old"
+    public var allowDirect: Bool = false
+    public var allowAtomic: Bool = false
+    public var allowMsgTTL: Bool = false
+    public var duplicateWindowNanoseconds: Int64?
+    public var metadata: [String: String]?
+
+    enum CodingKeys: String, CodingKey {
+        case name, subjects, storage, discard, metadata
+        case numReplicas = "num_replicas"
+        case maxMsgsPerSubject = "max_msgs_per_subject"
+        case allowDirect = "allow_direct"
+        case allowAtomic = "allow_atomic"
+        case allowMsgTTL = "allow_msg_ttl"
+        case duplicateWindowNanoseconds = "duplicate_window"
+    }
+
+    public init(name: String, subjects: [String]) {
+        self.name = name
+        self.subjects = subjects
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        subjects = try c.decodeIfPresent([String].self, forKey: .subjects) ?? []
+        storage = try c.decodeIfPresent(String.self, forKey: .storage) ?? "file"
+        numReplicas = try c.decodeIfPresent(Int.self, forKey: .numReplicas) ?? 1
+        maxMsgsPerSubject = try c.decodeIfPresent(Int64.self, forKey: .maxMsgsPerSubject) ?? -1
+        discard = try c.decodeIfPresent(String.self, forKey: .discard) ?? "old"
+        allowDirect = try c.decodeIfPresent(Bool.self, forKey: .allowDirect) ?? false
+        allowAtomic = try c.decodeIfPresent(Bool.self, forKey: .allowAtomic) ?? false
+        allowMsgTTL = try c.decodeIfPresent(Bool.self, forKey: .allowMsgTTL) ?? false
+        duplicateWindowNanoseconds = try c.decodeIfPresent(Int64.self, forKey: .duplicateWindowNanoseconds)
+        metadata = try c.decodeIfPresent([String: String].self, forKey: .metadata)
+    }
+}
+
+public struct StreamState: Decodable, Sendable {
+    public var messages: UInt64
+    public var bytes: UInt64
+    public var firstSeq: UInt64
+    public var lastSeq: UInt64
+    public var numSubjects: Int?
+    public var subjects: [String: UInt64]?
+
+    enum CodingKeys: String, CodingKey {
+        case messages, bytes, subjects
+        case firstSeq = "first_seq", lastSeq = "last_seq", numSubjects = "num_subjects"
+    }
+}
+
+public struct ClusterInfo: Decodable, Sendable {
+    public struct Replica: Decodable, Sendable {
+        public var name: String
+        public var current: Bool?
+        public var offline: Bool?
+        public var lag: UInt64?
+    }
+    public var name: String?
+    public var leader: String?
+    public var replicas: [Replica]?
+}
+
+public struct StreamInfo: Decodable, Sendable {
+    public var config: StreamConfig
+    public var state: StreamState
+    public var cluster: ClusterInfo?
+    /// Paging of `state.subjects` when a subjects filter was given.
+    public var total: Int?
+    public var offset: Int?
+    public var limit: Int?
+}
+
+/// The acknowledgement of a JetStream publish (or of an atomic batch's commit).
+public struct PubAck: Decodable, Sendable, Equatable {
+    public var stream: String
+    public var seq: UInt64
+    public var duplicate: Bool?
+    /// Atomic batches: the batch id and how many messages it stored.
+    public var batch: String?
+    public var count: Int?
+}
+
+/// A message read back from a stream.
+public struct StoredMessage: Sendable {
+    public var subject: String
+    public var sequence: UInt64
+    public var headers: NATSHeaders?
+    public var payload: [UInt8]
+}
+
+/// The parts of the JetStream API that a key-value style client needs: stream management,
+/// publish with acknowledgement and expectation headers, atomic batch publish, and reads of a
+/// subject's last message through the stream leader.
+public struct JetStream: Sendable {
+    public let connection: NATSConnection
+    public let apiPrefix: String
+    public let timeout: Duration
+
+    /// Most messages in one atomic batch (the server's limit).
+    public static let atomicBatchMessagesMax = 1000
+
+    public init(connection: NATSConnection, apiPrefix: String = "$JS.API", timeout: Duration = .seconds(5)) {
+        self.connection = connection
+        self.apiPrefix = apiPrefix
+        self.timeout = timeout
+    }
+
+    struct Envelope<T: Decodable>: Decodable {
+        var error: JetStreamAPIError?
+        var value: T?
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: AnyKey.self)
+            error = try c.decodeIfPresent(JetStreamAPIError.self, forKey: AnyKey("error"))
+            value = error == nil ? try T(from: decoder) : nil
+        }
+    }
+
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ s: String) { stringValue = s }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ message: NATSMessage, subject: String) throws -> T {
+        if let status = message.status, message.payload.readableBytes == 0 {
+            throw JetStreamAPIError(code: status, errCode: 0, description: message.headers?.statusDescription ?? "status \(status) on \(subject)")
+        }
+        do {
+            let envelope = try JSONCoding.decoder.decode(Envelope<T>.self, from: Data(message.payload.readableBytesView))
+            if let error = envelope.error { throw error }
+            guard let value = envelope.value else { throw NATSError.protocolViolation("empty answer on \(subject)") }
+            return value
+        } catch let error as JetStreamAPIError {
+            throw error
+        } catch let error as NATSError {
+            throw error
+        } catch {
+            throw NATSError.protocolViolation("unreadable answer on \(subject): \(error)")
+        }
+    }
+
+    /// Calls one API endpoint (`$JS.API.<endpoint>`) with a JSON body.
+    public func api<Body: Encodable, Answer: Decodable>(_ endpoint: String, _ body: Body?, as: Answer.Type) async throws -> Answer {
+        let subject = apiPrefix + "." + endpoint
+        var payload = ByteBuffer()
+        if let body { payload.writeBytes(try JSONEncoder().encode(body)) }
+        let reply = try await connection.request(subject, payload: payload, timeout: timeout)
+        return try Self.decode(Answer.self, reply, subject: subject)
+    }
+
+    public func createStream(_ config: StreamConfig) async throws -> StreamInfo {
+        try await api("STREAM.CREATE.\(config.name)", config, as: StreamInfo.self)
+    }
+
+    public func updateStream(_ config: StreamConfig) async throws -> StreamInfo {
+        try await api("STREAM.UPDATE.\(config.name)", config, as: StreamInfo.self)
+    }
+
+    public func deleteStream(_ name: String) async throws {
+        struct Deleted: Decodable { var success: Bool }
+        _ = try await api("STREAM.DELETE.\(name)", Optional<[String: String]>.none, as: Deleted.self)
+    }
+
+    /// The stream's info, or nil when it does not exist.
+    public func streamInfo(_ name: String) async throws -> StreamInfo? {
+        do {
+            return try await api("STREAM.INFO.\(name)", Optional<[String: String]>.none, as: StreamInfo.self)
+        } catch let error as JetStreamAPIError where error.errCode == JetStreamAPIError.streamNotFound {
+            return nil
+        }
+    }
+
+    /// Every subject matching `filter` that holds messages, with its message count (all pages).
+    public func subjects(stream: String, filter: String) async throws -> [String: UInt64] {
+        struct Request: Encodable {
+            var subjects_filter: String
+            var offset: Int
+        }
+        var all: [String: UInt64] = [:]
+        var offset = 0
+        while true {
+            let info = try await api("STREAM.INFO.\(stream)", Request(subjects_filter: filter, offset: offset), as: StreamInfo.self)
+            let page = info.state.subjects ?? [:]
+            all.merge(page) { a, _ in a }
+            offset += page.count
+            guard let total = info.total, offset < total, !page.isEmpty else { return all }
+        }
+    }
+
+    /// The last message on `subject`, read through the stream leader (never a lagging
+    /// replica), or nil when the subject has none.
+    public func lastMessage(stream: String, subject: String) async throws -> StoredMessage? {
+        struct Request: Encodable { var last_by_subj: String }
+        struct Answer: Decodable {
+            struct Message: Decodable {
+                var subject: String
+                var seq: UInt64
+                var hdrs: String?
+                var data: String?
+            }
+            var message: Message
+        }
+        do {
+            let answer = try await api("STREAM.MSG.GET.\(stream)", Request(last_by_subj: subject), as: Answer.self)
+            let m = answer.message
+            var headers: NATSHeaders? = nil
+            if let h = m.hdrs, let bytes = Data(base64Encoded: h) {
+                headers = NATSHeaders.parse(ByteBuffer(bytes: bytes).readableBytesView)
+            }
+            let payload = m.data.flatMap { Data(base64Encoded: $0) }.map { [UInt8]($0) } ?? []
+            return StoredMessage(subject: m.subject, sequence: m.seq, headers: headers, payload: payload)
+        } catch let error as JetStreamAPIError where error.errCode == JetStreamAPIError.noMessageFound || error.code == 404 {
+            return nil
+        }
+    }
+
+    /// Publishes one message and waits for the stream's acknowledgement.
+    public func publish(_ subject: String, payload: ByteBuffer = ByteBuffer(), headers: NATSHeaders? = nil) async throws -> PubAck {
+        let reply = try await connection.request(subject, payload: payload, headers: headers, timeout: timeout)
+        return try Self.decode(PubAck.self, reply, subject: subject)
+    }
+
+    /// One message of an atomic batch.
+    public struct BatchMessage: Sendable {
+        public var subject: String
+        public var headers: NATSHeaders
+        public var payload: ByteBuffer
+        public init(subject: String, headers: NATSHeaders = NATSHeaders(), payload: ByteBuffer = ByteBuffer()) {
+            self.subject = subject
+            self.headers = headers
+            self.payload = payload
+        }
+    }
+
+    /// Publishes `messages` as one atomic batch (all stored, or none): every message carries
+    /// `Nats-Batch-Id` and `Nats-Batch-Sequence`, the last `Nats-Batch-Commit: 1`; all but the
+    /// last go out in one write without a reply, the last as a request whose answer is the ack.
+    /// The stream needs `allow_atomic`; at most `atomicBatchMessagesMax` messages.
+    public func publishAtomic(_ messages: [BatchMessage]) async throws -> PubAck {
+        guard !messages.isEmpty, messages.count <= Self.atomicBatchMessagesMax else {
+            throw NATSError.invalidOption("an atomic batch holds 1...\(Self.atomicBatchMessagesMax) messages, not \(messages.count)")
+        }
+        var random = SystemRandomNumberGenerator()
+        let id = String(random.next(), radix: 36) + String(random.next(), radix: 36)
+        var staged: [(subject: String, headers: NATSHeaders?, payload: ByteBuffer)] = []
+        staged.reserveCapacity(messages.count - 1)
+        for (i, m) in messages.dropLast().enumerated() {
+            var h = m.headers
+            h["Nats-Batch-Id"] = id
+            h["Nats-Batch-Sequence"] = String(i + 1)
+            staged.append((m.subject, h, m.payload))
+        }
+        if !staged.isEmpty { try connection.publish(staged) }
+        guard let last = messages.last else { throw NATSError.invalidOption("empty batch") }
+        var h = last.headers
+        h["Nats-Batch-Id"] = id
+        h["Nats-Batch-Sequence"] = String(messages.count)
+        h["Nats-Batch-Commit"] = "1"
+        let ack = try await publish(last.subject, payload: last.payload, headers: h)
+        guard ack.batch == id, ack.count == messages.count else {
+            throw NATSError.protocolViolation("the batch ack names batch \(ack.batch ?? "none") with \(ack.count ?? 0) messages, expected \(id) with \(messages.count)")
+        }
+        return ack
+    }
+}
