@@ -14,7 +14,7 @@ import Synchronization
 /// call fails with `.unavailable` and `health()` says why.
 public final class ClusterStore: JellyStore, Sendable {
     public let configuration: ClusterStoreConfiguration
-    let connection: NATSConnection
+    public let connection: NATSConnection
     let js: JetStream
     let partitions = PartitionTable()
     private let readiness = Mutex<Readiness>(Readiness())

@@ -26,6 +26,9 @@ public struct JellyServerConfiguration: Sendable {
     public var auth: AuthConfiguration?
     /// One structured log line per request (off by default: it costs throughput).
     public var logRequests = false
+    /// Whether the store can serve now, and why not (`GET /v1/health` answers 503 when not).
+    /// Nil: always healthy (the embedded store fails at open instead).
+    public var health: (@Sendable () -> (ok: Bool, detail: String))?
 
     public init() {}
 
@@ -119,6 +122,27 @@ public struct ServeConfigFile: Decodable, Sendable {
     public var auth: Auth?
     public var limits: Limits?
     public var log_requests: Bool?
+    public var nats: NATS?
+
+    /// Cluster mode: the NATS JetStream cluster that holds the data (docs/cluster.md).
+    public struct NATS: Decodable, Sendable {
+        public var servers: [String]
+        public var user: String?
+        public var password: String?
+        public var token: String?
+        public var tls: NATSTLS?
+        public var shards: Int?
+        public var replicas: Int?
+        public var stream_prefix: String?
+        public var subject_prefix: String?
+        public var request_timeout_ms: Int64?
+    }
+
+    public struct NATSTLS: Decodable, Sendable {
+        public var ca: String?
+        public var cert: String?
+        public var key: String?
+    }
 
     public struct TLS: Decodable, Sendable {
         public var cert: String
@@ -168,7 +192,9 @@ public struct ServeConfigFile: Decodable, Sendable {
     }
 
     private static let known: [String: Set<String>] = [
-        "": ["data", "listen", "durability", "tls", "auth", "limits", "log_requests"],
+        "": ["data", "listen", "durability", "tls", "auth", "limits", "log_requests", "nats"],
+        "nats": ["servers", "user", "password", "token", "tls", "shards", "replicas", "stream_prefix", "subject_prefix", "request_timeout_ms"],
+        "nats.tls": ["ca", "cert", "key"],
         "tls": ["cert", "key"],
         "auth": ["api_keys", "client_tokens"],
         "auth.api_keys": ["name", "key", "role"],

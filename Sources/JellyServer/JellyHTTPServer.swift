@@ -116,8 +116,16 @@ public enum JellyHTTPServer {
         route(.post, lockPath + "/transfer", "transfer_lock") { try await $0.transfer($1, $2) }
         route(.post, lockPath + "/break", "break_lock") { try await $0.breakLock($1, $2) }
         register(.get, "/v1/health")
+        let health = configuration.health
         router.get("/v1/health") { _, _ in
-            Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
+            guard let (ok, detail) = health?(), !ok else {
+                return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
+            }
+            let body = try JSONEncoder().encode(["status": "unavailable", "detail": detail])
+            return Response(
+                status: .serviceUnavailable, headers: [.contentType: "application/json", .retryAfter: "1"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: body))
+            )
         }
         register(.get, "/v1/openapi.yaml")
         router.get("/v1/openapi.yaml") { _, _ in

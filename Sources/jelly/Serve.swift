@@ -1,7 +1,9 @@
 import ArgumentParser
 import Hummingbird
+import JellyCluster
 import JellyCore
 import JellyEngine
+import NATSClient
 import JellyServer
 import Logging
 import Metrics
@@ -11,21 +13,27 @@ import Prometheus
 import Glibc
 #endif
 
-/// `jelly serve`: HTTP API v1 over the embedded store.
+/// `jelly serve`: HTTP API v1 over the embedded store, or with `--nats` over a NATS JetStream
+/// cluster (cluster mode: many nodes, data in JetStream).
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve HTTP API v1 over the store in --data.",
+        abstract: "Serve HTTP API v1 over the store in --data, or over a NATS JetStream cluster (--nats).",
         discussion: """
             Listens on 127.0.0.1:7420 with data in ./jelly-data by default. Everything else (auth, TLS, \
-            limits) comes from --config FILE, a JSON file described in docs/http-api.md; flags win over \
-            the file. Stops gracefully on SIGTERM or SIGINT: stops accepting, finishes requests in \
-            flight, syncs and closes the store, exits 0.
+            limits, NATS credentials) comes from --config FILE, a JSON file described in docs/http-api.md \
+            and docs/cluster.md; flags win over the file. With --nats the node keeps no data: it serves \
+            the same API over JetStream streams, and starts even while NATS is unreachable (health \
+            answers 503 until the cluster is ready). Stops gracefully on SIGTERM or SIGINT: stops \
+            accepting, finishes requests in flight, syncs and closes the store, exits 0.
             """
     )
     @Option(help: "A JSON config file (auth, TLS, limits, data, listen, durability).") var config: String?
     @Option(help: "The data directory (default ./jelly-data).") var data: String?
     @Option(help: "HOST:PORT to listen on (default 127.0.0.1:7420; port 0 picks a free port).") var listen: String?
     @Option(help: "always | interval | interval:MS | never (default always).") var durability: String?
+    @Option(help: "Cluster mode: NATS servers, nats://HOST:PORT[,nats://HOST:PORT…]. The data lives in JetStream.") var nats: String?
+    @Option(name: .customLong("nats-shards"), help: "Cluster mode: streams the partitions hash onto (default 8; the same on every node).") var natsShards: Int?
+    @Option(name: .customLong("nats-replicas"), help: "Cluster mode: replicas per stream, 1, 3 or 5 (default 3).") var natsReplicas: Int?
     @Option(name: .customLong("tls-cert"), help: "TLS certificate chain (PEM). With --tls-key: HTTPS, HTTP/2 offered.") var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: "TLS private key (PEM).") var tlsKey: String?
     @Option(name: .customLong("log-format"), help: "text | json (one JSON object per line on stderr).") var logFormat = "text"
@@ -86,6 +94,14 @@ struct Serve: AsyncParsableCommand {
         }
         if !loopback && serverConfig.auth == nil { logger.warning("serving \(host):\(port) WITHOUT AUTHENTICATION") }
 
+        if nats != nil || file?.nats != nil {
+            if data != nil || durability != nil {
+                throw ValidationError("--data and --durability are for the embedded store; with --nats the data lives in JetStream (see docs/cluster.md)")
+            }
+            try await serveCluster(file: file, serverConfig: serverConfig, limits: storeConfig.limits, logger: logger, registry: registry)
+            return
+        }
+
         storeConfig.commitObserver = CommitMetrics()
         let openConfig = storeConfig
         let embedded = try await failing { try EmbeddedStore.open(openConfig) }
@@ -124,6 +140,69 @@ struct Serve: AsyncParsableCommand {
         try await embedded.close()
         logger.info("stopped; store closed")
         printError("jelly serve: stopped; store closed")
+    }
+}
+
+extension Serve {
+    /// Cluster mode: the same HTTP API over `ClusterStore`. Starts serving at once; until the
+    /// NATS cluster is reachable and the streams are ready, requests answer 503 `unavailable`
+    /// and `GET /v1/health` says why.
+    func serveCluster(
+        file: ServeConfigFile?, serverConfig: JellyServerConfiguration, limits: JellyLimits, logger: Logger,
+        registry: PrometheusCollectorRegistry
+    ) async throws {
+        let settings = file?.nats
+        let urls = nats ?? settings?.servers.joined(separator: ",") ?? ""
+        let config: ClusterStoreConfiguration = try await failing {
+            var options = NATSOptions(servers: try NATSServerAddress.list(urls))
+            options.name = "jelly"
+            options.user = settings?.user
+            options.password = settings?.password
+            options.token = settings?.token
+            if let tls = settings?.tls { options.tls = NATSTLSOptions(caFile: tls.ca, certificateFile: tls.cert, privateKeyFile: tls.key) }
+            var c = ClusterStoreConfiguration(nats: options)
+            c.shards = natsShards ?? settings?.shards ?? c.shards
+            c.replicas = natsReplicas ?? settings?.replicas ?? c.replicas
+            c.streamPrefix = settings?.stream_prefix ?? c.streamPrefix
+            c.subjectPrefix = settings?.subject_prefix ?? c.subjectPrefix
+            if let ms = settings?.request_timeout_ms { c.requestTimeout = .milliseconds(ms) }
+            c.limits = limits
+            c.logger = Logger(label: "jelly.cluster")
+            return c
+        }
+        let store = try await failing { try ClusterStore.open(config) }
+        var serverConfig = serverConfig
+        serverConfig.health = { store.health() }
+        let metrics = MetricsEndpoint(
+            storeGauges: {
+                let status = store.connection.status
+                let counters = store.connection.counters
+                return [
+                    "jelly_nats_connected": status.connected ? 1 : 0,
+                    "jelly_nats_reconnects": Double(counters.reconnects),
+                    "jelly_nats_dropped_messages": Double(counters.dropped),
+                    "jelly_cluster_ready": store.health().ok ? 1 : 0,
+                ]
+            },
+            exposition: { registry.emitToBuffer() }
+        )
+        let scheme = serverConfig.tlsCertificatePath == nil ? "http" : "https"
+        let authMode = serverConfig.auth == nil ? "none" : "required"
+        let servers = config.nats.servers.map(\.description).joined(separator: ",")
+        do {
+            let app = try await JellyHTTPServer.application(store: store, configuration: serverConfig, metrics: metrics, logger: logger) { host, port in
+                let address = "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+                printLine("jelly serve: listening on \(address), cluster \(servers), shards \(config.shards), replicas \(config.replicas), auth \(authMode)")
+                logger.info("ready", metadata: ["address": "\(address)", "nats": "\(servers)", "shards": "\(config.shards)", "replicas": "\(config.replicas)", "auth": "\(authMode)"])
+            }
+            try await app.runService()
+        } catch {
+            try? await store.close()
+            return try await failing { throw error }
+        }
+        try await store.close()
+        logger.info("stopped; NATS connection closed")
+        printError("jelly serve: stopped; NATS connection closed")
     }
 }
 
