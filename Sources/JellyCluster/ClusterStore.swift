@@ -77,6 +77,7 @@ public final class ClusterStore: JellyStore, Sendable {
         let nats = connection.status
         if ready && nats.connected { return (true, "connected to \(nats.server.map { "\($0)" } ?? "NATS"); \(configuration.shards) streams ready") }
         if ready { return (false, "NATS connection lost: \(nats.lastError); reconnecting") }
+        if !nats.connected { return (false, "NATS is not reachable (\(nats.lastError)); retrying") }
         return (false, problem)
     }
 

@@ -312,7 +312,7 @@ public final class NATSConnection: Sendable {
         let loop = group.next()
         let handshake = loop.makePromise(of: ServerInfo.self)
         let handler = ConnectionHandler(connection: self, server: server, handshake: handshake)
-        let channel = try await ClientBootstrap(group: loop)
+        let connecting = ClientBootstrap(group: loop)
             .connectTimeout(.nanoseconds(options.connectTimeout.nanoseconds))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -321,7 +321,15 @@ public final class NATSConnection: Sendable {
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
-            .connect(host: server.host, port: server.port).get()
+            .connect(host: server.host, port: server.port)
+        let channel: any Channel
+        do {
+            channel = try await connecting.get()
+        } catch {
+            // The handler never ran (or ran without finishing): settle the promise on its loop.
+            loop.execute { handler.fail(NATSError.notConnected("\(server): \(error)")) }
+            throw error
+        }
         let timer = loop.scheduleTask(in: .nanoseconds(options.connectTimeout.nanoseconds)) {
             handler.fail(NATSError.notConnected("handshake with \(server) timed out"))
             channel.close(promise: nil)

@@ -173,7 +173,7 @@ import Testing
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: try ServerProcess.binary())
+        process.executableURL = URL(fileURLWithPath: try jellyExecutablePath())
         process.arguments = ["serve", "--data", dir.path, "--listen", "0.0.0.0:0"]
         let err = Pipe()
         process.standardError = err
