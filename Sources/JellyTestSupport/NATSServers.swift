@@ -32,7 +32,7 @@ public final class NATSTestServers: @unchecked Sendable {
     }
 
     /// Starts `count` servers (1, or 3 for a cluster) and waits until JetStream is ready on all.
-    public init(count: Int, maxPayload: Int = 8 << 20) async throws {
+    public init(count: Int, maxPayload: Int = 8 << 20, extraConfig: String = "") async throws {
         directory = try TemporaryDirectory(prefix: "jelly-nats")
         var nodes: [Node] = []
         for i in 1...count {
@@ -48,6 +48,7 @@ public final class NATSTestServers: @unchecked Sendable {
             listen: 127.0.0.1:\(node.clientPort)
             max_payload: \(maxPayload)
             jetstream { store_dir: "\(node.storeDirectory)", sync_interval: always }
+            \(extraConfig)
 
             """
             if count > 1 {
@@ -66,6 +67,16 @@ public final class NATSTestServers: @unchecked Sendable {
     }
 
     public var urls: String { nodes.map(\.url).joined(separator: ",") }
+
+    /// Waits until `name` (restarted) listens again.
+    public func waitUntilListening(_ name: String, timeout: TimeInterval = 15) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if log(name).components(separatedBy: "Server is ready").count > 2 { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw ConformanceFailure("\(name) did not restart: \(log(name).suffix(500))")
+    }
 
     /// Starts (or restarts) one server on its old ports and store.
     public func start(_ name: String) throws {
