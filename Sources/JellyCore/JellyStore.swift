@@ -1,6 +1,7 @@
-/// The store contract: partitions of named objects with store-wide versions, and one session
+/// The store contract: partitions of named objects with versions that strictly increase within a
+/// partition (store-wide in the embedded store), and one session
 /// lease (lock) per partition with fencing tokens. Implemented by the embedded engine
-/// (`JellyEngine.EmbeddedStore`) and, later, by the NATS JetStream cluster backend; the
+/// (`JellyEngine.EmbeddedStore`) and by the NATS JetStream cluster backend (`JellyCluster.ClusterStore`); the
 /// conformance suite in `JellyTestSupport` runs against every implementation.
 ///
 /// Names: partitions 1–128 bytes, keys 1–512 bytes of UTF-8, no control characters, no `/`,

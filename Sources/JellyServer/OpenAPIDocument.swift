@@ -8,7 +8,7 @@ enum OpenAPIDocument {
       title: Jelly HTTP API
       version: "1"
       description: |
-        Partitions of objects with store-wide versions, and one session lock per partition with
+        Partitions of objects with versions (strictly increasing per partition), and one session lock per partition with
         fencing tokens. Errors are {"error": CODE, "message": TEXT}. Partition and key names are
         percent-encoded path segments: 1-128 / 1-512 bytes of UTF-8, no control characters, no
         "/", not "." or "..". When several errors apply, the first of 400/413, 401/403, 423, 412,

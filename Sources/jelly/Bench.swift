@@ -28,7 +28,7 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("segment-mib"), help: "Segment file size in MiB.") var segmentMiB = 64
     @Option(name: .customLong("garbage-ratio"), help: "Compaction threshold (fraction of sealed bytes that may be garbage).") var garbageRatio = CompactionPolicy().garbageRatio
     @Option(name: .customLong("garbage-allowance-mib"), help: "Garbage tolerated before compaction starts, in MiB.") var garbageAllowanceMiB = Int(CompactionPolicy().garbageBytesAllowance >> 20)
-    @Option(help: "Run against a jelly serve at this URL (http://HOST:PORT) instead of an embedded store; --data and the store options do not apply.") var url: String?
+    @Option(help: "Run against a jelly serve at this URL (http://HOST:PORT) instead of an embedded store; several comma-separated URLs (cluster nodes) share the sessions round-robin; --data and the store options do not apply.") var url: String?
     @Option(help: "With --url: the API key to send (Authorization: Bearer).") var token: String?
     @Flag(help: "Print one JSON object last.") var json = false
     @Flag(help: "Keep the store directory afterwards.") var keep = false
@@ -69,11 +69,11 @@ struct Bench: AsyncParsableCommand {
         log("disk probe before: 4 KiB write+fdatasync p50 \(format2(probeBefore.p50)) ms, p99 \(format2(probeBefore.p99)) ms (\(probeBefore.iterations) iterations)")
 
         let keys = (0..<objectsPerPlayer).map { "object-\($0)" }
-        try await loadPlayers(store: store, keys: keys)
+        try await loadPlayers(stores: [store], keys: keys)
 
         if warmup > 0 {
             log("warming up for \(format1(warmup)) s (sessions run, nothing recorded)")
-            let warm = try await runSessions(store: store, keys: keys, until: monotonicSeconds() + warmup)
+            let warm = try await runSessions(stores: [store], keys: keys, until: monotonicSeconds() + warmup)
             log("warm-up: \(warm.reduce(0) { $0 + $1.latencies.count }) saves; measuring for \(format1(duration)) s")
         }
         // Run sessions.
@@ -81,7 +81,7 @@ struct Bench: AsyncParsableCommand {
         let io1 = ProcessIO.read()
         let cpu1 = cpuSeconds()
         let start = monotonicSeconds()
-        let results = try await runSessions(store: store, keys: keys, until: start + duration)
+        let results = try await runSessions(stores: [store], keys: keys, until: start + duration)
         let elapsed = monotonicSeconds() - start
         let cpu = cpuSeconds() - cpu1
         let io2 = ProcessIO.read()
@@ -126,25 +126,31 @@ struct Bench: AsyncParsableCommand {
     /// The same workload through HTTP API v1 against a running `jelly serve`: the client's view
     /// (saves/s, latency); the server's disk figures are on its /metrics.
     func remoteBenchmark(url: String) async throws {
-        var config = JellyClient.Configuration(url: url, bearerToken: token)
-        config.connectionsPerHost = sessions
-        config.limits.valueBytesMax = max(config.limits.valueBytesMax, valueBytes)
-        let client = try await failing { try JellyClient(config) }
+        let urls = url.split(separator: ",").map(String.init)
+        let clients: [JellyClient] = try await failing {
+            try urls.map { u in
+                var config = JellyClient.Configuration(url: u, bearerToken: token)
+                config.connectionsPerHost = max(1, sessions / urls.count + 1)
+                config.limits.valueBytesMax = max(config.limits.valueBytesMax, valueBytes)
+                return try JellyClient(config)
+            }
+        }
+        let stores: [any JellyStore] = clients
         log("jelly bench: \(players) players x \(objectsPerPlayer) objects, \(valueBytes) B values, \(sessions) sessions over HTTP to \(url), \(savesPerSession) saves + 1 final per session, \(format1(duration)) s measured after \(format1(warmup)) s warm-up (the server's durability applies)")
         // Players of this run only, so a rerun against the same server starts clean.
         let prefix = "bench-\(getpid())-\(Int(monotonicSeconds()))-"
         let keys = (0..<objectsPerPlayer).map { "object-\($0)" }
         do {
-            try await loadPlayers(store: client, keys: keys, prefix: prefix)
+            try await loadPlayers(stores: stores, keys: keys, prefix: prefix)
             if warmup > 0 {
-                _ = try await runSessions(store: client, keys: keys, until: monotonicSeconds() + warmup, prefix: prefix)
+                _ = try await runSessions(stores: stores, keys: keys, until: monotonicSeconds() + warmup, prefix: prefix)
             }
             let cpu1 = cpuSeconds()
             let start = monotonicSeconds()
-            let results = try await runSessions(store: client, keys: keys, until: start + duration, prefix: prefix)
+            let results = try await runSessions(stores: stores, keys: keys, until: start + duration, prefix: prefix)
             let elapsed = monotonicSeconds() - start
             let cpu = cpuSeconds() - cpu1
-            try await client.close()
+            for client in clients { try await client.close() }
             let m = Measured(results: results, elapsed: elapsed, valueBytes: valueBytes)
             m.printCommon()
             print("session start:     \(format2(m.startMs)) ms mean (lock and load, one round trip)")
@@ -158,7 +164,7 @@ struct Bench: AsyncParsableCommand {
             }
             if m.failures > 0 { throw ExitCode(1) }
         } catch {
-            try? await client.close()
+            for client in clients { try? await client.close() }
             throw error
         }
     }
@@ -171,12 +177,14 @@ struct Bench: AsyncParsableCommand {
         """
     }
 
-    func loadPlayers(store: any JellyStore, keys: [String], prefix: String = "") async throws {
+    /// Worker i talks to `stores[i % stores.count]`.
+    func loadPlayers(stores: [any JellyStore], keys: [String], prefix: String = "") async throws {
         let loadStart = monotonicSeconds()
         let loaded = Counter()
         let playerCount = players, sessionCount = sessions, valueSize = valueBytes
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<sessionCount {
+                let store = stores[worker % stores.count]
                 group.addTask {
                     var value = [UInt8](repeating: UInt8(truncatingIfNeeded: worker), count: valueSize)
                     var p = worker
@@ -195,10 +203,11 @@ struct Bench: AsyncParsableCommand {
     }
 
     /// Runs `sessions` concurrent sessions until `deadline`; each worker cycles over its own players.
-    func runSessions(store: any JellyStore, keys: [String], until deadline: Double, prefix: String = "") async throws -> [WorkerResult] {
+    func runSessions(stores: [any JellyStore], keys: [String], until deadline: Double, prefix: String = "") async throws -> [WorkerResult] {
         let playerCount = players, sessionCount = sessions, valueSize = valueBytes, saves = savesPerSession
         return try await withThrowingTaskGroup(of: WorkerResult.self) { group in
             for worker in 0..<sessionCount {
+                let store = stores[worker % stores.count]
                 group.addTask {
                     var result = WorkerResult()
                     result.latencies.reserveCapacity(Int(duration * 4000))
