@@ -132,7 +132,7 @@ extension ClusterStore {
                     body = []
                 }
                 do {
-                    let ack = try await js.publish(s.lock, payload: ByteBuffer(bytes: body), headers: headers)
+                    let ack = try await whileElecting { try await js.publish(s.lock, payload: ByteBuffer(bytes: body), headers: headers) }
                     if var lease = newLease {
                         if lease.token.rawValue == 0 { lease.token = LockToken(ack.seq) }
                         cache = PartitionCache(lockSequence: ack.seq, lease: lease, objects: cache?.objects ?? [:], complete: cache?.complete ?? false)
@@ -259,7 +259,7 @@ extension ClusterStore {
                     messages[i].headers[Header.commitOffset] = String(n - 1 - i)
                 }
                 do {
-                    let ack = try await js.publishAtomic(messages)
+                    let ack = try await whileElecting { try await js.publishAtomic(messages) }
                     let first = ack.seq - UInt64(n - 1)
                     for (position, w) in written.enumerated() {
                         c.objects[w.key] = .init(sequence: first + UInt64(position), version: w.version ? ack.seq : nil)

@@ -152,6 +152,15 @@ public final class ClusterStore: JellyStore, Sendable {
             } else {
                 _ = try await js.createStream(wanted)
             }
+            // A new (or recovering) replicated stream answers only once its Raft group has a leader.
+            if configuration.replicas > 1 {
+                var led = false
+                for _ in 0..<200 where !led {
+                    led = try await js.streamInfo(wanted.name)?.cluster?.leader != nil
+                    if !led { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                if !led { throw JellyError(.unavailable, "stream \(wanted.name) has no leader yet") }
+            }
         }
     }
 
@@ -212,10 +221,34 @@ public final class ClusterStore: JellyStore, Sendable {
     /// Runs a JetStream call, mapping its failures.
     func call<T>(_ what: @autoclosure () -> String, _ body: () async throws -> T) async throws -> T {
         do {
-            return try await body()
+            return try await whileElecting(body)
         } catch {
             throw Self.mapped(error, what())
         }
+    }
+
+    /// How long a call waits out "no responders" (a stream without a leader, during an
+    /// election) before the node answers `unavailable`.
+    static let electionWaitMilliseconds = 3000
+
+    /// Runs `body`, retrying while the stream has no leader: a request nobody received was
+    /// not stored, so sending it again is safe.
+    func whileElecting<T>(_ body: () async throws -> T) async throws -> T {
+        var waited = 0
+        while true {
+            do {
+                return try await body()
+            } catch let error where Self.isLeaderless(error) && waited < Self.electionWaitMilliseconds {
+                try await Task.sleep(for: .milliseconds(100))
+                waited += 100
+            }
+        }
+    }
+
+    static func isLeaderless(_ error: any Error) -> Bool {
+        if case NATSError.noResponders = error { return true }
+        if let e = error as? JetStreamAPIError, e.code == 503 { return true }
+        return false
     }
 }
 
