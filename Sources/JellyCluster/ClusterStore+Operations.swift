@@ -48,14 +48,14 @@ extension ClusterStore {
     public func acquireLockAndLoad(partition: String, owner: String, ttlMilliseconds: Int64) async throws -> (lock: LockInfo, objects: [StoredObject]) {
         try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
         try limits.checkTTL(ttlMilliseconds)
-        guard let info = try await leaseOperation(partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds), load: true) else {
+        guard let info = try await leaseOperation(partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds)) else {
             throw JellyError(.io, "internal error: an acquire granted no lease")
         }
         // The load ran after the lock's publish was acknowledged, through the stream leader.
         let s = subjects(partition)
         let (entries, _) = try await readAll(s, after: nil, limit: nil)
         try await partitions.exclusive(partition) { cache in
-            guard cache?.lockSequence != nil else { return }
+            guard cache != nil else { return }
             for (key, state, _) in entries { cache?.objects[key] = state }
             cache?.complete = true
         }
@@ -91,65 +91,41 @@ extension ClusterStore {
     /// Decides a lease request on the lock subject's last message and publishes the result
     /// with that message's sequence as the expectation: if anyone changed the lock meanwhile,
     /// JetStream refuses it and the request is decided again on the new state.
-    func leaseOperation(_ partition: String, _ request: LeaseRequest, load: Bool = false) async throws -> LockInfo? {
+    func leaseOperation(_ partition: String, _ request: LeaseRequest) async throws -> LockInfo? {
         try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
         try checkReady()
         let s = subjects(partition)
-        return try await partitions.exclusive(partition) { cache in
-            var attempt = 0
-            while true {
-                attempt += 1
-                let fromCache = cache != nil
-                let (sequence, current): (UInt64, Lease?)
-                if let c = cache {
-                    (sequence, current) = (c.lockSequence, c.lease)
-                } else {
-                    (sequence, current) = try await readLock(s)
-                    cache = PartitionCache(lockSequence: sequence, lease: current)
-                }
-                let now = clock.nowMilliseconds()
-                var headers = NATSHeaders()
-                headers[Header.expectedSequence] = String(sequence)
-                let body: [UInt8]
-                var newLease: Lease?
-                var result: LockInfo?
-                switch LeaseRules.decide(request, current: current, partition: partition, now: now) {
-                case .reject(let error):
-                    if fromCache { cache = nil; continue }
-                    throw error
-                case .grantNewToken(let owner, let expires):
-                    headers[Header.lock] = "grant"
-                    body = try Array(JSONEncoder().encode(LockRecord(owner: owner, expires: expires, token: nil)))
-                    newLease = Lease(owner: owner, token: LockToken(0), expiresAtMilliseconds: expires)
-                case .extend(let lease):
-                    headers[Header.lock] = "held"
-                    body = try Array(JSONEncoder().encode(LockRecord(owner: lease.owner, expires: lease.expiresAtMilliseconds, token: lease.token.rawValue)))
-                    newLease = lease
-                case .clear(let previous):
-                    if case .breakLock = request { result = previous?.info(partition: partition) }
-                    guard previous != nil else { return result }
-                    headers[Header.lock] = "free"
-                    body = []
-                }
-                do {
-                    let ack = try await whileElecting { try await js.publish(s.lock, payload: ByteBuffer(bytes: body), headers: headers) }
-                    if var lease = newLease {
-                        if lease.token.rawValue == 0 { lease.token = LockToken(ack.seq) }
-                        cache = PartitionCache(lockSequence: ack.seq, lease: lease, objects: cache?.objects ?? [:], complete: cache?.complete ?? false)
-                        return lease.info(partition: partition)
-                    }
-                    cache = PartitionCache(lockSequence: ack.seq, lease: nil, objects: cache?.objects ?? [:], complete: cache?.complete ?? false)
-                    return result
-                } catch let e as JetStreamAPIError where e.errCode == JetStreamAPIError.wrongLastSequence || e.errCode == JetStreamAPIError.expectedSequenceBusy {
-                    cache = nil
-                    if attempt >= configuration.conflictRetries {
-                        throw JellyError(.unavailable, "the lock of partition \(Names.quoted(partition)) kept changing while this request was decided; retry")
-                    }
-                    if e.errCode == JetStreamAPIError.expectedSequenceBusy { try await Task.sleep(for: .milliseconds(min(attempt, 20))) }
-                } catch {
-                    throw Self.mapped(error, "writing the lock of partition \(Names.quoted(partition))")
-                }
+        return try await decided(partition, what: "the lock of partition \(Names.quoted(partition))") { cache in
+            let (state, fromCache) = try await lockState(s, cached: cache)
+            cache = state
+            var headers = NATSHeaders()
+            headers[Header.expectedSequence] = String(state.lockSequence)
+            let record: LockRecord?
+            var lease: Lease?
+            var result: LockInfo?
+            switch LeaseRules.decide(request, current: state.lease, partition: partition, now: clock.nowMilliseconds()) {
+            case .reject(let error):
+                throw fromCache ? StaleCache() : error
+            case .grantNewToken(let owner, let expires):
+                headers[Header.lock] = "grant"
+                record = LockRecord(owner: owner, expires: expires, token: nil)
+                lease = Lease(owner: owner, token: LockToken(0), expiresAtMilliseconds: expires) // token: the grant's sequence
+            case .extend(let extended):
+                headers[Header.lock] = "held"
+                record = LockRecord(owner: extended.owner, expires: extended.expiresAtMilliseconds, token: extended.token.rawValue)
+                lease = extended
+            case .clear(let previous):
+                if case .breakLock = request { result = previous?.info(partition: partition) }
+                guard previous != nil else { return result }
+                headers[Header.lock] = "free"
+                record = nil
             }
+            let body = try record.map { ByteBuffer(bytes: try JSONEncoder().encode($0)) } ?? ByteBuffer()
+            let ack = try await whileElecting { try await js.publish(s.lock, payload: body, headers: headers) }
+            if lease?.token.rawValue == 0 { lease?.token = LockToken(ack.seq) }
+            cache?.lockSequence = ack.seq
+            cache?.lease = lease
+            return lease?.info(partition: partition) ?? result
         }
     }
 
@@ -176,109 +152,108 @@ extension ClusterStore {
         }
         try checkReady()
         let s = subjects(partition)
-        return try await partitions.exclusive(partition) { cache in
+        return try await decided(partition, what: "partition \(Names.quoted(partition))") { cache in
+            var (c, fromCache) = try await lockState(s, cached: cache)
+            // Objects this node has not seen yet are read from the leader.
+            let missing = c.complete ? [] : operations.map(\.key).filter { c.objects[$0] == nil }
+            for (key, (state, _)) in zip(missing, try await readObjects(s, keys: missing)) { c.objects[key] = state }
+            cache = c
+            if let error = LeaseRules.checkWrite(token: lockToken, current: c.lease, partition: partition, now: clock.nowMilliseconds(), requireLocks: false) {
+                throw fromCache ? StaleCache() : error
+            }
+            var messages: [JetStream.BatchMessage] = []
+            var applied = [Bool](repeating: true, count: operations.count)
+            var previous = [UInt64?](repeating: nil, count: operations.count)
+            var written: [(key: String, isPut: Bool)] = [] // one per object message, in order
+            for (i, op) in operations.enumerated() {
+                let state = c.objects[op.key] ?? .init(sequence: 0, version: nil)
+                previous[i] = state.version
+                let condition: WriteCondition
+                switch op {
+                case .put(_, _, _, let cond, _), .delete(_, let cond): condition = cond
+                }
+                if let error = WriteRules.conditionError(condition, current: state.version, key: op.key, partition: partition) {
+                    throw fromCache ? StaleCache() : error
+                }
+                var headers = NATSHeaders()
+                headers[Header.expectedSequence] = String(state.sequence)
+                switch op {
+                case .put(_, let value, let contentType, _, let access):
+                    headers[Header.contentType] = contentType ?? defaultContentType
+                    headers[Header.access] = String(access.flags)
+                    messages.append(.init(subject: s.object(op.key), headers: headers, payload: ByteBuffer(bytes: value)))
+                    written.append((op.key, true))
+                case .delete where state.version == nil:
+                    applied[i] = false
+                case .delete:
+                    headers[Header.deleted] = "1"
+                    messages.append(.init(subject: s.object(op.key), headers: headers))
+                    written.append((op.key, false))
+                }
+            }
+            if messages.isEmpty && !releaseLock {
+                return WriteResult(version: nil, applied: applied, previousVersions: previous)
+            }
+            var last = NATSHeaders()
+            last[Header.expectedSequence] = String(c.lockSequence)
+            if releaseLock {
+                last[Header.lock] = "free"
+                messages.append(.init(subject: s.lock, headers: last))
+            } else {
+                last[Header.expectedSubject] = s.lock
+                messages.append(.init(subject: s.fence, headers: last))
+            }
+            let n = messages.count
+            for i in 0..<(n - 1) { messages[i].headers[Header.commitOffset] = String(n - 1 - i) }
+            let ack = try await whileElecting { try await js.publishAtomic(messages) }
+            let first = ack.seq - UInt64(n - 1)
+            for (position, w) in written.enumerated() {
+                c.objects[w.key] = .init(sequence: first + UInt64(position), version: w.isPut ? ack.seq : nil)
+            }
+            if releaseLock {
+                c.lockSequence = ack.seq
+                c.lease = nil
+            }
+            cache = c
+            return WriteResult(version: ack.seq, applied: applied, previousVersions: previous)
+        }
+    }
+
+    // MARK: Deciding on cached state
+
+    /// Thrown by a decision that refused a request on cached state: it is decided again on
+    /// state read from the stream leader before the refusal is reported.
+    struct StaleCache: Error {}
+
+    /// The partition's lock state: the cached one when there is one, else read from the leader.
+    func lockState(_ s: PartitionSubjects, cached: PartitionCache?) async throws -> (PartitionCache, fromCache: Bool) {
+        if let cached { return (cached, true) }
+        let (sequence, lease) = try await readLock(s)
+        return (PartitionCache(lockSequence: sequence, lease: lease), false)
+    }
+
+    /// Runs `decide` alone among this node's operations on `partition`, with its cache, until
+    /// it returns: after a refusal on cached state (`StaleCache`), after JetStream refused a
+    /// stale expectation (10071) or a busy fence (10164, after a short backoff), at most
+    /// `conflictRetries` times. Any failure drops the partition's cache.
+    func decided<T: Sendable>(_ partition: String, what: String, _ decide: (inout PartitionCache?) async throws -> T) async throws -> T {
+        try await partitions.exclusive(partition) { cache in
             var attempt = 0
             while true {
                 attempt += 1
-                // A refusal decided on cached state is decided again on fresh state first.
-                let fromCache = cache != nil
-                if cache == nil {
-                    let (sequence, lease) = try await readLock(s)
-                    cache = PartitionCache(lockSequence: sequence, lease: lease)
-                }
-                guard var c = cache else { continue }
-                // Objects this node has not seen yet are read (concurrently) from the leader.
-                let missing = operations.map(\.key).filter { c.objects[$0] == nil && !c.complete }
-                if !missing.isEmpty {
-                    let read = try await withThrowingTaskGroup(of: (String, PartitionCache.Object).self) { group in
-                        for key in missing { group.addTask { (key, try await self.readObject(s, key: key).0) } }
-                        var out: [(String, PartitionCache.Object)] = []
-                        for try await r in group { out.append(r) }
-                        return out
-                    }
-                    for (key, state) in read { c.objects[key] = state }
-                    cache = c
-                }
-                let now = clock.nowMilliseconds()
-                if let error = LeaseRules.checkWrite(token: lockToken, current: c.lease, partition: partition, now: now, requireLocks: false) {
-                    if fromCache { cache = nil; continue }
-                    throw error
-                }
-                var messages: [JetStream.BatchMessage] = []
-                var applied = [Bool](repeating: true, count: operations.count)
-                var previous = [UInt64?](repeating: nil, count: operations.count)
-                var written: [(index: Int, key: String, version: Bool)] = []
-                var failed: JellyError?
-                for (i, op) in operations.enumerated() {
-                    let state = c.objects[op.key] ?? .init(sequence: 0, version: nil)
-                    previous[i] = state.version
-                    let condition: WriteCondition
-                    switch op {
-                    case .put(_, _, _, let cond, _), .delete(_, let cond): condition = cond
-                    }
-                    if let error = WriteRules.conditionError(condition, current: state.version, key: op.key, partition: partition) {
-                        failed = error
-                        break
-                    }
-                    var headers = NATSHeaders()
-                    headers[Header.expectedSequence] = String(state.sequence)
-                    switch op {
-                    case .put(_, let value, let contentType, _, let access):
-                        headers[Header.contentType] = contentType ?? defaultContentType
-                        headers[Header.access] = String(access.flags)
-                        messages.append(.init(subject: s.object(op.key), headers: headers, payload: ByteBuffer(bytes: value)))
-                        written.append((i, op.key, true))
-                    case .delete:
-                        if state.version == nil {
-                            applied[i] = false
-                        } else {
-                            headers[Header.deleted] = "1"
-                            messages.append(.init(subject: s.object(op.key), headers: headers))
-                            written.append((i, op.key, false))
-                        }
-                    }
-                }
-                if let failed {
-                    if fromCache { cache = nil; continue }
-                    throw failed
-                }
-                if messages.isEmpty && !releaseLock {
-                    return WriteResult(version: nil, applied: applied, previousVersions: previous)
-                }
-                var last = NATSHeaders()
-                last[Header.expectedSequence] = String(c.lockSequence)
-                if releaseLock {
-                    last[Header.lock] = "free"
-                    messages.append(.init(subject: s.lock, headers: last))
-                } else {
-                    last[Header.expectedSubject] = s.lock
-                    messages.append(.init(subject: s.fence, headers: last))
-                }
-                let n = messages.count
-                for i in 0..<(n - 1) where n - 1 - i > 0 {
-                    messages[i].headers[Header.commitOffset] = String(n - 1 - i)
-                }
                 do {
-                    let ack = try await whileElecting { try await js.publishAtomic(messages) }
-                    let first = ack.seq - UInt64(n - 1)
-                    for (position, w) in written.enumerated() {
-                        c.objects[w.key] = .init(sequence: first + UInt64(position), version: w.version ? ack.seq : nil)
-                    }
-                    if releaseLock {
-                        c.lockSequence = ack.seq
-                        c.lease = nil
-                    }
-                    cache = c
-                    return WriteResult(version: ack.seq, applied: applied, previousVersions: previous)
+                    return try await decide(&cache)
+                } catch is StaleCache {
+                    cache = nil
                 } catch let e as JetStreamAPIError where e.errCode == JetStreamAPIError.wrongLastSequence || e.errCode == JetStreamAPIError.expectedSequenceBusy {
                     cache = nil
                     if attempt >= configuration.conflictRetries {
-                        throw JellyError(.unavailable, "partition \(Names.quoted(partition)) kept changing while this write was checked; retry")
+                        throw JellyError(.unavailable, "\(what) kept changing while this request was decided; retry")
                     }
                     if e.errCode == JetStreamAPIError.expectedSequenceBusy { try await Task.sleep(for: .milliseconds(min(attempt, 20))) }
                 } catch {
                     cache = nil
-                    throw Self.mapped(error, "writing partition \(Names.quoted(partition))")
+                    throw Self.mapped(error, "writing \(what)")
                 }
             }
         }

@@ -17,7 +17,7 @@ public final class ClusterStore: JellyStore, Sendable {
     public let connection: NATSConnection
     let js: JetStream
     let partitions = PartitionTable()
-    private let readiness = Mutex<Readiness>(Readiness())
+    private let readiness: Mutex<Readiness>
     private let preparer = Mutex<Task<Void, Never>?>(nil)
 
     struct Readiness: Sendable {
@@ -25,7 +25,6 @@ public final class ClusterStore: JellyStore, Sendable {
         var closed = false
         var problem = "connecting to NATS"
         var limits: JellyLimits
-        init(limits: JellyLimits = .default) { self.limits = limits }
     }
 
     var clock: any JellyClock { configuration.clock }
@@ -68,7 +67,7 @@ public final class ClusterStore: JellyStore, Sendable {
         self.configuration = configuration
         self.connection = connection
         self.js = JetStream(connection: connection, timeout: configuration.requestTimeout)
-        self.readiness.withLock { $0.limits = limits }
+        self.readiness = Mutex(Readiness(limits: limits))
     }
 
     /// Whether the node can serve requests now, and if not, why.
@@ -323,29 +322,35 @@ extension ClusterStore {
         var out: [(String, PartitionCache.Object, StoredObject?)] = []
         var live = 0
         var index = 0
-        let chunk = 32
         while index < keys.count {
             if let limit, live >= limit { return (out, true) }
-            let slice = Array(keys[index..<min(index + chunk, keys.count)])
+            let slice = Array(keys[index..<min(index + Self.readsInParallel, keys.count)])
             index += slice.count
-            let read = try await withThrowingTaskGroup(of: (Int, PartitionCache.Object, StoredObject?).self) { group in
-                for (i, key) in slice.enumerated() {
-                    group.addTask {
-                        let (state, object) = try await self.readObject(s, key: key)
-                        return (i, state, object)
-                    }
-                }
-                var results = [(PartitionCache.Object, StoredObject?)?](repeating: nil, count: slice.count)
-                for try await (i, state, object) in group { results[i] = (state, object) }
-                return results
-            }
-            for (i, r) in read.enumerated() {
-                guard let (state, object) = r else { continue }
+            for (key, (state, object)) in zip(slice, try await readObjects(s, keys: slice)) {
                 if let limit, live >= limit { return (out, true) }
-                out.append((slice[i], state, object))
+                out.append((key, state, object))
                 if object != nil { live += 1 }
             }
         }
         return (out, false)
+    }
+
+    /// Most object reads a list or load has in flight at once.
+    static let readsInParallel = 32
+
+    /// Reads `keys` concurrently from the stream leader; the results are in the order of `keys`.
+    func readObjects(_ s: PartitionSubjects, keys: [String]) async throws -> [(PartitionCache.Object, StoredObject?)] {
+        if keys.count == 1 { return [try await readObject(s, key: keys[0])] }
+        return try await withThrowingTaskGroup(of: (Int, PartitionCache.Object, StoredObject?).self) { group in
+            for (i, key) in keys.enumerated() {
+                group.addTask {
+                    let (state, object) = try await self.readObject(s, key: key)
+                    return (i, state, object)
+                }
+            }
+            var results = [(PartitionCache.Object, StoredObject?)](repeating: (.init(sequence: 0, version: nil), nil), count: keys.count)
+            for try await (i, state, object) in group { results[i] = (state, object) }
+            return results
+        }
     }
 }

@@ -41,6 +41,12 @@ public struct ClusterStoreConfiguration: Sendable {
         guard [1, 3, 5].contains(replicas) else {
             throw JellyError(.invalidArgument, "cluster replicas must be 1, 3 or 5 (JetStream's Raft groups), not \(replicas)")
         }
+        guard requestTimeout > .zero else {
+            throw JellyError(.invalidArgument, "the NATS request timeout must be positive, not \(requestTimeout); 5000 ms is a good start")
+        }
+        guard conflictRetries >= 1 else {
+            throw JellyError(.invalidArgument, "conflictRetries must be at least 1, not \(conflictRetries)")
+        }
         for (name, value) in [("stream prefix", streamPrefix), ("subject prefix", subjectPrefix)] {
             guard !value.isEmpty, value.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F || $0 == 0x2D }) else {
                 throw JellyError(.invalidArgument, "cluster \(name) \(Names.quoted(value)) must be letters, digits, - or _")

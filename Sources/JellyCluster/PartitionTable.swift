@@ -93,11 +93,4 @@ final class PartitionTable: Sendable {
         }
         next?.resume()
     }
-
-    /// Forgets every cache (after a reconnect, say); in-flight operations keep theirs.
-    func dropCaches() {
-        entries.withLock { e in
-            e = e.filter { $0.value.busy || !$0.value.waiters.isEmpty }
-        }
-    }
 }

@@ -19,7 +19,8 @@ public final class NATSTestServers: @unchecked Sendable {
     public let nodes: [Node]
     private let lock = NSLock()
     private var processes: [String: Process] = [:]
-    private var logs: [String: String] = [:]
+    /// Every run's output per server, restarts appended.
+    private var outputs: [String: [OutputCollector]] = [:]
 
     /// The nats-server binary, or a failure that says how to install it.
     public static func binary() throws -> String {
@@ -84,19 +85,12 @@ public final class NATSTestServers: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try Self.binary())
         p.arguments = ["-c", node.configFile]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.lock()
-            self.logs[name, default: ""] += String(decoding: data, as: UTF8.self)
-            self.lock.unlock()
-        }
+        let output = OutputCollector()
+        output.attach(to: p)
         try p.run()
         lock.lock()
         processes[name] = p
+        outputs[name, default: []].append(output)
         lock.unlock()
     }
 
@@ -113,7 +107,7 @@ public final class NATSTestServers: @unchecked Sendable {
     public func log(_ name: String) -> String {
         lock.lock()
         defer { lock.unlock() }
-        return logs[name] ?? ""
+        return (outputs[name] ?? []).map(\.text).joined()
     }
 
     public func isRunning(_ name: String) -> Bool {

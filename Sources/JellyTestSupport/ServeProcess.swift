@@ -5,9 +5,7 @@ import Foundation
 public final class JellyServeProcess: @unchecked Sendable {
     public let process = Process()
     public private(set) var port = 0
-    private let output = Pipe()
-    private let lock = NSLock()
-    private var text = ""
+    private let output = OutputCollector()
 
     /// `jelly serve --data DIRECTORY --listen 127.0.0.1:0` plus `extraArguments`.
     public convenience init(directory: String, extraArguments: [String] = []) throws {
@@ -18,15 +16,7 @@ public final class JellyServeProcess: @unchecked Sendable {
     public init(arguments: [String]) throws {
         process.executableURL = URL(fileURLWithPath: try jellyExecutablePath())
         process.arguments = ["serve", "--listen", "127.0.0.1:0"] + arguments
-        process.standardOutput = output
-        process.standardError = output
-        output.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.lock()
-            self.text += String(decoding: data, as: UTF8.self)
-            self.lock.unlock()
-        }
+        output.attach(to: process)
         try process.run()
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
@@ -44,11 +34,7 @@ public final class JellyServeProcess: @unchecked Sendable {
         throw ConformanceFailure("jelly serve did not start: \(log)")
     }
 
-    public var log: String {
-        lock.lock()
-        defer { lock.unlock() }
-        return text
-    }
+    public var log: String { output.text }
 
     public var base: String { "http://127.0.0.1:\(port)" }
 
@@ -57,7 +43,37 @@ public final class JellyServeProcess: @unchecked Sendable {
     public func kill(signal: Int32) -> Int32 {
         Foundation.kill(process.processIdentifier, signal)
         process.waitUntilExit()
-        output.fileHandleForReading.readabilityHandler = nil
+        output.detach()
         return process.terminationStatus
+    }
+}
+
+/// Collects what a child process writes to stdout and stderr, as it arrives.
+public final class OutputCollector: @unchecked Sendable {
+    private let pipe = Pipe()
+    private let lock = NSLock()
+    private var collected = ""
+
+    public init() {}
+
+    /// Sends `process`'s stdout and stderr here; call before `run()`.
+    public func attach(to process: Process) {
+        process.standardOutput = pipe
+        process.standardError = pipe
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.lock()
+            self.collected += String(decoding: data, as: UTF8.self)
+            self.lock.unlock()
+        }
+    }
+
+    public func detach() { pipe.fileHandleForReading.readabilityHandler = nil }
+
+    public var text: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return collected
     }
 }

@@ -141,14 +141,21 @@ public final class NATSConnection: Sendable {
     // MARK: Publish, subscribe, request
 
     public func publish(_ subject: String, payload: ByteBuffer = ByteBuffer(), headers: NATSHeaders? = nil, replyTo: String? = nil) throws {
-        try write { ClientOp.pub(&$0, subject: subject, reply: replyTo, headers: headers, payload: payload) }
+        let channel = try connectedChannel()
+        var pieces: [ByteBuffer] = []
+        ClientOp.pub(into: &pieces, allocator: channel.allocator, subject: subject, reply: replyTo, headers: headers, payload: payload)
+        _ = Self.send(pieces, on: channel)
     }
 
     /// Publishes several messages in one write, in order (one batch of an atomic publish, say).
     public func publish(_ messages: [(subject: String, headers: NATSHeaders?, payload: ByteBuffer)]) throws {
-        try write { buffer in
-            for m in messages { ClientOp.pub(&buffer, subject: m.subject, reply: nil, headers: m.headers, payload: m.payload) }
+        let channel = try connectedChannel()
+        var pieces: [ByteBuffer] = []
+        pieces.reserveCapacity(messages.count * 3)
+        for m in messages {
+            ClientOp.pub(into: &pieces, allocator: channel.allocator, subject: m.subject, reply: nil, headers: m.headers, payload: m.payload)
         }
+        _ = Self.send(pieces, on: channel)
     }
 
     /// Subscribes to `subject` (wildcards allowed). The stream ends when the subscription is
@@ -208,9 +215,9 @@ public final class NATSConnection: Sendable {
                     return true
                 }
                 if !stillPending { timer.cancel() }
-                var buffer = channel.allocator.buffer(capacity: subject.utf8.count + payload.readableBytes + 96)
-                ClientOp.pub(&buffer, subject: subject, reply: inboxPrefix + String(id), headers: headers, payload: payload)
-                channel.writeAndFlush(buffer).whenFailure { [weak self] error in
+                var pieces: [ByteBuffer] = []
+                ClientOp.pub(into: &pieces, allocator: channel.allocator, subject: subject, reply: inboxPrefix + String(id), headers: headers, payload: payload)
+                Self.send(pieces, on: channel).whenFailure { [weak self] error in
                     self?.finishRequest(id, with: .failure(NATSError.notConnected("write failed: \(error)")))
                 }
             }
@@ -227,16 +234,24 @@ public final class NATSConnection: Sendable {
         pending.continuation.resume(with: result)
     }
 
-    private func write(_ encode: (inout ByteBuffer) -> Void) throws {
-        let channel: any Channel = try state.withLock { s in
+    private func connectedChannel() throws -> any Channel {
+        try state.withLock { s in
             guard s.status == .connected, let channel = s.channel else {
                 throw s.status == .closed ? NATSError.closed : NATSError.notConnected(s.lastError)
             }
             return channel
         }
-        var buffer = channel.allocator.buffer(capacity: 256)
-        encode(&buffer)
-        channel.writeAndFlush(buffer, promise: nil)
+    }
+
+    /// Writes `pieces` and flushes once, in one task on the channel's loop, so that pieces of
+    /// concurrent publishers never interleave.
+    static func send(_ pieces: [ByteBuffer], on channel: any Channel) -> EventLoopFuture<Void> {
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        channel.eventLoop.execute {
+            for piece in pieces.dropLast() { channel.write(piece, promise: nil) }
+            channel.writeAndFlush(pieces.last ?? ByteBuffer(), promise: promise)
+        }
+        return promise.futureResult
     }
 
     /// Closes the connection: pending requests fail with `.closed`, subscriptions end.
@@ -351,13 +366,7 @@ public final class NATSConnection: Sendable {
             s.info = info
             s.pingsOutstanding = 0
             s.lastError = ""
-            if options.discoverServers, let urls = info.connect_urls {
-                for url in urls {
-                    if let address = try? NATSServerAddress(url: url), !s.servers.contains(where: { $0.host == address.host && $0.port == address.port }) {
-                        s.servers.append(NATSServerAddress(host: address.host, port: address.port, tls: server.tls))
-                    }
-                }
-            }
+            discover(from: info, tls: server.tls, into: &s)
             var buffer = channel.allocator.buffer(capacity: 256)
             ClientOp.sub(&buffer, subject: inboxPrefix + "*", queue: nil, sid: Self.inboxSID)
             for (sid, sub) in s.subscriptions { ClientOp.sub(&buffer, subject: sub.subject, queue: sub.queue, sid: sid) }
@@ -427,12 +436,16 @@ public final class NATSConnection: Sendable {
     func receivedPong() { state.withLock { $0.pingsOutstanding = 0 } }
 
     func receivedInfo(_ info: ServerInfo, server: NATSServerAddress) {
+        state.withLock { discover(from: info, tls: server.tls, into: &$0) }
+    }
+
+    /// Adds the servers a cluster announces (INFO `connect_urls`) to the list, with the TLS
+    /// setting of the server that announced them.
+    private func discover(from info: ServerInfo, tls: Bool, into s: inout State) {
         guard options.discoverServers, let urls = info.connect_urls else { return }
-        state.withLock { s in
-            for url in urls {
-                if let a = try? NATSServerAddress(url: url), !s.servers.contains(where: { $0.host == a.host && $0.port == a.port }) {
-                    s.servers.append(NATSServerAddress(host: a.host, port: a.port, tls: server.tls))
-                }
+        for url in urls {
+            if let a = try? NATSServerAddress(url: url), !s.servers.contains(where: { $0.host == a.host && $0.port == a.port }) {
+                s.servers.append(NATSServerAddress(host: a.host, port: a.port, tls: tls))
             }
         }
     }
@@ -537,9 +550,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             connection.receivedInfo(info, server: server)
         case (.ready, .err(let text)):
             connection.receivedError(text)
-        case (_, .ok):
-            break
-        default:
+        default: // +OK (never asked for: verbose is off), and ops out of phase
             break
         }
     }

@@ -27,6 +27,11 @@ public struct NATSHeaders: Sendable, Equatable, ExpressibleByDictionaryLiteral {
             && a.fields.map(\.name) == b.fields.map(\.name) && a.fields.map(\.value) == b.fields.map(\.value)
     }
 
+    /// The size of the wire form, in bytes.
+    var encodedLength: Int {
+        fields.reduce(12) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+    }
+
     /// The wire form: `NATS/1.0\r\n` then `Name: value\r\n` per field, then `\r\n`.
     func write(to buffer: inout ByteBuffer) {
         buffer.writeString("NATS/1.0\r\n")
@@ -204,22 +209,25 @@ extension StringProtocol {
 
 /// Client operations, encoded into a buffer.
 enum ClientOp {
-    static func pub(_ buffer: inout ByteBuffer, subject: String, reply: String?, headers: NATSHeaders?, payload: ByteBuffer) {
-        if let headers {
-            var headerBlock = ByteBuffer()
-            headers.write(to: &headerBlock)
-            buffer.writeString("HPUB \(subject) ")
-            if let reply { buffer.writeString(reply + " ") }
-            buffer.writeString("\(headerBlock.readableBytes) \(headerBlock.readableBytes + payload.readableBytes)\r\n")
-            buffer.writeImmutableBuffer(headerBlock)
-        } else {
-            buffer.writeString("PUB \(subject) ")
-            if let reply { buffer.writeString(reply + " ") }
-            buffer.writeString("\(payload.readableBytes)\r\n")
-        }
-        buffer.writeImmutableBuffer(payload)
-        buffer.writeString("\r\n")
+    /// One PUB or HPUB as the pieces to write, in order: a head (the control line and the
+    /// header block, in a buffer of its exact size), the caller's payload as it is (not
+    /// copied), and the closing CRLF.
+    static func pub(
+        into pieces: inout [ByteBuffer], allocator: ByteBufferAllocator,
+        subject: String, reply: String?, headers: NATSHeaders?, payload: ByteBuffer
+    ) {
+        let headerLength = headers?.encodedLength ?? 0
+        let size = headers == nil ? "\(payload.readableBytes)" : "\(headerLength) \(headerLength + payload.readableBytes)"
+        let line = "\(headers == nil ? "PUB" : "HPUB") \(subject) \(reply.map { $0 + " " } ?? "")\(size)\r\n"
+        var head = allocator.buffer(capacity: line.utf8.count + headerLength)
+        head.writeString(line)
+        headers?.write(to: &head)
+        pieces.append(head)
+        if payload.readableBytes > 0 { pieces.append(payload) }
+        pieces.append(crlf)
     }
+
+    static let crlf = ByteBuffer(string: "\r\n")
 
     static func sub(_ buffer: inout ByteBuffer, subject: String, queue: String?, sid: UInt64) {
         buffer.writeString("SUB \(subject) \(queue.map { $0 + " " } ?? "")\(sid)\r\n")

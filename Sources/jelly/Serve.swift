@@ -119,27 +119,41 @@ struct Serve: AsyncParsableCommand {
             },
             exposition: { registry.emitToBuffer() }
         )
-        let data = storeConfig.directory
-        let durability = embedded.configuration.durability
-        let ioMode = embedded.info().ioMode
+        try await serveHTTP(
+            store: embedded, serverConfig: serverConfig, metrics: metrics, logger: logger,
+            details: [
+                ("data", "data", storeConfig.directory), ("durability", "durability", "\(embedded.configuration.durability)"),
+                ("log writes", "io", "\(embedded.info().ioMode)"),
+            ],
+            close: { try await embedded.close() }, stopped: "store closed"
+        )
+    }
+
+    /// Serves HTTP API v1 over `store` until SIGTERM or SIGINT, then closes the store. The
+    /// "listening on" line (which tests and scripts read) and the ready log carry `details`
+    /// (label in the line, key in the log, value) and the auth mode.
+    func serveHTTP(
+        store: any JellyStore, serverConfig: JellyServerConfiguration, metrics: MetricsEndpoint, logger: Logger,
+        details: [(label: String, key: String, value: String)], close: @Sendable () async throws -> Void, stopped: String
+    ) async throws {
         let scheme = serverConfig.tlsCertificatePath == nil ? "http" : "https"
-        let authMode = serverConfig.auth == nil ? "none" : "required"
+        let details = details + [("auth", "auth", serverConfig.auth == nil ? "none" : "required")]
         do {
-            let app = try await JellyHTTPServer.application(store: embedded, configuration: serverConfig, metrics: metrics, logger: logger) { host, port in
+            let app = try await JellyHTTPServer.application(store: store, configuration: serverConfig, metrics: metrics, logger: logger) { host, port in
                 let address = "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)"
-                printLine("jelly serve: listening on \(address), data \(data), durability \(durability), log writes \(ioMode), auth \(authMode)")
-                logger.info("ready", metadata: [
-                    "address": "\(address)", "data": "\(data)", "durability": "\(durability)", "io": "\(ioMode)", "auth": "\(authMode)",
-                ])
+                printLine("jelly serve: listening on \(address), " + details.map { "\($0.label) \($0.value)" }.joined(separator: ", "))
+                var metadata: Logger.Metadata = ["address": "\(address)"]
+                for d in details { metadata[d.key] = "\(d.value)" }
+                logger.info("ready", metadata: metadata)
             }
             try await app.runService()
         } catch {
-            try? await embedded.close()
+            try? await close()
             return try await failing { throw error }
         }
-        try await embedded.close()
-        logger.info("stopped; store closed")
-        printError("jelly serve: stopped; store closed")
+        try await close()
+        logger.info("stopped; \(stopped)")
+        printError("jelly serve: stopped; \(stopped)")
     }
 }
 
@@ -186,23 +200,14 @@ extension Serve {
             },
             exposition: { registry.emitToBuffer() }
         )
-        let scheme = serverConfig.tlsCertificatePath == nil ? "http" : "https"
-        let authMode = serverConfig.auth == nil ? "none" : "required"
-        let servers = config.nats.servers.map(\.description).joined(separator: ",")
-        do {
-            let app = try await JellyHTTPServer.application(store: store, configuration: serverConfig, metrics: metrics, logger: logger) { host, port in
-                let address = "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)"
-                printLine("jelly serve: listening on \(address), cluster \(servers), shards \(config.shards), replicas \(config.replicas), auth \(authMode)")
-                logger.info("ready", metadata: ["address": "\(address)", "nats": "\(servers)", "shards": "\(config.shards)", "replicas": "\(config.replicas)", "auth": "\(authMode)"])
-            }
-            try await app.runService()
-        } catch {
-            try? await store.close()
-            return try await failing { throw error }
-        }
-        try await store.close()
-        logger.info("stopped; NATS connection closed")
-        printError("jelly serve: stopped; NATS connection closed")
+        try await serveHTTP(
+            store: store, serverConfig: serverConfig, metrics: metrics, logger: logger,
+            details: [
+                ("cluster", "nats", config.nats.servers.map(\.description).joined(separator: ",")),
+                ("shards", "shards", "\(config.shards)"), ("replicas", "replicas", "\(config.replicas)"),
+            ],
+            close: { try await store.close() }, stopped: "NATS connection closed"
+        )
     }
 }
 

@@ -70,12 +70,15 @@ final class TwoNodeCluster: @unchecked Sendable {
     /// The NATS server leading `stream`, asked through a client of our own.
     func leader(of stream: String) async throws -> String {
         let connection = try await NATSConnection.connect(options: NATSOptions(servers: try NATSServerAddress.list(nats.urls)))
-        defer { Task { await connection.close() } }
         let js = JetStream(connection: connection)
         for _ in 0..<100 {
-            if let leader = try await js.streamInfo(stream)?.cluster?.leader { return leader }
+            if let leader = try? await js.streamInfo(stream)?.cluster?.leader {
+                await connection.close()
+                return leader
+            }
             try await Task.sleep(for: .milliseconds(100))
         }
+        await connection.close()
         throw ConformanceFailure("stream \(stream) has no leader")
     }
 
