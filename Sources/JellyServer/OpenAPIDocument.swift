@@ -1,6 +1,7 @@
 /// The OpenAPI 3.1 document of HTTP API v1, served at `GET /v1/openapi.yaml`. Kept here (not as a
-/// resource file) so the single `jelly` binary carries it. (A test that checks real responses
-/// against it is still to be written: see docs/http-api.md.)
+/// resource file) so the single `jelly` binary carries it. OpenAPITests checks every response of
+/// a walk over the whole API against it (scripts/check-openapi.py), and that every response it
+/// documents occurs.
 enum OpenAPIDocument {
     static let yaml = """
     openapi: 3.1.0
@@ -24,8 +25,18 @@ enum OpenAPIDocument {
     paths:
       /v1/health:
         get:
+          security: []
           responses:
-            "200": {description: The server is up., content: {application/json: {schema: {$ref: "#/components/schemas/Health"}}}}
+            "200": {description: "The server is up.", content: {application/json: {schema: {$ref: "#/components/schemas/Health"}}}}
+            "503":
+              description: "A cluster node that cannot serve now (NATS unreachable, no stream leader); retry after Retry-After seconds."
+              headers: {Retry-After: {required: true, schema: {type: string}}}
+              content: {application/json: {schema: {$ref: "#/components/schemas/Unhealthy"}}}
+      /v1/openapi.yaml:
+        get:
+          security: []
+          responses:
+            "200": {description: "This document.", content: {application/yaml: {schema: {type: string}}}}
       /v1/partitions/{partition}/objects/{key}:
         parameters:
           - {$ref: "#/components/parameters/partition"}
@@ -34,131 +45,187 @@ enum OpenAPIDocument {
           parameters:
             - {$ref: "#/components/parameters/lockToken"}
             - {name: If-Match, in: header, schema: {type: string}, description: 'Quoted version, "V": write only if the object is at V.'}
-            - {name: If-None-Match, in: header, schema: {type: string, const: "*"}, description: Write only if the object does not exist.}
+            - {name: If-None-Match, in: header, schema: {type: string, const: "*"}, description: "Write only if the object does not exist."}
+            - {name: Jelly-Read, in: header, schema: {type: string, enum: [server, owner, public]}, description: "Who may read the object (game servers only set it; default server)."}
+            - {name: Jelly-Write, in: header, schema: {type: string, enum: [server, owner]}, description: "Who may write the object (game servers only set it; default server)."}
           requestBody: {required: true, content: {"*/*": {schema: {type: string, format: binary}}}}
           responses:
-            "200": {description: Replaced., headers: {ETag: {schema: {type: string}}}, content: {application/json: {schema: {$ref: "#/components/schemas/Version"}}}}
-            "201": {description: Created., headers: {ETag: {schema: {type: string}}}, content: {application/json: {schema: {$ref: "#/components/schemas/Version"}}}}
-            "400": {$ref: "#/components/responses/Error"}
-            "412": {$ref: "#/components/responses/Error"}
-            "413": {$ref: "#/components/responses/Error"}
+            "200": {description: "Replaced.", headers: {ETag: {$ref: "#/components/headers/ETag"}}, content: {application/json: {schema: {$ref: "#/components/schemas/Written"}}}}
+            "201": {description: "Created.", headers: {ETag: {$ref: "#/components/headers/ETag"}}, content: {application/json: {schema: {$ref: "#/components/schemas/Written"}}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+            "412": {$ref: "#/components/responses/PreconditionFailed"}
+            "413": {$ref: "#/components/responses/TooLarge"}
             "423": {$ref: "#/components/responses/Locked"}
+            "503": {$ref: "#/components/responses/Unavailable"}
         get:
           parameters:
-            - {name: If-None-Match, in: header, schema: {type: string}}
+            - {name: If-None-Match, in: header, schema: {type: string}, description: 'Quoted versions, "V": 304 when the object is at one of them.'}
           responses:
-            "200": {description: The value, with its stored Content-Type., headers: {ETag: {schema: {type: string}}}, content: {"*/*": {schema: {type: string, format: binary}}}}
-            "304": {description: Not modified.}
-            "400": {$ref: "#/components/responses/Error"}
-            "404": {$ref: "#/components/responses/Error"}
+            "200":
+              description: "The value, with its stored Content-Type."
+              headers:
+                ETag: {$ref: "#/components/headers/ETag"}
+                Jelly-Read: {$ref: "#/components/headers/JellyRead"}
+                Jelly-Write: {$ref: "#/components/headers/JellyWrite"}
+              content: {"*/*": {schema: {type: string, format: binary}}}
+            "304":
+              description: "Not modified."
+              headers: {ETag: {$ref: "#/components/headers/ETag"}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+            "404": {$ref: "#/components/responses/NotFound"}
         delete:
           parameters:
             - {$ref: "#/components/parameters/lockToken"}
-            - {name: If-Match, in: header, schema: {type: string}}
+            - {name: If-Match, in: header, schema: {type: string}, description: 'Quoted version, "V": delete only if the object is at V.'}
           responses:
-            "204": {description: Deleted.}
-            "400": {$ref: "#/components/responses/Error"}
-            "404": {$ref: "#/components/responses/Error"}
-            "412": {$ref: "#/components/responses/Error"}
+            "204":
+              description: "Deleted."
+              headers: {Jelly-Previous-Version: {required: true, description: "The version the object had.", schema: {type: string, pattern: "^[0-9]+$"}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+            "404": {$ref: "#/components/responses/NotFound"}
+            "412": {$ref: "#/components/responses/PreconditionFailed"}
             "423": {$ref: "#/components/responses/Locked"}
       /v1/partitions/{partition}/objects:
         parameters: [{$ref: "#/components/parameters/partition"}]
         get:
           parameters:
-            - {name: after, in: query, schema: {type: string}}
+            - {name: after, in: query, schema: {type: string}, description: "The page starts after this key (the previous page's next)."}
             - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 1000, default: 100}}
           responses:
-            "200": {description: A page in ascending byte order of key., content: {application/json: {schema: {$ref: "#/components/schemas/Listing"}}}}
-            "400": {$ref: "#/components/responses/Error"}
+            "200": {description: "A page in ascending byte order of key; a client sees only what it may read.", content: {application/json: {schema: {$ref: "#/components/schemas/Listing"}}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
       /v1/partitions/{partition}/batch:
         parameters: [{$ref: "#/components/parameters/partition"}]
         post:
           requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/Batch"}}}}
           responses:
-            "200": {description: Committed as one version., content: {application/json: {schema: {$ref: "#/components/schemas/BatchResult"}}}}
-            "400": {$ref: "#/components/responses/Error"}
-            "412": {$ref: "#/components/responses/Error"}
-            "413": {$ref: "#/components/responses/Error"}
+            "200": {description: "Committed as one version.", content: {application/json: {schema: {$ref: "#/components/schemas/BatchResult"}}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+            "412": {$ref: "#/components/responses/PreconditionFailed"}
+            "413": {$ref: "#/components/responses/TooLarge"}
             "423": {$ref: "#/components/responses/Locked"}
       /v1/partitions/{partition}/lock:
         parameters: [{$ref: "#/components/parameters/partition"}]
         post:
           requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/Acquire"}}}}
           responses:
-            "200": {description: Acquired (or extended for the same owner)., content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
-            "400": {$ref: "#/components/responses/Error"}
+            "200": {description: "Acquired (or extended for the same owner).", content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
             "423": {$ref: "#/components/responses/Locked"}
         get:
           responses:
-            "200": {description: The live lock., content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
-            "404": {$ref: "#/components/responses/Error"}
+            "200": {description: "The live lock.", content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+            "404": {$ref: "#/components/responses/NotFound"}
         delete:
           parameters: [{$ref: "#/components/parameters/lockToken"}]
           responses:
-            "204": {description: Released.}
-            "400": {$ref: "#/components/responses/Error"}
+            "204": {description: "Released."}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
             "423": {$ref: "#/components/responses/Locked"}
       /v1/partitions/{partition}/lock/renew:
         parameters: [{$ref: "#/components/parameters/partition"}]
         post:
           requestBody: {required: true, content: {application/json: {schema: {type: object, required: [token, ttl_ms], properties: {token: {type: integer}, ttl_ms: {type: integer}}}}}}
           responses:
-            "200": {description: Renewed., content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
-            "400": {$ref: "#/components/responses/Error"}
+            "200": {description: "Renewed.", content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
             "423": {$ref: "#/components/responses/Locked"}
       /v1/partitions/{partition}/lock/transfer:
         parameters: [{$ref: "#/components/parameters/partition"}]
         post:
           requestBody: {required: true, content: {application/json: {schema: {type: object, required: [token, to_owner, ttl_ms], properties: {token: {type: integer}, to_owner: {type: string}, ttl_ms: {type: integer}}}}}}
           responses:
-            "200": {description: Transferred with a new token., content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
-            "400": {$ref: "#/components/responses/Error"}
+            "200": {description: "Transferred with a new token.", content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
             "423": {$ref: "#/components/responses/Locked"}
       /v1/partitions/{partition}/lock/break:
         parameters: [{$ref: "#/components/parameters/partition"}]
         post:
-          description: Administrative (admin API key); removes the lock whoever holds it.
+          description: "Administrative (admin API key): removes the lock whoever holds it."
           responses:
-            "200": {description: The lock that was removed., content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
-            "401": {$ref: "#/components/responses/Error"}
-            "403": {$ref: "#/components/responses/Error"}
-            "404": {$ref: "#/components/responses/Error"}
+            "200": {description: "The lock that was removed.", content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+            "404": {$ref: "#/components/responses/NotFound"}
       /metrics:
         get:
-          description: Prometheus text exposition (API keys only when auth is configured).
+          description: "Prometheus text exposition (API keys only when auth is configured)."
           responses:
-            "200": {description: Metrics., content: {text/plain: {schema: {type: string}}}}
-            "401": {$ref: "#/components/responses/Error"}
-            "403": {$ref: "#/components/responses/Error"}
+            "200": {description: "Metrics.", content: {text/plain: {schema: {type: string}}}}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
     components:
       securitySchemes:
-        bearer: {type: http, scheme: bearer, description: An API key from the config file, or a client JWT whose sub is a partition.}
+        bearer: {type: http, scheme: bearer, description: "An API key from the config file, or a client JWT whose sub is a partition."}
       parameters:
         partition: {name: partition, in: path, required: true, schema: {type: string, minLength: 1}}
         key: {name: key, in: path, required: true, schema: {type: string, minLength: 1}}
         lockToken: {name: Jelly-Lock-Token, in: header, schema: {type: string, pattern: "^[0-9]+$"}}
+      headers:
+        ETag: {required: true, description: 'The version, quoted: "V".', schema: {type: string, pattern: '^"[0-9]+"$'}}
+        JellyRead: {required: true, schema: {type: string, enum: [server, owner, public]}}
+        JellyWrite: {required: true, schema: {type: string, enum: [server, owner]}}
       responses:
-        Error: {description: An error., content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
-        Locked: {description: The lock is held by another owner or the token is stale., content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+        BadRequest: {description: "Malformed request: bad names, headers or body (also a wrong method, 405).", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+        Unauthorized: {description: "Missing or invalid credentials.", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+        Forbidden: {description: "A valid identity without the right.", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+        NotFound: {description: "No such object, or no live lock.", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+        PreconditionFailed: {description: "A condition (If-Match, If-None-Match, if_version, if_absent) failed; nothing was written.", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+        TooLarge: {description: "The value or request body is over the limit.", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+        Locked: {description: "The lock is held by another owner or the token is stale; owner and expires_at_ms name the holder when there is one.", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+        Unavailable: {description: "Try again: the store cannot serve now, or a client's write kept losing its compare-and-set.", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
       schemas:
         Health: {type: object, required: [status], properties: {status: {type: string, const: ok}}}
+        Unhealthy: {type: object, required: [status, detail], properties: {status: {type: string, const: unavailable}, detail: {type: string}}}
+        Read: {type: string, enum: [server, owner, public], description: "Who may read an object: game servers, also its partition's client, or every client."}
+        Write: {type: string, enum: [server, owner], description: "Who may write an object: game servers, or also its partition's client (while unlocked)."}
         Error:
           type: object
           required: [error, message]
           properties:
             error: {type: string, enum: [bad_request, not_found, locked, precondition_failed, too_large, unauthorized, forbidden, unavailable, internal]}
             message: {type: string}
-            owner: {type: string}
-            expires_at_ms: {type: integer}
-        Version: {type: object, required: [version], properties: {version: {type: integer}}}
+            owner: {type: string, description: "With 423: the holder of the lock."}
+            expires_at_ms: {type: integer, description: "With 423: when the holder's lock expires (wall-clock ms)."}
+        Written:
+          type: object
+          required: [version, previous_version]
+          properties:
+            version: {type: integer}
+            previous_version: {type: [integer, "null"], description: "The version before this write; null when the object did not exist."}
         Listing:
           type: object
           required: [objects, next]
           properties:
             objects:
               type: array
-              items: {type: object, required: [key, version, size, content_type], properties: {key: {type: string}, version: {type: integer}, size: {type: integer}, content_type: {type: string}}}
-            next: {type: [string, "null"]}
+              items:
+                type: object
+                required: [key, version, size, content_type, read, write]
+                properties: {key: {type: string}, version: {type: integer}, size: {type: integer}, content_type: {type: string}, read: {$ref: "#/components/schemas/Read"}, write: {$ref: "#/components/schemas/Write"}}
+            next: {type: [string, "null"], description: "The after of the next page; null on the last page."}
         Batch:
           type: object
           required: [operations]
@@ -177,13 +244,16 @@ enum OpenAPIDocument {
                   content_type: {type: string}
                   if_version: {type: integer}
                   if_absent: {type: boolean}
+                  read: {$ref: "#/components/schemas/Read"}
+                  write: {$ref: "#/components/schemas/Write"}
         BatchResult:
           type: object
-          required: [version, versions]
+          required: [version, versions, previous_versions]
           properties:
-            version: {type: [integer, "null"]}
-            versions: {type: object, additionalProperties: {type: integer}}
-        Acquire: {type: object, required: [owner, ttl_ms], properties: {owner: {type: string}, ttl_ms: {type: integer}, load: {type: boolean}}}
+            version: {type: [integer, "null"], description: "The batch's one version; null when nothing was written (only deletes of missing objects, or a bare release)."}
+            versions: {type: object, additionalProperties: {type: integer}, description: "Every key written, with the batch's version."}
+            previous_versions: {type: object, additionalProperties: {type: [integer, "null"]}, description: "Every key of the batch with its version before the batch; null when it did not exist."}
+        Acquire: {type: object, required: [owner, ttl_ms], properties: {owner: {type: string}, ttl_ms: {type: integer}, load: {type: boolean, description: "Also return the partition's objects (lock and load)."}}}
         Lock:
           type: object
           required: [token, owner, expires_at_ms]
@@ -193,7 +263,11 @@ enum OpenAPIDocument {
             expires_at_ms: {type: integer}
             objects:
               type: array
-              items: {type: object, required: [key, version, content_type, value_base64], properties: {key: {type: string}, version: {type: integer}, content_type: {type: string}, value_base64: {type: string}}}
+              description: "With load: every object of the partition."
+              items:
+                type: object
+                required: [key, version, content_type, value_base64, read, write]
+                properties: {key: {type: string}, version: {type: integer}, content_type: {type: string}, value_base64: {type: string}, read: {$ref: "#/components/schemas/Read"}, write: {$ref: "#/components/schemas/Write"}}
 
     """
 }

@@ -10,6 +10,13 @@ private let serverKey = "server-key-0123456789abcdef"
 private let adminKey = "admin-key-0123456789abcdef"
 private let secret = "an-hs256-secret-of-at-least-32-bytes!!"
 
+/// A client token (HS256 JWT) whose `sub` is `partition`.
+func hs256ClientToken(_ partition: String, secret: String, expiresIn seconds: Double = 600) async throws -> String {
+    let keys = JWTKeyCollection()
+    await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: "hs256")
+    return try await keys.sign(TestClaims(sub: .init(value: partition), exp: .init(value: Date().addingTimeInterval(seconds))))
+}
+
 struct TestClaims: JWTPayload {
     var sub: SubjectClaim
     var exp: ExpirationClaim
@@ -41,12 +48,9 @@ struct TestClaims: JWTPayload {
     }
 
     func clientToken(_ partition: String, expiresIn seconds: Double = 600, eddsa useEdDSA: Bool = false, secret: String = secret) async throws -> String {
+        guard useEdDSA else { return try await hs256ClientToken(partition, secret: secret, expiresIn: seconds) }
         let keys = JWTKeyCollection()
-        if useEdDSA {
-            await keys.add(eddsa: eddsa, kid: "eddsa")
-        } else {
-            await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: "hs256")
-        }
+        await keys.add(eddsa: eddsa, kid: "eddsa")
         return try await keys.sign(TestClaims(sub: .init(value: partition), exp: .init(value: Date().addingTimeInterval(seconds))))
     }
 
