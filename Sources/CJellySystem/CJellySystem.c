@@ -144,6 +144,21 @@ int jelly_set_thread_io_low(void) {
 #endif
 }
 
+#include <pthread.h>
+
+int jelly_set_thread_name(const char *name) {
+#if defined(__APPLE__)
+    return pthread_setname_np(name);
+#elif defined(__linux__)
+    char short_name[16];
+    strncpy(short_name, name, 15);
+    short_name[15] = 0;
+    return pthread_setname_np(pthread_self(), short_name);
+#else
+    return 0;
+#endif
+}
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif

@@ -40,7 +40,7 @@ final class Committer: @unchecked Sendable {
     private let buffer = AlignedBuffer(capacity: 1 << 20)
     private var unsynced = false
     private var lastSyncNanos = monotonicNanoseconds()
-    private let thread = OSThread()
+    private let thread = OSThread(name: "jelly-commit")
     private let crashed = Atomic<Bool>(false)
     private let closeResult = Mutex<Result<Void, JellyError>>(.success(()))
     /// Statistics for benchmarks and `info`.

@@ -30,7 +30,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
         self.shared = shared
         self.committer = committer
         self.maintenance = maintenance
-        self.readers = BlockingIOPool(threads: configuration.readThreads)
+        self.readers = BlockingIOPool(threads: configuration.readThreads, name: "jelly-read")
         self.recoveryNotes = notes
     }
 

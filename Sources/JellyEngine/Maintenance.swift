@@ -10,7 +10,7 @@ final class Maintenance: @unchecked Sendable {
     private let shared: EngineShared
     private let configuration: EmbeddedStoreConfiguration
     private let wake = DispatchSemaphore(value: 0)
-    private let thread = OSThread()
+    private let thread = OSThread(name: "jelly-maint")
     private let work = Mutex(Work())
     let compactionStats = Mutex(CompactionStats())
     /// Index updates made per hold of the store's lock during compaction.

@@ -1,3 +1,4 @@
+import CJellySystem
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -18,10 +19,17 @@ final class OSThread: @unchecked Sendable {
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     }
 
-    init() {}
+    /// Shown by `top -H`, `ps -L` and debuggers (Linux keeps the first 15 bytes).
+    private let name: String
+
+    init(name: String) { self.name = name }
 
     func start(_ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        let name = self.name
+        let box = Unmanaged.passRetained(Box {
+            Self.setCurrentName(name)
+            body()
+        }).toOpaque()
         #if canImport(Glibc)
         var tid = pthread_t()
         let rc = pthread_create(&tid, nil, { arg in
@@ -38,6 +46,10 @@ final class OSThread: @unchecked Sendable {
         #endif
         precondition(rc == 0, "pthread_create failed: \(rc)")
         handle = tid
+    }
+
+    private static func setCurrentName(_ name: String) {
+        _ = jelly_set_thread_name(name)
     }
 
     func join() {
@@ -82,8 +94,8 @@ final class BlockingIOPool: Sendable {
     private let wake = DispatchSemaphore(value: 0)
     private let threads: [OSThread]
 
-    init(threads count: Int) {
-        threads = (0..<max(1, count)).map { _ in OSThread() }
+    init(threads count: Int, name: String) {
+        threads = (0..<max(1, count)).map { OSThread(name: "\(name)-\($0)") }
         for thread in threads {
             thread.start { [self] in
                 while true {

@@ -89,7 +89,7 @@ struct Authenticator: Sendable {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw APIError.unauthorized("the Authorization header must be Bearer <api key or client token>")
         }
-        let credential = parts[1].trimmingCharacters(in: .whitespaces)
+        let credential = parts[1].trimmingOWS()
         let bytes = Array(credential.utf8)
         // Every key is compared in full, so timing does not tell how much of a guess matched.
         var found: (String, AuthConfiguration.Role)?

@@ -90,3 +90,14 @@ func describe(_ error: DecodingError) -> String {
     @unknown default: return "\(error)"
     }
 }
+
+extension StringProtocol {
+    /// Without leading and trailing spaces and tabs (HTTP's optional whitespace). Cheaper than
+    /// Foundation's `trimmingCharacters(in:)`, which cost 1–2% of the server's CPU per request.
+    func trimmingOWS() -> String {
+        var s = Substring(self)
+        while let c = s.utf8.first, c == 0x20 || c == 0x09 { s = s.dropFirst() }
+        while let c = s.utf8.last, c == 0x20 || c == 0x09 { s = s.dropLast() }
+        return String(s)
+    }
+}

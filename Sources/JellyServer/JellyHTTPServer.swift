@@ -186,7 +186,7 @@ struct API: Sendable {
         let token = try lockToken(request)
         var condition = try ifMatchCondition(request)
         if let ifNoneMatch = request.headers[.ifNoneMatch] {
-            guard ifNoneMatch.trimmingCharacters(in: .whitespaces) == "*" else {
+            guard ifNoneMatch.trimmingOWS() == "*" else {
                 throw APIError.badRequest("If-None-Match on PUT must be *")
             }
             if case .ifVersion = condition { throw APIError.badRequest("send If-Match or If-None-Match, not both") }
@@ -248,7 +248,7 @@ struct API: Sendable {
         headers[jellyRead] = object.access.read.name
         headers[jellyWrite] = object.access.write.name
         if let ifNoneMatch = request.headers[.ifNoneMatch],
-           ifNoneMatch.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == etag }) {
+           ifNoneMatch.split(separator: ",").contains(where: { $0.trimmingOWS() == etag }) {
             return Response(status: .notModified, headers: headers)
         }
         headers[.contentType] = object.contentType
@@ -441,14 +441,14 @@ struct API: Sendable {
     // MARK: Access headers
 
     static func parseRead(_ text: String, _ what: String) throws -> ObjectAccess.Read {
-        guard let read = ObjectAccess.Read(name: text.trimmingCharacters(in: .whitespaces)) else {
+        guard let read = ObjectAccess.Read(name: text.trimmingOWS()) else {
             throw APIError.badRequest("\(what) must be owner, public or server, not \(Names.quoted(text))")
         }
         return read
     }
 
     static func parseWrite(_ text: String, _ what: String) throws -> ObjectAccess.Write {
-        guard let write = ObjectAccess.Write(name: text.trimmingCharacters(in: .whitespaces)) else {
+        guard let write = ObjectAccess.Write(name: text.trimmingOWS()) else {
             throw APIError.badRequest("\(what) must be owner or server, not \(Names.quoted(text))")
         }
         return write
@@ -479,15 +479,47 @@ struct API: Sendable {
     }
 
     private func decodeName(_ raw: String, what: String) throws -> String {
-        guard let decoded = raw.removingPercentEncoding else {
+        guard let decoded = Self.percentDecoded(raw) else {
             throw APIError.badRequest("the \(what) in the path is not valid percent-encoded UTF-8")
         }
         return decoded
     }
 
+    /// `raw` with every `%XX` replaced by its byte, or nil when an escape is malformed or the
+    /// result is not UTF-8. Most names have no escapes and are returned as they are (this runs
+    /// on every request; Foundation's `removingPercentEncoding` cost 3% of the server's CPU).
+    static func percentDecoded(_ raw: String) -> String? {
+        var raw = raw
+        return raw.withUTF8 { bytes -> String? in
+            guard bytes.contains(UInt8(ascii: "%")) else { return String(decoding: bytes, as: UTF8.self) }
+            func hex(_ c: UInt8) -> UInt8? {
+                switch c {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+                default: nil
+                }
+            }
+            var out: [UInt8] = []
+            out.reserveCapacity(bytes.count)
+            var i = 0
+            while i < bytes.count {
+                if bytes[i] == UInt8(ascii: "%") {
+                    guard i + 2 < bytes.count, let high = hex(bytes[i + 1]), let low = hex(bytes[i + 2]) else { return nil }
+                    out.append(high << 4 | low)
+                    i += 3
+                } else {
+                    out.append(bytes[i])
+                    i += 1
+                }
+            }
+            return String(validating: out, as: UTF8.self)
+        }
+    }
+
     private func lockToken(_ request: Request) throws -> LockToken? {
         guard let text = request.headers[jellyLockToken] else { return nil }
-        guard let value = UInt64(text.trimmingCharacters(in: .whitespaces)) else {
+        guard let value = UInt64(text.trimmingOWS()) else {
             throw APIError.badRequest("Jelly-Lock-Token must be a whole number, not \(Names.quoted(text))")
         }
         return LockToken(value)
@@ -496,7 +528,7 @@ struct API: Sendable {
     /// `If-Match: "V"` as compare-and-set on version V; no header, no condition.
     private func ifMatchCondition(_ request: Request) throws -> WriteCondition {
         guard let text = request.headers[.ifMatch] else { return .none }
-        let t = text.trimmingCharacters(in: .whitespaces)
+        let t = text.trimmingOWS()
         guard t.count >= 3, t.first == "\"", t.last == "\"", let v = UInt64(t.dropFirst().dropLast()) else {
             throw APIError.badRequest("If-Match must be a quoted version, like \"42\"")
         }

@@ -6,15 +6,26 @@ import Glibc
 import Darwin
 #endif
 
-/// swift-log handler writing one JSON object per line to standard error:
-/// `{"ts":"2026-11-21T10:00:00.123Z","level":"info","label":"jelly","msg":"…", …metadata}`.
-/// Structured so that log shippers (Loki, Elastic, CloudWatch) need no parsing rules.
-public struct JSONLogHandler: LogHandler {
+/// swift-log handler writing one line per event to standard error, as text
+/// (`2026-11-21T10:00:00.123Z info jelly: key=value [source] message`) or as one JSON object
+/// (`{"ts":"2026-11-21T10:00:00.123Z","level":"info","label":"jelly","msg":"…", …metadata}`,
+/// structured so that log shippers (Loki, Elastic, CloudWatch) need no parsing rules).
+///
+/// Setting metadata only stores it; it is formatted when an event is logged. (swift-log's
+/// `StreamLogHandler` formats all metadata on every change, and Hummingbird sets a request id
+/// on every request: about 3% of the server's CPU under load.)
+public struct JellyLogHandler: LogHandler {
+    public enum Format: Sendable { case text, json }
+
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
     private let label: String
+    private let format: Format
 
-    public init(label: String) { self.label = label }
+    public init(label: String, format: Format) {
+        self.label = label
+        self.format = format
+    }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -25,9 +36,17 @@ public struct JSONLogHandler: LogHandler {
         var fields: [String: String] = [:]
         for (k, v) in metadata { fields[k] = "\(v)" }
         if let extra = event.metadata { for (k, v) in extra { fields[k] = "\(v)" } }
-        var line = "{\"ts\":\"\(Self.timestamp())\",\"level\":\"\(event.level)\",\"label\":\(Self.quote(label)),\"msg\":\(Self.quote("\(event.message)"))"
-        for k in fields.keys.sorted() { line += ",\(Self.quote(k)):\(Self.quote(fields[k] ?? ""))" }
-        line += "}\n"
+        var line: String
+        switch format {
+        case .json:
+            line = "{\"ts\":\"\(Self.timestamp())\",\"level\":\"\(event.level)\",\"label\":\(Self.quote(label)),\"msg\":\(Self.quote("\(event.message)"))"
+            for k in fields.keys.sorted() { line += ",\(Self.quote(k)):\(Self.quote(fields[k] ?? ""))" }
+            line += "}\n"
+        case .text:
+            line = "\(Self.timestamp()) \(event.level) \(label):"
+            for k in fields.keys.sorted() { line += " \(k)=\(fields[k] ?? "")" }
+            line += " [\(event.source)] \(event.message)\n"
+        }
         FileHandle.standardError.write(Data(line.utf8))
     }
 

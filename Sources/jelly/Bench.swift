@@ -2,6 +2,7 @@ import ArgumentParser
 import JellyClient
 import JellyCore
 import JellyEngine
+import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
@@ -30,6 +31,7 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("garbage-allowance-mib"), help: "Garbage tolerated before compaction starts, in MiB.") var garbageAllowanceMiB = Int(CompactionPolicy().garbageBytesAllowance >> 20)
     @Option(help: "Run against a jelly serve at this URL (http://HOST:PORT) instead of an embedded store; several comma-separated URLs (cluster nodes) share the sessions round-robin; --data and the store options do not apply.") var url: String?
     @Option(help: "With --url: the API key to send (Authorization: Bearer).") var token: String?
+    @Option(name: .customLong("http-client"), help: "With --url: raw (one hand-written HTTP/1.1 connection per session, so the figures are the server's) or jellyclient (the Swift client, async-http-client; also https).") var httpClient = "raw"
     @Flag(help: "Print one JSON object last.") var json = false
     @Flag(help: "Keep the store directory afterwards.") var keep = false
 
@@ -38,6 +40,7 @@ struct Bench: AsyncParsableCommand {
             throw ValidationError("players, sessions, value-bytes and objects-per-player must be positive; duration above 0")
         }
         if sessions > players { throw ValidationError("--sessions (\(sessions)) cannot exceed --players (\(players)): each session needs its own player") }
+        if httpClient != "raw" && httpClient != "jellyclient" { throw ValidationError("--http-client must be raw or jellyclient") }
         if Durability(parsing: durability) == nil { throw ValidationError("--durability must be always, interval, interval:MS or never") }
     }
 
@@ -69,11 +72,11 @@ struct Bench: AsyncParsableCommand {
         log("disk probe before: 4 KiB write+fdatasync p50 \(format2(probeBefore.p50)) ms, p99 \(format2(probeBefore.p99)) ms (\(probeBefore.iterations) iterations)")
 
         let keys = (0..<objectsPerPlayer).map { "object-\($0)" }
-        try await loadPlayers(stores: [store], keys: keys)
+        try await loadPlayers(targets: [StoreTarget(store: store)], keys: keys)
 
         if warmup > 0 {
             log("warming up for \(format1(warmup)) s (sessions run, nothing recorded)")
-            let warm = try await runSessions(stores: [store], keys: keys, until: monotonicSeconds() + warmup)
+            let warm = try await runSessions(targets: [StoreTarget(store: store)], keys: keys, until: monotonicSeconds() + warmup)
             log("warm-up: \(warm.reduce(0) { $0 + $1.latencies.count }) saves; measuring for \(format1(duration)) s")
         }
         // Run sessions.
@@ -81,7 +84,7 @@ struct Bench: AsyncParsableCommand {
         let io1 = ProcessIO.read()
         let cpu1 = cpuSeconds()
         let start = monotonicSeconds()
-        let results = try await runSessions(stores: [store], keys: keys, until: start + duration)
+        let results = try await runSessions(targets: [StoreTarget(store: store)], keys: keys, until: start + duration)
         let elapsed = monotonicSeconds() - start
         let cpu = cpuSeconds() - cpu1
         let io2 = ProcessIO.read()
@@ -127,30 +130,50 @@ struct Bench: AsyncParsableCommand {
     /// (saves/s, latency); the server's disk figures are on its /metrics.
     func remoteBenchmark(url: String) async throws {
         let urls = url.split(separator: ",").map(String.init)
-        let clients: [JellyClient] = try await failing {
-            try urls.map { u in
-                var config = JellyClient.Configuration(url: u, bearerToken: token)
-                config.connectionsPerHost = max(1, sessions / urls.count + 1)
-                config.limits.valueBytesMax = max(config.limits.valueBytesMax, valueBytes)
-                return try JellyClient(config)
-            }
+        var clients: [JellyClient] = []
+        var connections: [RawHTTPTarget] = []
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        func closeAll() async {
+            for client in clients { try? await client.close() }
+            for connection in connections { await connection.close() }
+            try? await group.shutdownGracefully()
         }
-        let stores: [any JellyStore] = clients
-        log("jelly bench: \(players) players x \(objectsPerPlayer) objects, \(valueBytes) B values, \(sessions) sessions over HTTP to \(url), \(savesPerSession) saves + 1 final per session, \(format1(duration)) s measured after \(format1(warmup)) s warm-up (the server's durability applies)")
+        let targets: [any SessionTarget]
+        do {
+            if httpClient == "raw" {
+                // One connection per session, to the session's node.
+                for worker in 0..<sessions {
+                    connections.append(try await RawHTTPTarget.connect(url: urls[worker % urls.count], token: token, group: group))
+                }
+                targets = connections
+            } else {
+                clients = try urls.map { u in
+                    var config = JellyClient.Configuration(url: u, bearerToken: token)
+                    config.connectionsPerHost = max(1, sessions / urls.count + 1)
+                    config.limits.valueBytesMax = max(config.limits.valueBytesMax, valueBytes)
+                    return try JellyClient(config)
+                }
+                targets = clients.map { StoreTarget(store: $0) }
+            }
+        } catch {
+            await closeAll()
+            throw ValidationError("cannot connect to \(url): \(error)")
+        }
+        log("jelly bench: \(players) players x \(objectsPerPlayer) objects, \(valueBytes) B values, \(sessions) sessions over HTTP to \(url) (client: \(httpClient)), \(savesPerSession) saves + 1 final per session, \(format1(duration)) s measured after \(format1(warmup)) s warm-up (the server's durability applies)")
         // Players of this run only, so a rerun against the same server starts clean.
         let prefix = "bench-\(getpid())-\(Int(monotonicSeconds()))-"
         let keys = (0..<objectsPerPlayer).map { "object-\($0)" }
         do {
-            try await loadPlayers(stores: stores, keys: keys, prefix: prefix)
+            try await loadPlayers(targets: targets, keys: keys, prefix: prefix)
             if warmup > 0 {
-                _ = try await runSessions(stores: stores, keys: keys, until: monotonicSeconds() + warmup, prefix: prefix)
+                _ = try await runSessions(targets: targets, keys: keys, until: monotonicSeconds() + warmup, prefix: prefix)
             }
             let cpu1 = cpuSeconds()
             let start = monotonicSeconds()
-            let results = try await runSessions(stores: stores, keys: keys, until: start + duration, prefix: prefix)
+            let results = try await runSessions(targets: targets, keys: keys, until: start + duration, prefix: prefix)
             let elapsed = monotonicSeconds() - start
             let cpu = cpuSeconds() - cpu1
-            for client in clients { try await client.close() }
+            await closeAll()
             let m = Measured(results: results, elapsed: elapsed, valueBytes: valueBytes)
             m.printCommon()
             print("session start:     \(format2(m.startMs)) ms mean (lock and load, one round trip)")
@@ -159,12 +182,12 @@ struct Bench: AsyncParsableCommand {
             if json {
                 print("""
                 {\(m.jsonFields), "bytes_written_per_byte_saved": null, "peak_rss_bytes": \(peakRSSBytes()), "cpu_seconds": \(format2(cpu)), \
-                \(workloadJSONFields), "url": "\(url)"}
+                \(workloadJSONFields), "url": "\(url)", "http_client": "\(httpClient)"}
                 """)
             }
             if m.failures > 0 { throw ExitCode(1) }
         } catch {
-            for client in clients { try? await client.close() }
+            await closeAll()
             throw error
         }
     }
@@ -177,20 +200,20 @@ struct Bench: AsyncParsableCommand {
         """
     }
 
-    /// Worker i talks to `stores[i % stores.count]`.
-    func loadPlayers(stores: [any JellyStore], keys: [String], prefix: String = "") async throws {
+    /// Worker i talks to `targets[i % targets.count]`.
+    func loadPlayers(targets: [any SessionTarget], keys: [String], prefix: String = "") async throws {
         let loadStart = monotonicSeconds()
         let loaded = Counter()
         let playerCount = players, sessionCount = sessions, valueSize = valueBytes
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<sessionCount {
-                let store = stores[worker % stores.count]
+                let target = targets[worker % targets.count]
                 group.addTask {
                     var value = [UInt8](repeating: UInt8(truncatingIfNeeded: worker), count: valueSize)
                     var p = worker
                     while p < playerCount {
                         value[0] = UInt8(truncatingIfNeeded: p)
-                        _ = try await store.write(partition: "\(prefix)player-\(p)", keys.map { .put(key: $0, value: value) }, lockToken: nil, releaseLock: false)
+                        try await target.seed(partition: "\(prefix)player-\(p)", keys: keys, value: value)
                         let n = loaded.value.add(1, ordering: .relaxed).newValue
                         if n % max(1, playerCount / 10) == 0 { log("loaded \(n) of \(playerCount) players") }
                         p += sessionCount
@@ -203,11 +226,11 @@ struct Bench: AsyncParsableCommand {
     }
 
     /// Runs `sessions` concurrent sessions until `deadline`; each worker cycles over its own players.
-    func runSessions(stores: [any JellyStore], keys: [String], until deadline: Double, prefix: String = "") async throws -> [WorkerResult] {
+    func runSessions(targets: [any SessionTarget], keys: [String], until deadline: Double, prefix: String = "") async throws -> [WorkerResult] {
         let playerCount = players, sessionCount = sessions, valueSize = valueBytes, saves = savesPerSession
         return try await withThrowingTaskGroup(of: WorkerResult.self) { group in
             for worker in 0..<sessionCount {
-                let store = stores[worker % stores.count]
+                let target = targets[worker % targets.count]
                 group.addTask {
                     var result = WorkerResult()
                     result.latencies.reserveCapacity(Int(duration * 4000))
@@ -218,20 +241,20 @@ struct Bench: AsyncParsableCommand {
                         let partition = "\(prefix)player-\(p)"
                         do {
                             let tStart = monotonicNanos()
-                            let (lock, objects) = try await store.acquireLockAndLoad(partition: partition, owner: "bench-\(worker)", ttlMilliseconds: 60_000)
+                            let (token, loadedBytes) = try await target.lockAndLoad(partition: partition, owner: "bench-\(worker)")
                             result.startNanos += monotonicNanos() - tStart
-                            result.loadedBytes += objects.reduce(0) { $0 + $1.value.count }
+                            result.loadedBytes += loadedBytes
                             for k in 0..<saves {
                                 n &+= 1
                                 value[0] = UInt8(truncatingIfNeeded: n)
                                 let t0 = monotonicNanos()
-                                try await store.put(partition: partition, key: keys[k % keys.count], value: value, lockToken: lock.token)
+                                try await target.save(partition: partition, key: keys[k % keys.count], value: value, token: token)
                                 result.latencies.append(monotonicNanos() - t0)
                             }
                             n &+= 1
                             value[0] = UInt8(truncatingIfNeeded: n)
                             let t0 = monotonicNanos()
-                            try await store.saveAndRelease(partition: partition, [.put(key: keys[saves % keys.count], value: value)], lockToken: lock.token)
+                            try await target.saveAndRelease(partition: partition, key: keys[saves % keys.count], value: value, token: token)
                             result.latencies.append(monotonicNanos() - t0)
                             result.sessions += 1
                         } catch {

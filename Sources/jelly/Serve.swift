@@ -44,9 +44,9 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
         guard logFormat == "text" || logFormat == "json" else { throw ValidationError("--log-format must be text or json") }
-        let json = logFormat == "json"
+        let format: JellyLogHandler.Format = logFormat == "json" ? .json : .text
         LoggingSystem.bootstrap { label in
-            var handler: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            var handler = JellyLogHandler(label: label, format: format)
             handler.logLevel = level
             return handler
         }

@@ -226,17 +226,17 @@ struct TestClaims: JWTPayload {
     }
 }
 
-/// `jelly bench --url` runs the session workload through a real server (a smoke run: the
-/// figures come from release builds, see docs/benchmarks.md).
+/// `jelly bench --url` runs the session workload through a real server, with either HTTP client
+/// (a smoke run: the figures come from release builds, see docs/benchmarks.md).
 @Suite struct RemoteBenchTests {
-    @Test func benchOverHTTPCompletesSessions() async throws {
+    @Test(arguments: ["raw", "jellyclient"]) func benchOverHTTPCompletesSessions(client: String) async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let server = try ServerProcess(directory: dir.path + "/data")
         defer { _ = server.kill(signal: SIGKILL) }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try jellyExecutablePath())
-        p.arguments = ["bench", "--url", server.base, "--players", "16", "--sessions", "4", "--saves-per-session", "3", "--value-bytes", "512", "--duration", "0.5", "--json"]
+        p.arguments = ["bench", "--url", server.base, "--players", "16", "--sessions", "4", "--saves-per-session", "3", "--value-bytes", "512", "--duration", "0.5", "--json", "--http-client", client]
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
@@ -247,7 +247,7 @@ struct TestClaims: JWTPayload {
         let json = (try? JSONSerialization.jsonObject(with: Data(last.utf8))) as? [String: Any] ?? [:]
         #expect(p.terminationStatus == 0, "bench exit: \(text)")
         #expect((json["saves"] as? Int ?? 0) > 0 && (json["failed_sessions"] as? Int) == 0, "\(last)")
-        #expect((json["save_latency_ms"] as? [String: Any])?["p99"] != nil)
+        #expect((json["save_latency_ms"] as? [String: Any])?["p99"] != nil && json["http_client"] as? String == client)
         // The saves really went through the server: its request counters say so.
         let metrics = try await http("GET", server.base + "/metrics")
         let line = metrics.text.split(separator: "\n").first { $0.hasPrefix("jelly_http_requests_total{route=\"put_object\",status=\"200\"}") }

@@ -47,7 +47,7 @@ import Testing
             #expect(r.status == 201)
             r = try await http("GET", s.base + "/v1/partitions/player%201/objects/caf%C3%A9")
             #expect(r.status == 200 && r.text == "é")
-            for bad in ["a%2Fb", "%2E%2E", "nul%00", "%FF", String(repeating: "x", count: 129)] {
+            for bad in ["a%2Fb", "%2E%2E", "nul%00", "%FF", "%C3", String(repeating: "x", count: 129)] {
                 r = try await http("GET", s.base + "/v1/partitions/\(bad)/objects/k")
                 #expect(r.status == 400 && r.json["error"] as? String == "bad_request", "partition \(bad): \(r.status)")
             }

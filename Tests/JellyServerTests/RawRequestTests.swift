@@ -1,0 +1,127 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import JellyTestSupport
+import Testing
+
+/// Requests no HTTP library would send, over a plain TCP socket to a real `jelly serve`:
+/// malformed escapes and request lines, bodies cut off mid-way, and clients that stall. Each gets
+/// its answer (or its connection closed), nothing partial is stored, and the server stays healthy.
+@Suite(.serialized) struct RawRequestTests {
+    func withServer(_ body: (ServerProcess) async throws -> Void) async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let config = dir.path + "/jelly.json"
+        try Data("{\"limits\": {\"idle_timeout_ms\": 500}}".utf8).write(to: URL(fileURLWithPath: config))
+        try await ServerProcess(directory: dir.path + "/data", extraArguments: ["--config", config]).use(body)
+    }
+
+    @Test func malformedPathsAndRequestLinesGet400() async throws {
+        try await withServer { s in
+            for bad in ["ab%", "a%2", "%zz", "%", "x%G0"] {
+                let answer = try RawConnection(port: s.port).exchange("GET /v1/partitions/\(bad)/objects/k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                #expect(answer.hasPrefix("HTTP/1.1 400") && answer.contains("bad_request"), "partition \(bad): \(answer.prefix(120))")
+            }
+            let garbage = try RawConnection(port: s.port).exchange("HELLO THERE\r\n\r\n")
+            #expect(garbage.hasPrefix("HTTP/1.1 400") || garbage.isEmpty, "a garbage request line is refused: \(garbage.prefix(120))")
+            let health = try await http("GET", s.base + "/v1/health")
+            #expect(health.status == 200)
+        }
+    }
+
+    @Test func aBodyCutOffMidwayStoresNothing() async throws {
+        try await withServer { s in
+            let connection = try RawConnection(port: s.port)
+            try connection.send("PUT /v1/partitions/p/objects/k HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n" + String(repeating: "a", count: 1000))
+            connection.close() // 3,096 bytes short
+            try await Task.sleep(for: .milliseconds(200))
+            var r = try await http("GET", s.base + "/v1/partitions/p/objects/k")
+            #expect(r.status == 404, "a cut-off PUT wrote nothing: \(r.status)")
+
+            let batch = try RawConnection(port: s.port)
+            let json = "{\"operations\":[{\"op\":\"put\",\"key\":\"a\",\"value_base64\":\"eA==\"},{\"op\":\"put\",\"key\":\"b\",\"value_base64\":\"eA==\"}]}"
+            try batch.send("POST /v1/partitions/p/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(json.utf8.count)\r\n\r\n" + json.prefix(50))
+            batch.close()
+            try await Task.sleep(for: .milliseconds(200))
+            r = try await http("GET", s.base + "/v1/partitions/p/objects")
+            #expect(r.status == 200 && (r.json["objects"] as? [Any])?.isEmpty == true, "a cut-off batch wrote nothing: \(r.text)")
+            r = try await http("PUT", s.base + "/v1/partitions/p/objects/k", body: Data("whole".utf8))
+            #expect(r.status == 201, "the server still takes writes")
+        }
+    }
+
+    @Test func aStalledClientIsDisconnectedAndOthersAreServed() async throws {
+        try await withServer { s in
+            // Headers, then nothing: the idle timeout (500 ms here) closes the connection.
+            let stalled = try RawConnection(port: s.port)
+            try stalled.send("PUT /v1/partitions/p/objects/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+            let r = try await http("GET", s.base + "/v1/health")
+            #expect(r.status == 200, "others are served while one client stalls")
+            let start = Date()
+            let rest = try stalled.readUntilClosed(timeoutSeconds: 10)
+            let waited = Date().timeIntervalSince(start)
+            #expect(waited < 5, "the stalled connection is closed after the idle timeout, not left open (\(waited) s; got \(rest.prefix(80)))")
+            let get = try await http("GET", s.base + "/v1/partitions/p/objects/slow")
+            #expect(get.status == 404, "the stalled PUT wrote nothing")
+        }
+    }
+}
+
+/// A blocking TCP connection to 127.0.0.1 with a receive timeout.
+final class RawConnection {
+    private var fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ConformanceFailure("socket() failed: errno \(errno)") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            Glibc.close(fd)
+            throw ConformanceFailure("connect to port \(port) failed: errno \(errno)")
+        }
+    }
+
+    deinit { close() }
+
+    func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
+
+    func send(_ text: String) throws {
+        var bytes = Array(text.utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw ConformanceFailure("send failed: errno \(errno)") }
+            sent += n
+        }
+    }
+
+    /// Everything the server sends until it closes the connection (or the timeout passes).
+    func readUntilClosed(timeoutSeconds: Int) throws -> String {
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            received += chunk[0..<n]
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
+    /// Sends `request` (which should ask for `Connection: close`) and returns the answer.
+    func exchange(_ request: String) throws -> String {
+        try send(request)
+        return try readUntilClosed(timeoutSeconds: 5)
+    }
+}
