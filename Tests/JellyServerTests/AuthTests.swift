@@ -184,16 +184,8 @@ struct TestClaims: JWTPayload {
         for (text, expected) in cases {
             let path = dir.path + "/bad.json"
             try Data(text.utf8).write(to: URL(fileURLWithPath: path))
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: try jellyExecutablePath())
-            p.arguments = ["serve", "--data", dir.path + "/data", "--listen", "127.0.0.1:0", "--config", path]
-            let pipe = Pipe()
-            p.standardError = pipe
-            p.standardOutput = pipe
-            try p.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            #expect(p.terminationStatus == 1 && output.contains(expected) && output.contains(path), "\(text): exit \(p.terminationStatus), \(output)")
+            let (status, output) = try runToEnd(try jellyExecutablePath(), ["serve", "--data", dir.path + "/data", "--listen", "127.0.0.1:0", "--config", path])
+            #expect(status == 1 && output.contains(expected) && output.contains(path), "\(text): exit \(status), \(output)")
         }
     }
 

@@ -265,17 +265,8 @@ final class StopFlag: @unchecked Sendable {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let server = try ServerProcess(directory: dir.path)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-euo", "pipefail", "-c", script]
-        process.environment = ["JELLY_URL": server.base, "PATH": "/usr/bin:/bin"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try runToEnd("/bin/bash", ["-euo", "pipefail", "-c", script], environment: ["JELLY_URL": server.base, "PATH": "/usr/bin:/bin"])
+        #expect(status == 0, "\(text)")
         let lines = text.split(separator: "\n").map(String.init)
         #expect(lines.first?.contains("\"owner\":\"game-server-7\"") == true, "lock and load: \(text)")
         #expect(lines.contains("423"), "a save without the token is refused: \(text)")

@@ -157,16 +157,7 @@ private let secret = "an-hs256-secret-for-the-openapi-test!!"
     func runChecker(document: String, records: String) throws -> (Int32, String) {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("scripts/check-openapi.py").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, document, records] + Self.notProduced.flatMap { ["--not-produced", $0] }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
+        return try runToEnd("/usr/bin/env", ["python3", script, document, records] + Self.notProduced.flatMap { ["--not-produced", $0] })
     }
 }
 
