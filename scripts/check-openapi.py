@@ -17,7 +17,8 @@ What is checked, per record:
   that validates against the schema, strictly: an object property the schema does not name
   is a finding (so fields the server adds must be documented);
 - a response documented without content has an empty body;
-- every header the response documents as required is present.
+- every header the response documents as required is present, and every documented header
+  that is present matches its schema (the ETag's quoted version, the access names).
 And over all records: every documented (method, path, status) was produced at least once,
 except those given with --not-produced "METHOD PATH STATUS" (each must name a documented one).
 """
@@ -140,8 +141,13 @@ def main():
         response = resolve(doc, responses[status])
         for name, header in (response.get("headers") or {}).items():
             header = resolve(doc, header)
-            if header.get("required") and name.lower() not in headers:
-                findings.append(f"{where}: required header {name} is missing")
+            value = headers.get(name.lower())
+            if value is None:
+                if header.get("required"):
+                    findings.append(f"{where}: required header {name} is missing")
+            elif "schema" in header:
+                for error in Draft202012Validator(strict(doc, header["schema"])).iter_errors(value):
+                    findings.append(f"{where}: header {name}: {error.message}")
         content = response.get("content")
         if content:
             check_body(doc, where, content, headers, body, findings)

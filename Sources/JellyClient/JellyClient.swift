@@ -67,8 +67,8 @@ public final class JellyClient: JellyStore {
 
     public func list(partition: String, after: String?, limit: Int) async throws -> ObjectListing {
         try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
-        var path = "/v1/partitions/\(escape(partition))/objects?limit=\(max(1, min(limit, limits.listLimitMax)))"
-        if let after { path += "&after=\(escape(after))" }
+        var path = "/v1/partitions/\(PercentEncoding.escape(partition))/objects?limit=\(max(1, min(limit, limits.listLimitMax)))"
+        if let after { path += "&after=\(PercentEncoding.escape(after))" }
         let response = try await send(.GET, path, idempotent: true)
         try response.check()
         let body = try response.decode(ListBody.self)
@@ -133,7 +133,7 @@ public final class JellyClient: JellyStore {
         }
         var request: [String: Any] = ["operations": ops, "release_lock": releaseLock]
         request["lock_token"] = lockToken.map { $0.rawValue } ?? NSNull()
-        let response = try await send(.POST, "/v1/partitions/\(escape(partition))/batch", json: request)
+        let response = try await send(.POST, "/v1/partitions/\(PercentEncoding.escape(partition))/batch", json: request)
         try response.check()
         let body = try response.decode(BatchBody.self)
         return WriteResult(
@@ -207,12 +207,12 @@ public final class JellyClient: JellyStore {
     private func objectPath(_ partition: String, _ key: String) throws -> String {
         try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
         try Names.validate(key, as: .key, maxBytes: limits.keyBytesMax)
-        return "/v1/partitions/\(escape(partition))/objects/\(escape(key))"
+        return "/v1/partitions/\(PercentEncoding.escape(partition))/objects/\(PercentEncoding.escape(key))"
     }
 
     private func lockPath(_ partition: String) throws -> String {
         try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
-        return "/v1/partitions/\(escape(partition))/lock"
+        return "/v1/partitions/\(PercentEncoding.escape(partition))/lock"
     }
 
     private func send(_ method: HTTPMethod, _ path: String, json: [String: Any], idempotent: Bool = false) async throws -> Reply {
@@ -258,11 +258,6 @@ public final class JellyClient: JellyStore {
     }
 }
 
-private func escape(_ name: String) -> String {
-    var allowed = CharacterSet.alphanumerics
-    allowed.insert(charactersIn: "-._~")
-    return name.addingPercentEncoding(withAllowedCharacters: allowed) ?? name
-}
 
 /// The access a response names; a field the server left out (an older server) means server-only.
 private func readAccess(_ text: String?) -> ObjectAccess.Read { text.flatMap(ObjectAccess.Read.init(name:)) ?? .server }

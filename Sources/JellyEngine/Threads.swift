@@ -27,7 +27,7 @@ final class OSThread: @unchecked Sendable {
     func start(_ body: @escaping @Sendable () -> Void) {
         let name = self.name
         let box = Unmanaged.passRetained(Box {
-            Self.setCurrentName(name)
+            _ = jelly_set_thread_name(name)
             body()
         }).toOpaque()
         #if canImport(Glibc)
@@ -46,10 +46,6 @@ final class OSThread: @unchecked Sendable {
         #endif
         precondition(rc == 0, "pthread_create failed: \(rc)")
         handle = tid
-    }
-
-    private static func setCurrentName(_ name: String) {
-        _ = jelly_set_thread_name(name)
     }
 
     func join() {

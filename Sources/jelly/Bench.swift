@@ -31,7 +31,7 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("garbage-allowance-mib"), help: "Garbage tolerated before compaction starts, in MiB.") var garbageAllowanceMiB = Int(CompactionPolicy().garbageBytesAllowance >> 20)
     @Option(help: "Run against a jelly serve at this URL (http://HOST:PORT) instead of an embedded store; several comma-separated URLs (cluster nodes) share the sessions round-robin; --data and the store options do not apply.") var url: String?
     @Option(help: "With --url: the API key to send (Authorization: Bearer).") var token: String?
-    @Option(name: .customLong("http-client"), help: "With --url: raw (one hand-written HTTP/1.1 connection per session, so the figures are the server's) or jellyclient (the Swift client, async-http-client; also https).") var httpClient = "raw"
+    @Option(name: .customLong("http-client"), help: "With --url: raw (one hand-written HTTP/1.1 connection per session, so the figures are the server's) or jellyclient (the Swift client, async-http-client; also https).") var httpClient = BenchHTTPClient.raw
     @Flag(help: "Print one JSON object last.") var json = false
     @Flag(help: "Keep the store directory afterwards.") var keep = false
 
@@ -40,7 +40,6 @@ struct Bench: AsyncParsableCommand {
             throw ValidationError("players, sessions, value-bytes and objects-per-player must be positive; duration above 0")
         }
         if sessions > players { throw ValidationError("--sessions (\(sessions)) cannot exceed --players (\(players)): each session needs its own player") }
-        if httpClient != "raw" && httpClient != "jellyclient" { throw ValidationError("--http-client must be raw or jellyclient") }
         if Durability(parsing: durability) == nil { throw ValidationError("--durability must be always, interval, interval:MS or never") }
     }
 
@@ -140,7 +139,7 @@ struct Bench: AsyncParsableCommand {
         }
         let targets: [any SessionTarget]
         do {
-            if httpClient == "raw" {
+            if httpClient == .raw {
                 // One connection per session, to the session's node.
                 for worker in 0..<sessions {
                     connections.append(try await RawHTTPTarget.connect(url: urls[worker % urls.count], token: token, group: group))

@@ -1,8 +1,17 @@
+import ArgumentParser
 import Foundation
 import JellyClient
 import JellyCore
 import NIOCore
 import NIOPosix
+
+/// Which HTTP client `jelly bench --url` drives the sessions with.
+enum BenchHTTPClient: String, ExpressibleByArgument, CaseIterable {
+    /// One hand-written HTTP/1.1 connection per session (`RawHTTPTarget`): the server's figures.
+    case raw
+    /// `JellyClient` (async-http-client): the Swift client's figures; also https.
+    case jellyclient
+}
 
 /// What the session workload needs of a store: seed a player, lock and load it, save with the
 /// token, save and release. `jelly bench` runs it on the embedded store, through `JellyClient`
@@ -76,25 +85,29 @@ final class RawHTTPTarget: SessionTarget {
 
     func seed(partition: String, keys: [String], value: [UInt8]) async throws {
         let operations = keys.map { "{\"op\":\"put\",\"key\":\(quoted($0)),\"value_base64\":\"\(Data(value).base64EncodedString())\"}" }
-        _ = try await send("POST", "/v1/partitions/\(escaped(partition))/batch", json: "{\"operations\":[\(operations.joined(separator: ","))]}")
+        _ = try await send("POST", "/v1/partitions/\(PercentEncoding.escape(partition))/batch", json: "{\"operations\":[\(operations.joined(separator: ","))]}")
     }
 
     func lockAndLoad(partition: String, owner: String) async throws -> (token: LockToken, loadedBytes: Int) {
-        let body = try await send("POST", "/v1/partitions/\(escaped(partition))/lock", json: "{\"owner\":\(quoted(owner)),\"ttl_ms\":60000,\"load\":true}")
+        let body = try await send("POST", "/v1/partitions/\(PercentEncoding.escape(partition))/lock", json: "{\"owner\":\(quoted(owner)),\"ttl_ms\":60000,\"load\":true}")
         struct Loaded: Decodable {
             var token: UInt64
             var objects: [Object]?
             struct Object: Decodable { var value_base64: String }
         }
         let loaded = try JSONDecoder().decode(Loaded.self, from: Data(body.readableBytesView))
-        let bytes = (loaded.objects ?? []).reduce(0) { $0 + (Data(base64Encoded: $1.value_base64)?.count ?? 0) }
+        // Decoded sizes from the base64 text (3 bytes per 4 characters, less the padding).
+        let bytes = (loaded.objects ?? []).reduce(0) { sum, object in
+            let text = object.value_base64.utf8
+            return sum + text.count / 4 * 3 - text.reversed().prefix(2).filter { $0 == UInt8(ascii: "=") }.count
+        }
         return (LockToken(loaded.token), bytes)
     }
 
     func save(partition: String, key: String, value: [UInt8], token: LockToken) async throws {
         var request = ByteBuffer()
         request.reserveCapacity(256 + value.count)
-        request.writeString("PUT /v1/partitions/\(escaped(partition))/objects/\(escaped(key)) HTTP/1.1\r\nHost: \(host)\r\n\(authorization)")
+        request.writeString("PUT /v1/partitions/\(PercentEncoding.escape(partition))/objects/\(PercentEncoding.escape(key)) HTTP/1.1\r\nHost: \(host)\r\n\(authorization)")
         request.writeString("Content-Type: application/octet-stream\r\nJelly-Lock-Token: \(token.rawValue)\r\nContent-Length: \(value.count)\r\n\r\n")
         request.writeBytes(value)
         _ = try await exchange(request, what: "PUT")
@@ -102,7 +115,7 @@ final class RawHTTPTarget: SessionTarget {
 
     func saveAndRelease(partition: String, key: String, value: [UInt8], token: LockToken) async throws {
         let json = "{\"lock_token\":\(token.rawValue),\"release_lock\":true,\"operations\":[{\"op\":\"put\",\"key\":\(quoted(key)),\"value_base64\":\"\(Data(value).base64EncodedString())\"}]}"
-        _ = try await send("POST", "/v1/partitions/\(escaped(partition))/batch", json: json)
+        _ = try await send("POST", "/v1/partitions/\(PercentEncoding.escape(partition))/batch", json: json)
     }
 
     private func send(_ method: String, _ path: String, json: String) async throws -> ByteBuffer {
@@ -124,24 +137,8 @@ final class RawHTTPTarget: SessionTarget {
         return response.body
     }
 
-    private func quoted(_ s: String) -> String { JSONString.quote(s) }
-
-    /// Percent-escapes every byte but unreserved ones (RFC 3986).
-    private func escaped(_ name: String) -> String {
-        func unreserved(_ c: UInt8) -> Bool {
-            (c >= 0x30 && c <= 0x39) || (c | 0x20 >= 0x61 && c | 0x20 <= 0x7A) || c == 0x2D || c == 0x2E || c == 0x5F || c == 0x7E
-        }
-        if name.utf8.allSatisfy(unreserved) { return name }
-        var out = ""
-        for c in name.utf8 {
-            if unreserved(c) { out.unicodeScalars.append(Unicode.Scalar(c)) } else { out += "%" + String(c, radix: 16, uppercase: true).leftPadded(2) }
-        }
-        return out
-    }
-}
-
-enum JSONString {
-    static func quote(_ s: String) -> String {
+    /// A JSON string literal.
+    private func quoted(_ s: String) -> String {
         (try? String(decoding: JSONEncoder().encode(s), as: UTF8.self)) ?? "\"\""
     }
 }
@@ -256,8 +253,4 @@ final class ResponseParser: ChannelDuplexHandler {
         }
         return nil
     }
-}
-
-private extension String {
-    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
 }

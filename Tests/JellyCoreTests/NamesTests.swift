@@ -50,4 +50,19 @@ import Testing
         bad.batchBytesMax = bad.valueBytesMax
         #expect(throws: JellyError.self) { try bad.validate() }
     }
+
+    @Test(arguments: ["player-42", "a b", "café", "日本語", "a/b", "100%", "~._-", "nul\u{0}"])
+    func percentEncodingRoundTrips(_ name: String) {
+        let escaped = PercentEncoding.escape(name)
+        #expect(escaped.utf8.allSatisfy { $0 < 0x80 && $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: " ") }, "\(escaped)")
+        #expect(PercentEncoding.decode(escaped) == name)
+    }
+
+    @Test func percentEncodingRefusesMalformedEscapes() {
+        #expect(PercentEncoding.escape("a b/é") == "a%20b%2F%C3%A9")
+        #expect(PercentEncoding.decode("plain") == "plain")
+        for bad in ["ab%", "a%2", "%zz", "%", "x%G0", "%C3", "%FF"] {
+            #expect(PercentEncoding.decode(bad) == nil, "\(bad)")
+        }
+    }
 }

@@ -226,18 +226,13 @@ struct TestClaims: JWTPayload {
         defer { dir.remove() }
         let server = try ServerProcess(directory: dir.path + "/data")
         defer { _ = server.kill(signal: SIGKILL) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try jellyExecutablePath())
-        p.arguments = ["bench", "--url", server.base, "--players", "16", "--sessions", "4", "--saves-per-session", "3", "--value-bytes", "512", "--duration", "0.5", "--json", "--http-client", client]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        let (status, text) = try runToEnd(try jellyExecutablePath(), [
+            "bench", "--url", server.base, "--players", "16", "--sessions", "4", "--saves-per-session", "3", "--value-bytes", "512",
+            "--duration", "0.5", "--json", "--http-client", client,
+        ], standardError: false)
         let last = text.split(separator: "\n").last.map(String.init) ?? ""
         let json = (try? JSONSerialization.jsonObject(with: Data(last.utf8))) as? [String: Any] ?? [:]
-        #expect(p.terminationStatus == 0, "bench exit: \(text)")
+        #expect(status == 0, "bench exit: \(text)")
         #expect((json["saves"] as? Int ?? 0) > 0 && (json["failed_sessions"] as? Int) == 0, "\(last)")
         #expect((json["save_latency_ms"] as? [String: Any])?["p99"] != nil && json["http_client"] as? String == client)
         // The saves really went through the server: its request counters say so.
