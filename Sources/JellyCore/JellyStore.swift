@@ -34,6 +34,15 @@ public protocol JellyStore: Sendable {
         partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool
     ) async throws -> WriteResult
 
+    /// `write` for callers outside Swift concurrency, such as the HTTP server's event loops:
+    /// `completion` is called exactly once, on any thread, possibly before this returns, and must
+    /// not block. The default runs the async `write` in a task; the embedded store queues the
+    /// commit directly, without a task.
+    func write(
+        partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool,
+        completion: @escaping @Sendable (Result<WriteResult, any Error>) -> Void
+    )
+
     /// Acquires the partition's lease for `owner`. The same owner again while it holds the lease
     /// gets the same token with the expiry reset to now + ttl; another owner gets `.locked` with the
     /// holder until the lease expires; after expiry anyone gets a new, higher token.
@@ -68,6 +77,19 @@ public protocol JellyStore: Sendable {
 }
 
 extension JellyStore {
+    public func write(
+        partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool,
+        completion: @escaping @Sendable (Result<WriteResult, any Error>) -> Void
+    ) {
+        Task {
+            do {
+                completion(.success(try await write(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock)))
+            } catch {
+                completion(.failure(error))
+            }
+        }
+    }
+
     /// Puts one object. Returns its new version.
     @discardableResult
     public func put(

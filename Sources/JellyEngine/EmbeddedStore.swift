@@ -42,8 +42,25 @@ public final class EmbeddedStore: JellyStore, Sendable {
     public func write(
         partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool
     ) async throws -> WriteResult {
+        try await withUnsafeThrowingContinuation { continuation in
+            write(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock) { continuation.resume(with: $0) }
+        }
+    }
+
+    /// `write` for callers outside Swift concurrency (the HTTP server's event loops): the same
+    /// checks and commit, with `completion` called once — on the caller's thread for a write
+    /// refused before it was queued, otherwise on the committer's thread after the commit is
+    /// durable (per the durability mode). `completion` must not block.
+    public func write(
+        partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool,
+        completion: @escaping @Sendable (Result<WriteResult, any Error>) -> Void
+    ) {
         let limits = self.limits
-        try WriteRules.validateBatch(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
+        do {
+            try WriteRules.validateBatch(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
+        } catch {
+            return completion(.failure(error))
+        }
         let partitionBytes = partition.utf8.count
         let pk = ByteName(partition)
         // Names and conditions are prepared here, outside the store's lock.
@@ -54,9 +71,13 @@ public final class EmbeddedStore: JellyStore, Sendable {
         var total = 0
         var seen = Set<ObjectRef>(minimumCapacity: operations.count > 1 ? operations.count : 0)
         for op in operations {
-            try WriteRules.validate(op, limits: limits)
+            do {
+                try WriteRules.validate(op, limits: limits)
+            } catch {
+                return completion(.failure(error))
+            }
             let ref = ObjectRef(partition: pk, key: ByteName(op.key))
-            if operations.count > 1 && !seen.insert(ref).inserted { throw WriteRules.duplicateKeyError(op.key) }
+            if operations.count > 1 && !seen.insert(ref).inserted { return completion(.failure(WriteRules.duplicateKeyError(op.key))) }
             refs.append(ref)
             switch op {
             case .put(let key, let value, let contentType, let condition, _):
@@ -68,7 +89,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
             }
         }
         if total > limits.batchBytesMax {
-            throw JellyError(.tooLarge, "the batch encodes to \(total) bytes; the limit is \(limits.batchBytesMax) bytes; write large values one at a time")
+            return completion(.failure(JellyError(.tooLarge, "the batch encodes to \(total) bytes; the limit is \(limits.batchBytesMax) bytes; write large values one at a time")))
         }
 
         var records = EncodedRecords(capacity: total + Format.recordOverheadBytes * 2 + partitionBytes)
@@ -96,49 +117,49 @@ public final class EmbeddedStore: JellyStore, Sendable {
         let requireLocks = configuration.requireLocks
         let clock = self.clock
         let shared = self.shared
-        let version: UInt64 = try await withUnsafeThrowingContinuation { continuation in
-            let outcome: Outcome = shared.state.withLock { state in
-                if let blocker = state.writeBlocker { return .fail(blocker) }
-                let now = clock.nowMilliseconds()
-                if let error = LeaseRules.checkWrite(token: lockToken, current: state.index.leases[pk], partition: partition, now: now, requireLocks: requireLocks) {
+        let outcome: Outcome = shared.state.withLock { state in
+            if let blocker = state.writeBlocker { return .fail(blocker) }
+            let now = clock.nowMilliseconds()
+            if let error = LeaseRules.checkWrite(token: lockToken, current: state.index.leases[pk], partition: partition, now: now, requireLocks: requireLocks) {
+                return .fail(error)
+            }
+            var anything = releaseLock
+            for i in refs.indices {
+                let current = state.currentVersion(refs[i])
+                previous[i] = current
+                if let error = WriteRules.conditionError(conditions[i], current: current, key: refs[i].key.string, partition: partition) {
                     return .fail(error)
                 }
-                var anything = releaseLock
-                for i in refs.indices {
-                    let current = state.currentVersion(refs[i])
-                    previous[i] = current
-                    if let error = WriteRules.conditionError(conditions[i], current: current, key: refs[i].key.string, partition: partition) {
-                        return .fail(error)
-                    }
-                    if metas[i].kind == .delete && current == nil {
-                        include[i] = false
-                        applied[i] = false
-                    } else {
-                        anything = true
-                    }
+                if metas[i].kind == .delete && current == nil {
+                    include[i] = false
+                    applied[i] = false
+                } else {
+                    anything = true
                 }
-                if !anything { return .nothing }
-                let version = state.nextVersion
-                state.nextVersion += 1
-                records.seal(version: version)
-                for i in refs.indices where include[i] {
-                    state.overlay[refs[i], default: PendingObject()].push(version: metas[i].kind == .put ? version : nil)
+            }
+            if !anything { return .nothing }
+            let version = state.nextVersion
+            state.nextVersion += 1
+            records.seal(version: version)
+            for i in refs.indices where include[i] {
+                state.overlay[refs[i], default: PendingObject()].push(version: metas[i].kind == .put ? version : nil)
+            }
+            if releaseLock { state.index.leases[pk] = nil }
+            let (applied, previous) = (applied, previous)
+            let request = CommitRequest(
+                records: records, include: include, metas: metas, version: version, needsSync: releaseLock,
+                completion: .callback { result in
+                    completion(result.map { WriteResult(version: $0, applied: applied, previousVersions: previous) }.mapError { $0 })
                 }
-                if releaseLock { state.index.leases[pk] = nil }
-                let request = CommitRequest(
-                    records: records, include: include, metas: metas, version: version,
-                    needsSync: releaseLock, completion: .continuation(continuation)
-                )
-                return state.queue.enqueue(request) == .wakeCommitter ? .queuedWake : .queued
-            }
-            switch outcome {
-            case .fail(let error): continuation.resume(throwing: error)
-            case .nothing: continuation.resume(returning: 0)
-            case .queued: break
-            case .queuedWake: shared.committerWake.signal()
-            }
+            )
+            return state.queue.enqueue(request) == .wakeCommitter ? .queuedWake : .queued
         }
-        return WriteResult(version: version == 0 ? nil : version, applied: applied, previousVersions: previous)
+        switch outcome {
+        case .fail(let error): completion(.failure(error))
+        case .nothing: completion(.success(WriteResult(version: nil, applied: applied, previousVersions: previous)))
+        case .queued: break
+        case .queuedWake: shared.committerWake.signal()
+        }
     }
 
     enum Outcome { case fail(JellyError), nothing, queued, queuedWake }

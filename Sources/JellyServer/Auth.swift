@@ -79,6 +79,28 @@ struct Authenticator: Sendable {
         }
     }
 
+    /// The identity of a request that needs no client-token verification: `.unauthenticated`
+    /// without auth, or the API key it carries. nil otherwise (a client token, or credentials to
+    /// refuse): `identify` answers those.
+    func identifyServer(_ headers: HTTPFields) -> Identity? {
+        guard enabled else { return .unauthenticated }
+        guard let header = headers[.authorization] else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return apiKey(parts[1].trimmingOWS())
+    }
+
+    /// The API key `credential` names, compared in full against every key so that timing does
+    /// not tell how much of a guess matched.
+    private func apiKey(_ credential: String) -> Identity? {
+        let bytes = Array(credential.utf8)
+        var found: (String, AuthConfiguration.Role)?
+        for candidate in apiKeys where constantTimeEqual(candidate.key, bytes) {
+            found = (candidate.name, candidate.role)
+        }
+        return found.map { .apiKey(name: $0.0, role: $0.1) }
+    }
+
     /// The request's identity; 401 when credentials are missing, malformed or wrong.
     func identify(_ request: Request) async throws -> Identity {
         guard enabled else { return .unauthenticated }
@@ -90,13 +112,7 @@ struct Authenticator: Sendable {
             throw APIError.unauthorized("the Authorization header must be Bearer <api key or client token>")
         }
         let credential = parts[1].trimmingOWS()
-        let bytes = Array(credential.utf8)
-        // Every key is compared in full, so timing does not tell how much of a guess matched.
-        var found: (String, AuthConfiguration.Role)?
-        for candidate in apiKeys where constantTimeEqual(candidate.key, bytes) {
-            found = (candidate.name, candidate.role)
-        }
-        if let found { return .apiKey(name: found.0, role: found.1) }
+        if let identity = apiKey(credential) { return identity }
         guard let clientKeys, credential.split(separator: ".").count == 3 else {
             throw APIError.unauthorized("the credential is not a known API key or a valid client token")
         }

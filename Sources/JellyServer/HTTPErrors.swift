@@ -43,7 +43,7 @@ struct APIError: Error {
         self.retryAfterSeconds = retryAfterSeconds
     }
 
-    var response: Response {
+    var answer: Answer {
         var body: [String: Any] = ["error": code, "message": message]
         if let holder {
             body["owner"] = holder.owner
@@ -53,8 +53,30 @@ struct APIError: Error {
         if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer realm=\"jelly\"" }
         if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
         let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{\"error\":\"internal\"}".utf8)
-        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        return Answer(status: status, headers: headers, body: ByteBuffer(bytes: data))
     }
+
+    var response: Response { answer.response }
+
+    /// Any failure of a handler as the error it is answered with.
+    init(_ error: any Error) {
+        switch error {
+        case let error as APIError: self = error
+        case let error as JellyError: self.init(error)
+        case let error as DecodingError: self = .badRequest("the JSON body does not match the API: \(describe(error))")
+        default: self.init(status: .internalServerError, code: "internal", message: "\(error)")
+        }
+    }
+}
+
+/// A response with its whole body in memory: what the API's handlers answer, written by
+/// Hummingbird or, on the direct path, by `DirectPutHandler`.
+struct Answer {
+    var status: HTTPResponse.Status
+    var headers: HTTPFields
+    var body: ByteBuffer
+
+    var response: Response { Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body)) }
 }
 
 extension HTTPResponse.Status {
@@ -66,14 +88,8 @@ extension HTTPResponse.Status {
 func answering(_ body: () async throws -> Response) async -> Response {
     do {
         return try await body()
-    } catch let error as APIError {
-        return error.response
-    } catch let error as JellyError {
-        return APIError(error).response
-    } catch let error as DecodingError {
-        return APIError.badRequest("the JSON body does not match the API: \(describe(error))").response
     } catch {
-        return APIError(status: .internalServerError, code: "internal", message: "\(error)").response
+        return APIError(error).response
     }
 }
 

@@ -20,7 +20,7 @@ public enum JellyHTTPServer {
     ) async throws -> some ApplicationProtocol {
         try configuration.validate()
         let auth = try await Authenticator(configuration.auth, partitionBytesMax: store.limits.partitionBytesMax)
-        let router = makeRouter(store: store, configuration: configuration, auth: auth, metrics: metrics, logger: logger)
+        let (router, direct) = makeRouter(store: store, configuration: configuration, auth: auth, metrics: metrics, logger: logger)
         let http1 = HTTP1Channel.Configuration(
             idleTimeout: .milliseconds(configuration.idleTimeoutMilliseconds),
             httpDecoderConfiguration: .init(
@@ -43,7 +43,9 @@ public enum JellyHTTPServer {
                 configuration: .init(idleTimeout: .milliseconds(configuration.idleTimeoutMilliseconds), streamConfiguration: http1)
             )
         } else {
-            server = .http1(configuration: http1)
+            server = HTTPServerBuilder { responder in
+                DirectPutHTTP1Channel(base: HTTP1Channel(responder: responder, configuration: http1), shared: direct)
+            }
         }
         var logger = logger
         logger[metadataKey: "component"] = "http"
@@ -51,7 +53,7 @@ public enum JellyHTTPServer {
             router: router,
             server: server,
             configuration: .init(
-                address: .hostname(configuration.host, port: configuration.port), serverName: "jelly",
+                address: .hostname(configuration.host, port: configuration.port), serverName: serverName,
                 backlog: 1024, availableConnectionsDelegate: MaximumAvailableConnections(configuration.connectionsMax)
             ),
             onServerRunning: { channel in
@@ -61,10 +63,13 @@ public enum JellyHTTPServer {
         )
     }
 
+    static let serverName = "jelly"
+
+    /// The router, and what the direct PUT path shares with it.
     static func makeRouter(
         store: any JellyStore, configuration: JellyServerConfiguration, auth: Authenticator,
         metrics: MetricsEndpoint?, logger: Logger
-    ) -> Router<BasicRequestContext> {
+    ) -> (Router<BasicRequestContext>, DirectPutHandler.Shared) {
         let router = Router()
         let api = API(
             store: store, auth: auth,
@@ -86,11 +91,12 @@ public enum JellyHTTPServer {
         let batchPath = "/v1/partitions/:partition/batch"
         let lockPath = "/v1/partitions/:partition/lock"
 
+        let putMetrics = RouteMetrics(route: "put_object")
         func route(
             _ method: HTTPRequest.Method, _ path: String, _ name: String,
             _ handler: @escaping @Sendable (API, Request, BasicRequestContext) async throws -> Response
         ) {
-            let metrics = RouteMetrics(route: name)
+            let metrics = name == "put_object" ? putMetrics : RouteMetrics(route: name)
             register(method, path)
             router.on(RouterPath(path), method: method) { request, context in
                 let start = DispatchTime.now().uptimeNanoseconds
@@ -153,7 +159,7 @@ public enum JellyHTTPServer {
                 }
             }
         }
-        return router
+        return (router, DirectPutHandler.Shared(api: api, metrics: putMetrics, log: log, serverName: serverName))
     }
 }
 
@@ -181,46 +187,67 @@ struct API: Sendable {
 
     // MARK: Objects
 
-    func putObject(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let (partition, key) = try names(context, withKey: true)
-        let token = try lockToken(request)
-        var condition = try ifMatchCondition(request)
-        if let ifNoneMatch = request.headers[.ifNoneMatch] {
+    /// A PUT of one object, parsed and checked before its body is read: every 400 it can get.
+    struct PutObject {
+        var partition: String
+        var key: String
+        var token: LockToken?
+        var condition: WriteCondition
+        var access: ObjectAccess?
+        var contentType: String?
+
+        /// The write a game server's PUT makes.
+        func operation(_ value: [UInt8]) -> WriteOperation {
+            .put(key: key, value: value, contentType: contentType ?? defaultContentType, condition: condition, access: access ?? .serverOnly)
+        }
+    }
+
+    func parsePut(_ headers: HTTPFields, rawPartition: String, rawKey: String) throws -> PutObject {
+        let (partition, key) = try names(rawPartition: rawPartition, rawKey: rawKey)
+        let token = try lockToken(headers)
+        var condition = try ifMatchCondition(headers)
+        if let ifNoneMatch = headers[.ifNoneMatch] {
             guard ifNoneMatch.trimmingOWS() == "*" else {
                 throw APIError.badRequest("If-None-Match on PUT must be *")
             }
             if case .ifVersion = condition { throw APIError.badRequest("send If-Match or If-None-Match, not both") }
             condition = .ifAbsent
         }
-        let access = try objectAccess(request)
-        let contentType = request.headers[.contentType]
+        let access = try objectAccess(headers)
+        let contentType = headers[.contentType]
         if let contentType { try Names.validateContentType(contentType, maxBytes: store.limits.contentTypeBytesMax) }
+        return PutObject(partition: partition, key: key, token: token, condition: condition, access: access, contentType: contentType)
+    }
+
+    /// 201 (created) or 200 (replaced), with the version as ETag and in the body.
+    static func putAnswer(_ result: WriteResult) throws -> Answer {
+        guard let version = result.version else { throw APIError(status: .internalServerError, code: "internal", message: "a put committed without a version") }
+        let previousVersion = result.previousVersions.first.flatMap { $0 }
+        // Written by hand: this is the hot path, and JSONEncoder costs more than the rest of it.
+        let previous = previousVersion.map { String($0) } ?? "null"
+        return Answer(
+            status: previousVersion == nil ? .created : .ok,
+            headers: [.contentType: "application/json", .eTag: "\"\(version)\""],
+            body: ByteBuffer(string: "{\"previous_version\":\(previous),\"version\":\(version)}")
+        )
+    }
+
+    func putObject(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let put = try parsePut(request.headers, rawPartition: context.parameters.get("partition") ?? "", rawKey: context.parameters.get("key") ?? "")
         try checkDeclaredLength(request, limit: valueBytesMax, what: "value")
         let identity = try await auth.identify(request)
         let value = try await body(request, limit: valueBytesMax, what: "value")
 
         let result: WriteResult
         if identity.isServer {
-            result = try await store.write(
-                partition: partition, [.put(key: key, value: value, contentType: contentType ?? defaultContentType, condition: condition, access: access ?? .serverOnly)],
-                lockToken: token, releaseLock: false
-            )
+            result = try await store.write(partition: put.partition, [put.operation(value)], lockToken: put.token, releaseLock: false)
         } else {
-            if access != nil { throw APIError.forbidden("only game servers set Jelly-Read and Jelly-Write") }
-            result = try await clientWrite(identity, partition: partition, key: key, token: token, condition: condition) { current in
-                .put(key: key, value: value, contentType: contentType ?? current.contentType, condition: .ifVersion(current.version), access: current.access)
+            if put.access != nil { throw APIError.forbidden("only game servers set Jelly-Read and Jelly-Write") }
+            result = try await clientWrite(identity, partition: put.partition, key: put.key, token: put.token, condition: put.condition) { current in
+                .put(key: put.key, value: value, contentType: put.contentType ?? current.contentType, condition: .ifVersion(current.version), access: current.access)
             }
         }
-        guard let version = result.version else { throw APIError(status: .internalServerError, code: "internal", message: "a put committed without a version") }
-        let previousVersion = result.previousVersions.first.flatMap { $0 }
-        // Written by hand: this is the hot path, and JSONEncoder costs more than the rest of it.
-        let previous = previousVersion.map { String($0) } ?? "null"
-        var response = Response(
-            status: previousVersion == nil ? .created : .ok, headers: [.contentType: "application/json"],
-            body: ResponseBody(byteBuffer: ByteBuffer(string: "{\"previous_version\":\(previous),\"version\":\(version)}"))
-        )
-        response.headers[.eTag] = "\"\(version)\""
-        return response
+        return try Self.putAnswer(result).response
     }
 
     func getObject(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -257,8 +284,8 @@ struct API: Sendable {
 
     func deleteObject(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, key) = try names(context, withKey: true)
-        let token = try lockToken(request)
-        let condition = try ifMatchCondition(request)
+        let token = try lockToken(request.headers)
+        let condition = try ifMatchCondition(request.headers)
         let identity = try await auth.identify(request)
         let result: WriteResult
         if identity.isServer {
@@ -412,7 +439,7 @@ struct API: Sendable {
 
     func release(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, _) = try names(context, withKey: false)
-        guard let token = try lockToken(request) else { throw APIError.badRequest("releasing a lock needs the Jelly-Lock-Token header") }
+        guard let token = try lockToken(request.headers) else { throw APIError.badRequest("releasing a lock needs the Jelly-Lock-Token header") }
         try await auth.identify(request).requireServer("release locks")
         try await store.releaseLock(partition: partition, token: token)
         return Response(status: .noContent)
@@ -455,9 +482,9 @@ struct API: Sendable {
     }
 
     /// `Jelly-Read` / `Jelly-Write` of a PUT, or nil when neither is sent (server-only).
-    private func objectAccess(_ request: Request) throws -> ObjectAccess? {
-        let read = request.headers[jellyRead]
-        let write = request.headers[jellyWrite]
+    private func objectAccess(_ headers: HTTPFields) throws -> ObjectAccess? {
+        let read = headers[jellyRead]
+        let write = headers[jellyWrite]
         if read == nil && write == nil { return nil }
         return ObjectAccess(
             read: try read.map { try Self.parseRead($0, "Jelly-Read") } ?? .server,
@@ -467,13 +494,18 @@ struct API: Sendable {
 
     // MARK: Parsing
 
-    /// The partition (and key) from the path: percent-decoded, then checked against the rules.
-    /// A name breaking them is 400, never 404.
+    /// The partition (and key) from the route's parameters.
     private func names(_ context: BasicRequestContext, withKey: Bool) throws -> (String, String) {
-        let partition = try decodeName(context.parameters.get("partition") ?? "", what: "partition")
+        try names(rawPartition: context.parameters.get("partition") ?? "", rawKey: withKey ? context.parameters.get("key") ?? "" : nil)
+    }
+
+    /// The partition (and key) from percent-encoded path segments: decoded, then checked against
+    /// the rules. A name breaking them is 400, never 404.
+    private func names(rawPartition: String, rawKey: String?) throws -> (String, String) {
+        let partition = try decodeName(rawPartition, what: "partition")
         try Names.validate(partition, as: .partition, maxBytes: store.limits.partitionBytesMax)
-        guard withKey else { return (partition, "") }
-        let key = try decodeName(context.parameters.get("key") ?? "", what: "key")
+        guard let rawKey else { return (partition, "") }
+        let key = try decodeName(rawKey, what: "key")
         try Names.validate(key, as: .key, maxBytes: store.limits.keyBytesMax)
         return (partition, key)
     }
@@ -485,8 +517,8 @@ struct API: Sendable {
         return decoded
     }
 
-    private func lockToken(_ request: Request) throws -> LockToken? {
-        guard let text = request.headers[jellyLockToken] else { return nil }
+    private func lockToken(_ headers: HTTPFields) throws -> LockToken? {
+        guard let text = headers[jellyLockToken] else { return nil }
         guard let value = UInt64(text.trimmingOWS()) else {
             throw APIError.badRequest("Jelly-Lock-Token must be a whole number, not \(Names.quoted(text))")
         }
@@ -494,8 +526,8 @@ struct API: Sendable {
     }
 
     /// `If-Match: "V"` as compare-and-set on version V; no header, no condition.
-    private func ifMatchCondition(_ request: Request) throws -> WriteCondition {
-        guard let text = request.headers[.ifMatch] else { return .none }
+    private func ifMatchCondition(_ headers: HTTPFields) throws -> WriteCondition {
+        guard let text = headers[.ifMatch] else { return .none }
         let t = text.trimmingOWS()
         guard t.count >= 3, t.first == "\"", t.last == "\"", let v = UInt64(t.dropFirst().dropLast()) else {
             throw APIError.badRequest("If-Match must be a quoted version, like \"42\"")

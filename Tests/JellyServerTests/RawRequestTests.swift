@@ -51,6 +51,35 @@ import Testing
         }
     }
 
+    /// PUTs are answered on the event loop (DirectPutHandler), everything else by the router:
+    /// requests pipelined on one connection, mixing the two, are answered in order.
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        try await withServer { s in
+            func put(_ key: String, _ body: String, _ extra: String = "") -> String {
+                "PUT /v1/partitions/p/objects/\(key) HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\(extra)\r\n\(body)"
+            }
+            func get(_ key: String, _ extra: String = "") -> String {
+                "GET /v1/partitions/p/objects/\(key) HTTP/1.1\r\nHost: x\r\n\(extra)\r\n"
+            }
+            let requests = [
+                put("a", "one"), get("a"), put("a", "two"), put("%zz", "bad"),
+                put("a", "stale", "Jelly-Lock-Token: 7\r\n"), get("a"), get("a", "Connection: close\r\n"),
+            ]
+            let answer = try RawConnection(port: s.port).exchange(requests.joined())
+            let responses = answer.components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0) }
+            let statuses = responses.map { $0.prefix(3) }
+            #expect(statuses == ["201", "200", "200", "400", "423", "200", "200"], "statuses in request order: \(statuses)\n\(answer)")
+            if responses.count == 7 {
+                #expect(responses[1].hasSuffix("one") && responses[5].hasSuffix("two") && responses[6].hasSuffix("two"), "each GET sees the PUTs before it")
+                #expect(responses[0].contains("\"version\":") && responses[0].contains("ETag: \""), "a direct answer has the router's shape: \(responses[0])")
+                #expect(responses[0].lowercased().contains("server: jelly") && responses[1].lowercased().contains("server: jelly"))
+            }
+            // The answered connection is closed after `Connection: close` on a direct PUT too.
+            let closing = try RawConnection(port: s.port).exchange(put("b", "three", "Connection: close\r\n"))
+            #expect(closing.hasPrefix("HTTP/1.1 201"), "a direct PUT with Connection: close is answered, then the connection closes: \(closing)")
+        }
+    }
+
     @Test func aStalledClientIsDisconnectedAndOthersAreServed() async throws {
         try await withServer { s in
             // Headers, then nothing: the idle timeout (500 ms here) closes the connection.
