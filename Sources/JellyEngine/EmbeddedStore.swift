@@ -353,16 +353,17 @@ public final class EmbeddedStore: JellyStore, Sendable {
             count = try reader.file.read(into: UnsafeMutableRawBufferPointer(raw), at: Int64(entry.offset))
         }
         return try buffer.withUnsafeBytes { raw in
-            let where_ = "\(reader.file.path) at offset \(entry.offset)"
+            // Formatted only for an error: this runs for every value read.
+            func where_() -> String { "\(reader.file.path) at offset \(entry.offset)" }
             let view: RecordView
             do {
                 view = try RecordView.parse(raw, at: 0)
             } catch {
-                throw JellyError(.corruption, "\(where_): record of key \(Names.quoted(key)) failed verification (\(error)); run `jelly check`")
+                throw JellyError(.corruption, "\(where_()): record of key \(Names.quoted(key)) failed verification (\(error)); run `jelly check`")
             }
             guard view.kind == .put, view.version == entry.version,
                   raw[view.partition].elementsEqual(partition.utf8), raw[view.key].elementsEqual(key.utf8) else {
-                throw JellyError(.corruption, "\(where_): record does not match the index entry for key \(Names.quoted(key)); run `jelly check`")
+                throw JellyError(.corruption, "\(where_()): record does not match the index entry for key \(Names.quoted(key)); run `jelly check`")
             }
             return StoredObject(
                 key: key, version: view.version,

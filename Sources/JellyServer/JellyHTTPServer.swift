@@ -418,23 +418,23 @@ struct API: Sendable {
         try await auth.identify(request).requireServer("take locks")
         if body.load == true {
             let (lock, objects) = try await store.acquireLockAndLoad(partition: partition, owner: body.owner, ttlMilliseconds: body.ttl_ms)
-            return try json(LockResponseBody(lock, objects: objects))
+            return lockAnswer(LockResponseBody(lock, objects: objects))
         }
-        return try json(LockResponseBody(try await store.acquireLock(partition: partition, owner: body.owner, ttlMilliseconds: body.ttl_ms)))
+        return lockAnswer(LockResponseBody(try await store.acquireLock(partition: partition, owner: body.owner, ttlMilliseconds: body.ttl_ms)))
     }
 
     func renew(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, _) = try names(context, withKey: false)
         let body = try await decode(RenewRequestBody.self, request)
         try await auth.identify(request).requireServer("renew locks")
-        return try json(LockResponseBody(try await store.renewLock(partition: partition, token: LockToken(body.token), ttlMilliseconds: body.ttl_ms)))
+        return lockAnswer(LockResponseBody(try await store.renewLock(partition: partition, token: LockToken(body.token), ttlMilliseconds: body.ttl_ms)))
     }
 
     func transfer(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, _) = try names(context, withKey: false)
         let body = try await decode(TransferRequestBody.self, request)
         try await auth.identify(request).requireServer("transfer locks")
-        return try json(LockResponseBody(try await store.transferLock(partition: partition, token: LockToken(body.token), to: body.to_owner, ttlMilliseconds: body.ttl_ms)))
+        return lockAnswer(LockResponseBody(try await store.transferLock(partition: partition, token: LockToken(body.token), to: body.to_owner, ttlMilliseconds: body.ttl_ms)))
     }
 
     func release(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -451,7 +451,7 @@ struct API: Sendable {
         guard let lock = try await store.inspectLock(partition: partition) else {
             throw APIError.notFound("partition \(Names.quoted(partition)) is not locked")
         }
-        return try json(LockResponseBody(lock))
+        return lockAnswer(LockResponseBody(lock))
     }
 
     /// Administrative: removes the lock whoever holds it (a game server that will never come
@@ -462,7 +462,7 @@ struct API: Sendable {
         guard let lock = try await store.breakLock(partition: partition) else {
             throw APIError.notFound("partition \(Names.quoted(partition)) is not locked")
         }
-        return try json(LockResponseBody(lock))
+        return lockAnswer(LockResponseBody(lock))
     }
 
     // MARK: Access headers
@@ -567,6 +567,10 @@ struct API: Sendable {
         } catch {
             throw APIError.badRequest("the body is not valid JSON")
         }
+    }
+
+    private func lockAnswer(_ body: LockResponseBody) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: body.json))
     }
 
     private func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
