@@ -84,10 +84,19 @@ struct Authenticator: Sendable {
     /// refuse): `identify` answers those.
     func identifyServer(_ headers: HTTPFields) -> Identity? {
         guard enabled else { return .unauthenticated }
-        guard let header = headers[.authorization] else { return nil }
+        return (try? bearerCredential(headers)).flatMap(apiKey)
+    }
+
+    /// The credential of `Authorization: Bearer …`; 401 when the header is missing or malformed.
+    private func bearerCredential(_ headers: HTTPFields) throws -> String {
+        guard let header = headers[.authorization] else {
+            throw APIError.unauthorized("this server requires credentials: send Authorization: Bearer <api key or client token>")
+        }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        return apiKey(parts[1].trimmingOWS())
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw APIError.unauthorized("the Authorization header must be Bearer <api key or client token>")
+        }
+        return parts[1].trimmingOWS()
     }
 
     /// The API key `credential` names, compared in full against every key so that timing does
@@ -104,14 +113,7 @@ struct Authenticator: Sendable {
     /// The request's identity; 401 when credentials are missing, malformed or wrong.
     func identify(_ request: Request) async throws -> Identity {
         guard enabled else { return .unauthenticated }
-        guard let header = request.headers[.authorization] else {
-            throw APIError.unauthorized("this server requires credentials: send Authorization: Bearer <api key or client token>")
-        }
-        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-            throw APIError.unauthorized("the Authorization header must be Bearer <api key or client token>")
-        }
-        let credential = parts[1].trimmingOWS()
+        let credential = try bearerCredential(request.headers)
         if let identity = apiKey(credential) { return identity }
         guard let clientKeys, credential.split(separator: ".").count == 3 else {
             throw APIError.unauthorized("the credential is not a known API key or a valid client token")

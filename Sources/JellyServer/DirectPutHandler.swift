@@ -32,8 +32,7 @@ final class DirectPutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// What every connection's handler shares.
     struct Shared: Sendable {
         let api: API
-        let metrics: RouteMetrics
-        let log: Logger?
+        let recorder: RequestRecorder
         let serverName: String
     }
 
@@ -41,8 +40,6 @@ final class DirectPutHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let head: HTTPRequest
         let rawPartition: Substring
         let rawKey: Substring
-        let length: Int
-        var body: ByteBuffer?
         let start: UInt64
     }
 
@@ -58,6 +55,8 @@ final class DirectPutHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let shared: Shared
     private var state = State.idle
+    /// The direct PUT's body, gathered straight into the array the store takes.
+    private var value: [UInt8] = []
     /// Requests passed to Hummingbird whose answers have not been written yet.
     private var unanswered = 0
     /// Parts read while a direct PUT was committing, replayed after its answer.
@@ -106,13 +105,8 @@ final class DirectPutHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 state = .forwarding
                 context.fireChannelRead(wrapInboundOut(part))
             }
-        case (.reading(var put), .body(let bytes)):
-            if put.body == nil {
-                put.body = bytes
-            } else {
-                put.body?.writeImmutableBuffer(bytes)
-            }
-            state = .reading(put)
+        case (.reading, .body(let bytes)):
+            value.append(contentsOf: bytes.readableBytesView)
         case (.reading(let put), .end):
             state = .committing
             commit(put, context: context)
@@ -125,7 +119,8 @@ final class DirectPutHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// The PUT this handler answers itself, or nil to pass the request on.
+    /// The PUT this handler answers itself (with `value` readied for its body), or nil to pass
+    /// the request on.
     private func direct(_ head: HTTPRequest) -> DirectPut? {
         guard head.method == .put, let path = head.path else { return nil }
         let prefix = "/v1/partitions/"
@@ -145,18 +140,21 @@ final class DirectPutHandler: ChannelDuplexHandler, RemovableChannelHandler {
               length <= shared.api.valueBytesMax,
               let identity = shared.api.auth.identifyServer(fields), identity.isServer
         else { return nil }
-        return DirectPut(head: head, rawPartition: rawPartition, rawKey: rawKey, length: length, body: nil, start: DispatchTime.now().uptimeNanoseconds)
+        value = []
+        value.reserveCapacity(length)
+        return DirectPut(head: head, rawPartition: rawPartition, rawKey: rawKey, start: DispatchTime.now().uptimeNanoseconds)
     }
 
     private func commit(_ put: DirectPut, context: ChannelHandlerContext) {
         let api = shared.api
+        let value = self.value
+        self.value = []
         let parsed: API.PutObject
         do {
             parsed = try api.parsePut(put.head.headerFields, rawPartition: String(put.rawPartition), rawKey: String(put.rawKey))
         } catch {
             return answer(APIError(error).answer, to: put, context: context)
         }
-        let value = put.body.map { Array($0.readableBytesView) } ?? []
         let loop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: loop)
         api.store.write(partition: parsed.partition, [parsed.operation(value)], lockToken: parsed.token, releaseLock: false) { result in
@@ -188,12 +186,7 @@ final class DirectPutHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let closing = put.head.headerFields[.connection]?.lowercased() == "close"
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         if closing { context.close(promise: nil) }
-        let elapsed = DispatchTime.now().uptimeNanoseconds - put.start
-        shared.metrics.record(status: answer.status.code, nanoseconds: elapsed)
-        shared.log?.info("request", metadata: [
-            "method": "PUT", "path": "\(put.head.path ?? "")", "route": "put_object",
-            "status": "\(answer.status.code)", "ms": "\(Double(elapsed / 1000) / 1000)",
-        ])
+        shared.recorder.record(method: .put, path: put.head.path ?? "", status: answer.status.code, start: put.start)
         state = .idle
         if closing { return }
         if !held.isEmpty {

@@ -91,26 +91,27 @@ public enum JellyHTTPServer {
         let batchPath = "/v1/partitions/:partition/batch"
         let lockPath = "/v1/partitions/:partition/lock"
 
-        let putMetrics = RouteMetrics(route: "put_object")
         func route(
-            _ method: HTTPRequest.Method, _ path: String, _ name: String,
+            _ method: HTTPRequest.Method, _ path: String, _ recorder: RequestRecorder,
             _ handler: @escaping @Sendable (API, Request, BasicRequestContext) async throws -> Response
         ) {
-            let metrics = name == "put_object" ? putMetrics : RouteMetrics(route: name)
             register(method, path)
             router.on(RouterPath(path), method: method) { request, context in
                 let start = DispatchTime.now().uptimeNanoseconds
                 let response = await answering { try await handler(api, request, context) }
-                let elapsed = DispatchTime.now().uptimeNanoseconds - start
-                metrics.record(status: response.status.code, nanoseconds: elapsed)
-                log?.info("request", metadata: [
-                    "method": "\(request.method)", "path": "\(request.uri.path)", "route": "\(name)",
-                    "status": "\(response.status.code)", "ms": "\(Double(elapsed / 1000) / 1000)",
-                ])
+                recorder.record(method: request.method, path: request.uri.path, status: response.status.code, start: start)
                 return response
             }
         }
-        route(.put, objectPath, "put_object") { try await $0.putObject($1, $2) }
+        func route(
+            _ method: HTTPRequest.Method, _ path: String, _ name: String,
+            _ handler: @escaping @Sendable (API, Request, BasicRequestContext) async throws -> Response
+        ) {
+            route(method, path, RequestRecorder(route: name, log: log), handler)
+        }
+        // Shared with DirectPutHandler, which answers most PUTs.
+        let putObject = RequestRecorder(route: "put_object", log: log)
+        route(.put, objectPath, putObject) { try await $0.putObject($1, $2) }
         route(.get, objectPath, "get_object") { try await $0.getObject($1, $2) }
         route(.delete, objectPath, "delete_object") { try await $0.deleteObject($1, $2) }
         route(.get, objectsPath, "list_objects") { try await $0.listObjects($1, $2) }
@@ -159,7 +160,7 @@ public enum JellyHTTPServer {
                 }
             }
         }
-        return (router, DirectPutHandler.Shared(api: api, metrics: putMetrics, log: log, serverName: serverName))
+        return (router, DirectPutHandler.Shared(api: api, recorder: putObject, serverName: serverName))
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -36,18 +37,26 @@ public struct JellyLogHandler: LogHandler {
         var fields: [String: String] = [:]
         for (k, v) in metadata { fields[k] = "\(v)" }
         if let extra = event.metadata { for (k, v) in extra { fields[k] = "\(v)" } }
-        var line: String
+        var line = JSONText(capacity: 256)
         switch format {
         case .json:
-            line = "{\"ts\":\"\(Self.timestamp())\",\"level\":\"\(event.level)\",\"label\":\(Self.quote(label)),\"msg\":\(Self.quote("\(event.message)"))"
-            for k in fields.keys.sorted() { line += ",\(Self.quote(k)):\(Self.quote(fields[k] ?? ""))" }
-            line += "}\n"
+            line.raw("{\"ts\":\"\(Self.timestamp())\",\"level\":\"\(event.level)\",\"label\":")
+            line.string(label)
+            line.raw(",\"msg\":")
+            line.string("\(event.message)")
+            for k in fields.keys.sorted() {
+                line.raw(",")
+                line.string(k)
+                line.raw(":")
+                line.string(fields[k] ?? "")
+            }
+            line.raw("}\n")
         case .text:
-            line = "\(Self.timestamp()) \(event.level) \(label):"
-            for k in fields.keys.sorted() { line += " \(k)=\(fields[k] ?? "")" }
-            line += " [\(event.source)] \(event.message)\n"
+            var text = "\(Self.timestamp()) \(event.level) \(label):"
+            for k in fields.keys.sorted() { text += " \(k)=\(fields[k] ?? "")" }
+            line.raw(text + " [\(event.source)] \(event.message)\n")
         }
-        FileHandle.standardError.write(Data(line.utf8))
+        FileHandle.standardError.write(Data(line.buffer.readableBytesView))
     }
 
     /// UTC, millisecond precision, without a formatter object per line (with request logging
@@ -63,21 +72,5 @@ public struct JellyLogHandler: LogHandler {
             Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
             Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(now.tv_nsec / 1_000_000)
         )
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }

@@ -1,5 +1,7 @@
 import CoreMetrics
 import Foundation
+import HTTPTypes
+import Logging
 import Synchronization
 
 /// One route's metrics, through swift-metrics (the executable bootstraps a backend; `jelly
@@ -25,6 +27,30 @@ final class RouteMetrics: Sendable {
         }
         counter.increment()
         timer.recordNanoseconds(Int64(truncatingIfNeeded: nanoseconds))
+    }
+}
+
+/// What an answered request leaves behind, whichever path answered it (the router or
+/// `DirectPutHandler`): its route's metrics and, with `log_requests`, one log line.
+struct RequestRecorder: Sendable {
+    let route: String
+    private let metrics: RouteMetrics
+    private let log: Logger?
+
+    init(route: String, log: Logger?) {
+        self.route = route
+        self.metrics = RouteMetrics(route: route)
+        self.log = log
+    }
+
+    /// `start`: `DispatchTime.now().uptimeNanoseconds` when the request's head arrived.
+    func record(method: HTTPRequest.Method, path: String, status: Int, start: UInt64) {
+        let elapsed = DispatchTime.now().uptimeNanoseconds - start
+        metrics.record(status: status, nanoseconds: elapsed)
+        log?.info("request", metadata: [
+            "method": "\(method)", "path": "\(path)", "route": "\(route)",
+            "status": "\(status)", "ms": "\(Double(elapsed / 1000) / 1000)",
+        ])
     }
 }
 

@@ -80,6 +80,29 @@ import Testing
         }
     }
 
+    /// With `log_requests` and `--log-format json`, every answered request — direct PUTs and
+    /// routed ones alike — leaves one JSON line with its route and status.
+    @Test func requestLogLinesAreJSONForBothPaths() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let config = dir.path + "/jelly.json"
+        try Data("{\"log_requests\": true}".utf8).write(to: URL(fileURLWithPath: config))
+        // A quote and a backslash in the data directory's name, which the start-up line logs.
+        try await ServerProcess(directory: dir.path + "/da\"ta\\", extraArguments: ["--config", config, "--log-format", "json"]).use { s in
+            let key = "k"
+            #expect(try await http("PUT", s.base + "/v1/partitions/p/objects/\(key)", body: Data("v".utf8)).status == 201)
+            #expect(try await http("GET", s.base + "/v1/partitions/p/objects/\(key)").status == 200)
+            try await Task.sleep(for: .milliseconds(200))
+            let lines = s.log.split(separator: "\n").filter { $0.hasPrefix("{") }
+            let events = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(events.count == lines.count, "every JSON log line parses: \(lines)")
+            #expect(events.contains { $0.values.contains { ($0 as? String)?.contains("da\"ta\\") == true } }, "the data directory is logged: \(lines)")
+            let requests = events.filter { $0["msg"] as? String == "request" }
+            let routes = requests.map { "\($0["route"] ?? "") \($0["status"] ?? "")" }
+            #expect(routes.contains("put_object 201") && routes.contains("get_object 200"), "one line per request: \(routes)")
+        }
+    }
+
     @Test func aStalledClientIsDisconnectedAndOthersAreServed() async throws {
         try await withServer { s in
             // Headers, then nothing: the idle timeout (500 ms here) closes the connection.
