@@ -72,6 +72,10 @@ extension EmbeddedStore {
                     "rotations": Double(committerStats.rotations),
                     "rotation_mean_ms": Double(committerStats.rotationNanos) / 1e6 / Double(max(1, committerStats.rotations)),
                     "rotation_max_ms": Double(committerStats.rotationMaxNanos) / 1e6,
+                    "compaction_seconds": Double(compaction.compactionNanos) / 1e9,
+                    "compaction_merge_rounds": Double(compaction.mergeRounds),
+                    "compaction_merge_mib": Double(compaction.mergeBytesMoved) / 1048576,
+                    "segments_recycled": Double(compaction.segmentsRecycled),
                 ]
             )
         }

@@ -52,9 +52,11 @@ extension EmbeddedStore {
             }
         }
         segments.sort()
-        // The log's own segments; the last of them is the only one that may be unsealed.
+        // The last of the log's segments and the last compaction output are the only ones that
+        // may be unsealed (and end in a torn write).
         let lastLogSegment = segments.filter { !isCompactionOutput($0) }.max()
-        let nextOutputID = (segments.filter(isCompactionOutput).max() ?? (compactedSegmentIDBase - 1)) + 1
+        let lastOutput = segments.filter(isCompactionOutput).max()
+        let nextOutputID = (lastOutput ?? (compactedSegmentIDBase - 1)) + 1
 
         var index = StoreIndex()
         var maxVersion: UInt64 = 0
@@ -65,7 +67,7 @@ extension EmbeddedStore {
         for id in segments {
             let segmentPath = path(segmentFileName(id))
             let hintPath = path(hintFileName(id))
-            let isLast = id == lastLogSegment
+            let isLast = id == lastLogSegment || id == lastOutput
             if !isLast && hints.contains(id) && !configuration.verifyAllSegmentsOnOpen {
                 let (header, entries) = try SegmentFiles.readHint(storage, path: hintPath, segmentID: id)
                 let file = try storage.openRead(path: segmentPath)
@@ -110,6 +112,10 @@ extension EmbeddedStore {
                 if !hints.contains(id) {
                     try SegmentFiles.writeAtomically(storage, directory: directory, name: hintFileName(id), bytes: SegmentFiles.encodeHint(scan.entries, segmentID: id, dataEnd: scan.dataEnd, maxVersion: scanMax))
                 }
+            } else if scan.blocks == 0 && isCompactionOutput(id) {
+                // An output started and never written to: nothing points into it.
+                try storage.remove(segmentPath)
+                notes.append("removed \(segmentFileName(id)): a compaction output that was never written")
             } else if scan.blocks == 0 && scan.tornTail == nil && bytes.count == configuration.segmentBytes {
                 // Started but never written: keep appending to it.
                 let file = try storage.openLog(path: segmentPath, create: false, direct: configuration.directIO)

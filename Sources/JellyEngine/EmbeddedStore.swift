@@ -393,7 +393,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
     /// Stops the store as a crash would: no seal, no final sync, queued writes fail. For tests of
     /// recovery; the data on disk is whatever the writes so far left there.
     public func crashForTesting() {
-        maintenance.stop()
+        maintenance.stop(crash: true)
         committer.crash()
         readers.stop()
         shared.releaseDirectory()

@@ -6,12 +6,15 @@ import Synchronization
 /// The background worker: writes hint files of sealed segments, keeps a zero-filled segment
 /// file ready for the committer, and compacts segments whose garbage passed the threshold.
 final class Maintenance: @unchecked Sendable {
-    // Immutable after init except `committerRef`, set once before `start`.
+    // Immutable after init except `output` (see there).
     private let shared: EngineShared
     private let configuration: EmbeddedStoreConfiguration
     private let wake = DispatchSemaphore(value: 0)
     private let thread = OSThread(name: "jelly-maint")
     private let work = Mutex(Work())
+    /// Where compaction copies live records; touched only on the worker thread, and by `stop`
+    /// after it has exited.
+    private var output: CompactionOutput?
     let compactionStats = Mutex(CompactionStats())
     /// Index updates made per hold of the store's lock during compaction.
     static let lockChunk = 4096
@@ -42,7 +45,9 @@ final class Maintenance: @unchecked Sendable {
         thread.start { [self] in run() }
     }
 
-    func stop() {
+    /// Stops the worker. The compaction output is sealed and trimmed, or with `crash` left as
+    /// a crash would leave it (recovery seals it).
+    func stop(crash: Bool = false) {
         let wasRunning = work.withLock { w -> Bool in
             let r = w.running
             w.stopping = true
@@ -53,7 +58,14 @@ final class Maintenance: @unchecked Sendable {
             wake.signal()
             thread.join()
         }
+        if crash {
+            output?.abandon()
+            output = nil
+            return
+        }
         writePendingHints()
+        // Not sealed, it is sealed by the next open: nothing is lost either way.
+        do { try sealOutput(trim: true) } catch { output?.abandon(); output = nil }
     }
 
     func writeHint(segment: UInt32, bytes: [UInt8]) {
@@ -190,7 +202,13 @@ final class Maintenance: @unchecked Sendable {
             round += 1
             done.formUnion(inputs)
             progress?(CompactionProgress(segment: inputs[0], index: done.count, count: max(plannedCount, done.count), report: report))
+            let moved0 = report.bytesMoved, t0 = monotonicNanoseconds()
             try compactSegments(inputs, report: &report)
+            let t1 = monotonicNanoseconds()
+            compactionStats.withLock {
+                $0.compactionNanos += t1 - t0
+                if inputs.count > 1 { $0.mergeRounds += 1; $0.mergeBytesMoved += report.bytesMoved - moved0 }
+            }
         }
         compactionStats.withLock {
             $0.segmentsCompacted += report.segmentsCompacted
@@ -240,10 +258,10 @@ final class Maintenance: @unchecked Sendable {
         }
     }
 
-    /// Copies the live records of `inputs` into one new sealed segment (its own file, written and
-    /// synced here, never through the commit pipeline), points the index at the copies, then
-    /// removes the inputs. A crash at any point leaves either the inputs or both; both is
-    /// harmless because a slot's state is its highest version.
+    /// Copies the live records of `inputs` into the compaction output (sealing a full output and
+    /// starting the next one on the way), syncs it, points the index at the copies, then removes
+    /// the inputs. A crash at any point leaves either the inputs or both; both is harmless
+    /// because a slot's state is its highest version.
     private func compactSegments(_ inputs: [UInt32], report: inout CompactionReport) throws {
         let storage = shared.storage
         var plans: [(id: UInt32, entries: [HintEntry], reader: SegmentReader, fileBytes: Int64)] = []
@@ -260,107 +278,76 @@ final class Maintenance: @unchecked Sendable {
             plans.append((id, entries, reader, (try? reader.file.size()) ?? 0))
         }
 
-        let outputID = work.withLock { w -> UInt32 in
-            w.nextOutputID += 1
-            return w.nextOutputID - 1
-        }
-        let outputName = segmentFileName(outputID)
-        let floor = shared.state.withLock { $0.nextVersion }
-        // Made on the first live record: reclaiming a segment with nothing live writes no file.
-        var builder: SegmentBuilder?
-        func output() throws -> SegmentBuilder {
-            if let builder { return builder }
-            let made = try SegmentBuilder(
-                storage: storage, path: shared.path(outputName + ".tmp"), id: outputID, versionFloor: floor,
-                directIO: configuration.directIO, clock: configuration.clock
-            )
-            builder = made
-            return made
-        }
-        var moved: [(meta: RecordMeta, offset: UInt32, from: (segment: UInt32, offset: UInt32))] = []
-        do {
-            for plan in plans {
-                let path = plan.reader.file.path
-                // Liveness is checked in chunks, so the store's lock is never held for long.
-                var keep: [Bool] = []
-                keep.reserveCapacity(plan.entries.count)
-                for chunk in stride(from: 0, to: plan.entries.count, by: Maintenance.lockChunk) {
-                    let part = plan.entries[chunk..<min(chunk + Maintenance.lockChunk, plan.entries.count)]
-                    shared.state.withLock { state in
-                        for entry in part {
-                            let meta = entry.meta
-                            keep.append(state.index.liveness(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset)) == .keep)
-                        }
-                    }
-                }
-                for (n, entry) in plan.entries.enumerated() where keep[n] {
-                    let meta = entry.meta
-                    let record = try [UInt8](unsafeUninitializedCapacity: Int(entry.recordLength)) { raw, count in
-                        count = try plan.reader.file.read(into: UnsafeMutableRawBufferPointer(raw), at: Int64(entry.offset))
-                    }
-                    try record.withUnsafeBytes { raw in
-                        do {
-                            let view = try RecordView.parse(raw, at: 0)
-                            guard view.version == entry.version else { throw RecordView.Problem.badFields }
-                        } catch {
-                            throw JellyError(.corruption, "\(path) at offset \(entry.offset): record failed verification during compaction (\(error)); run `jelly check`")
-                        }
-                    }
-                    let offset = try output().append(record: record, entry: entry)
-                    moved.append((meta, offset, (plan.id, UInt32(entry.offset))))
-                }
-            }
-            var dataEnd = 0
-            var reader: SegmentReader?
-            if let builder {
-                let maxVersion = plans.flatMap(\.entries).reduce(floor - 1) { max($0, $1.version) }
-                dataEnd = try builder.finish(sealVersion: maxVersion)
-                try SegmentFiles.writeAtomically(storage, directory: shared.directory, name: hintFileName(outputID), bytes: builder.hint(dataEnd: dataEnd, maxVersion: maxVersion))
-                try storage.rename(shared.path(outputName + ".tmp"), shared.path(outputName))
-                try storage.syncDirectory(shared.directory)
-                reader = SegmentReader(id: outputID, file: try storage.openRead(path: shared.path(outputName)))
-            }
-            // Point the index at the copies, then forget the inputs' records: in chunks, so
-            // writers wait at most one chunk. Between chunks every entry points at a readable
-            // file: the inputs stay open until the end.
-            if let reader {
+        var moved: [(meta: RecordMeta, segment: UInt32, offset: UInt32, from: (segment: UInt32, offset: UInt32))] = []
+        var bytesMoved = 0
+        for plan in plans {
+            let path = plan.reader.file.path
+            // Liveness is checked in chunks, so the store's lock is never held for long.
+            var keep: [Bool] = []
+            keep.reserveCapacity(plan.entries.count)
+            for chunk in stride(from: 0, to: plan.entries.count, by: Maintenance.lockChunk) {
+                let part = plan.entries[chunk..<min(chunk + Maintenance.lockChunk, plan.entries.count)]
                 shared.state.withLock { state in
-                    state.readers[outputID] = reader
-                    state.index.segments[outputID, default: SegmentStats()].sealed = true
-                    state.index.segments[outputID, default: SegmentStats()].fileBytes = Int64(dataEnd)
-                }
-            }
-            for chunk in stride(from: 0, to: moved.count, by: Maintenance.lockChunk) {
-                let part = moved[chunk..<min(chunk + Maintenance.lockChunk, moved.count)]
-                shared.state.withLock { state in
-                    for m in part { state.index.apply(m.meta, segment: outputID, offset: m.offset, moveOf: m.from, updateLeases: false) }
-                }
-            }
-            for plan in plans {
-                for chunk in stride(from: 0, to: plan.entries.count, by: Maintenance.lockChunk) {
-                    let part = plan.entries[chunk..<min(chunk + Maintenance.lockChunk, plan.entries.count)]
-                    shared.state.withLock { state in
-                        for entry in part {
-                            let meta = entry.meta
-                            state.index.forget(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset))
-                        }
+                    for entry in part {
+                        let meta = entry.meta
+                        keep.append(state.index.liveness(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset)) == .keep)
                     }
                 }
+            }
+            for (n, entry) in plan.entries.enumerated() where keep[n] {
+                let record = try [UInt8](unsafeUninitializedCapacity: Int(entry.recordLength)) { raw, count in
+                    count = try plan.reader.file.read(into: UnsafeMutableRawBufferPointer(raw), at: Int64(entry.offset))
+                }
+                try record.withUnsafeBytes { raw in
+                    do {
+                        let view = try RecordView.parse(raw, at: 0)
+                        guard view.version == entry.version else { throw RecordView.Problem.badFields }
+                    } catch {
+                        throw JellyError(.corruption, "\(path) at offset \(entry.offset): record failed verification during compaction (\(error)); run `jelly check`")
+                    }
+                }
+                let out = try outputWithRoom(for: record.count)
+                let offset = try out.append(record: record, entry: entry)
+                moved.append((entry.meta, out.id, offset, (plan.id, UInt32(entry.offset))))
+                bytesMoved += record.count
+            }
+        }
+        // Durable before anything points at it; the inputs stay until after.
+        if let out = output {
+            try out.sync()
+            let end = Int64(out.offset)
+            shared.state.withLock { $0.index.segments[out.id, default: SegmentStats()].fileBytes = end }
+        }
+        // Point the index at the copies, then forget the inputs' records: in chunks, so writers
+        // wait at most one chunk. Between chunks every entry points at a readable file: the
+        // inputs stay open until the end.
+        for chunk in stride(from: 0, to: moved.count, by: Maintenance.lockChunk) {
+            let part = moved[chunk..<min(chunk + Maintenance.lockChunk, moved.count)]
+            shared.state.withLock { state in
+                for m in part { state.index.apply(m.meta, segment: m.segment, offset: m.offset, moveOf: m.from, updateLeases: false) }
+            }
+        }
+        for plan in plans {
+            for chunk in stride(from: 0, to: plan.entries.count, by: Maintenance.lockChunk) {
+                let part = plan.entries[chunk..<min(chunk + Maintenance.lockChunk, plan.entries.count)]
                 shared.state.withLock { state in
-                    state.index.segments[plan.id] = nil
-                    state.readers[plan.id] = nil
+                    for entry in part {
+                        let meta = entry.meta
+                        state.index.forget(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset))
+                    }
                 }
             }
-            report.bytesMoved += builder?.recordBytes ?? 0
-            report.bytesReclaimed += Int(plans.reduce(Int64(0)) { $0 + $1.fileBytes }) - dataEnd
-        } catch {
-            builder?.abandon()
-            throw error
+            shared.state.withLock { state in
+                state.index.segments[plan.id] = nil
+                state.readers[plan.id] = nil
+            }
         }
+        report.bytesMoved += bytesMoved
+        report.bytesReclaimed += max(0, Int(plans.reduce(Int64(0)) { $0 + $1.fileBytes }) - bytesMoved)
         for plan in plans {
             try storage.remove(shared.path(hintFileName(plan.id)))
             let path = shared.path(segmentFileName(plan.id))
-            if plan.fileBytes == Int64(configuration.segmentBytes) && !isCompactionOutput(plan.id) && recycle(path) {
+            if plan.fileBytes == Int64(configuration.segmentBytes) && recycle(path) {
                 // Kept as a future segment's file: its blocks are allocated and written, so
                 // appending to it needs no zero-fill and no journal commit.
             } else {
@@ -369,6 +356,46 @@ final class Maintenance: @unchecked Sendable {
             report.segmentsCompacted += 1
         }
         try storage.syncDirectory(shared.directory)
+    }
+
+    /// The open output when `length` more bytes fit in it; otherwise seals it and starts the next.
+    private func outputWithRoom(for length: Int) throws -> CompactionOutput {
+        if let out = output, out.fits(length) { return out }
+        try sealOutput(trim: false)
+        let id = work.withLock { w -> UInt32 in
+            w.nextOutputID += 1
+            return w.nextOutputID - 1
+        }
+        let prepared = try work.withLock({ $0.prepared.popLast() }) ?? prepareFile()
+        let floor = shared.state.withLock { $0.nextVersion }
+        let out = try CompactionOutput(storage: shared.storage, directory: shared.directory, id: id, preparedPath: prepared, versionFloor: floor, configuration: configuration)
+        let reader: SegmentReader
+        do {
+            reader = SegmentReader(id: id, file: try shared.storage.openRead(path: out.path))
+        } catch {
+            out.abandon()
+            throw error
+        }
+        shared.state.withLock { state in
+            state.readers[id] = reader
+            state.index.segments[id] = SegmentStats(recordBytes: 0, liveBytes: 0, fileBytes: Int64(Format.segmentHeaderBytes), sealed: false)
+        }
+        output = out
+        return out
+    }
+
+    /// Seals the open output, if any: seal block, sync, hint file; from then on it is a sealed
+    /// segment like any other (and compaction may pick it).
+    private func sealOutput(trim: Bool) throws {
+        guard let out = output else { return }
+        output = nil
+        let version = shared.state.withLock { $0.nextVersion - 1 }
+        let (dataEnd, hint) = try out.seal(sealVersion: version, trim: trim)
+        try SegmentFiles.writeAtomically(shared.storage, directory: shared.directory, name: hintFileName(out.id), bytes: hint)
+        shared.state.withLock { state in
+            state.index.segments[out.id, default: SegmentStats()].sealed = true
+            state.index.segments[out.id, default: SegmentStats()].fileBytes = Int64(dataEnd)
+        }
     }
 }
 
@@ -402,4 +429,8 @@ struct CompactionStats: Sendable {
     /// Bytes written to zero-fill new segment files.
     var preparedBytes = 0
     var segmentsRecycled = 0
+    /// Rounds that merged small segments, and the bytes they copied.
+    var mergeRounds = 0
+    var mergeBytesMoved = 0
+    var compactionNanos: UInt64 = 0
 }

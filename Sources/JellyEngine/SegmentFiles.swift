@@ -250,82 +250,9 @@ extension HintEntry {
     }
 }
 
-/// Segment ids at or above this are compaction outputs: written whole by compaction and
-/// sealed before they appear under their name. The log's own segments stay below it, so the
-/// log's last segment (the only one that may end in a torn write) is the highest id below it.
+/// Segment ids at or above this are compaction outputs (see CompactionOutput). The log's own
+/// segments stay below it. The highest id on each side is the only segment of its side that may
+/// be unsealed and end in a torn write.
 let compactedSegmentIDBase: UInt32 = 0x8000_0000
 
 func isCompactionOutput(_ id: UInt32) -> Bool { id >= compactedSegmentIDBase }
-
-/// Writes a whole sealed segment: header, blocks of up to 1 MiB of records, seal block. Used by
-/// compaction on its own thread.
-final class SegmentBuilder {
-    private let file: any StorageFile
-    private let storage: any StorageSystem
-    private let path: String
-    private let id: UInt32
-    private let buffer = AlignedBuffer(capacity: (1 << 20) + Format.pageBytes)
-    private var offset = Format.segmentHeaderBytes
-    private var blockUsed = Format.blockHeaderBytes
-    private var blockRecords: UInt32 = 0
-    private var entries: [HintEntry] = []
-    private(set) var recordBytes = 0
-    private static let blockBytesMax = 1 << 20
-
-    init(storage: any StorageSystem, path: String, id: UInt32, versionFloor: UInt64, directIO: Bool, clock: any JellyClock) throws {
-        self.storage = storage
-        self.path = path
-        self.id = id
-        file = try storage.openLog(path: path, create: true, direct: directIO)
-        SegmentHeader(segmentID: UInt64(id), versionFloor: versionFloor, createdAtMilliseconds: clock.nowMilliseconds()).encode(into: buffer.pointer)
-        try file.write(buffer.bytes(Format.segmentHeaderBytes), at: 0)
-    }
-
-    /// Adds a verified record; returns its offset in the segment.
-    func append(record: [UInt8], entry: HintEntry) throws -> UInt32 {
-        if blockRecords > 0 && blockUsed + record.count > SegmentBuilder.blockBytesMax { try flush() }
-        buffer.reserve(Format.alignUp(blockUsed + record.count))
-        record.withUnsafeBytes { raw in
-            if let src = raw.baseAddress { (buffer.pointer + blockUsed).copyMemory(from: src, byteCount: raw.count) }
-        }
-        let at = UInt32(offset + blockUsed)
-        var e = entry
-        e.offset = UInt64(at)
-        entries.append(e)
-        blockUsed += record.count
-        blockRecords += 1
-        recordBytes += record.count
-        return at
-    }
-
-    private func flush() throws {
-        guard blockRecords > 0 else { return }
-        let total = Format.alignUp(blockUsed)
-        (buffer.pointer + blockUsed).initializeMemory(as: UInt8.self, repeating: 0, count: total - blockUsed)
-        BlockHeader(segmentID: UInt64(id), payloadBytes: UInt32(blockUsed - Format.blockHeaderBytes), recordCount: blockRecords, durableOffset: UInt64(offset), flags: 0).encode(into: buffer.pointer)
-        try file.write(buffer.bytes(total), at: Int64(offset))
-        offset += total
-        blockUsed = Format.blockHeaderBytes
-        blockRecords = 0
-    }
-
-    /// Writes the last block and the seal, syncs; returns the data end.
-    func finish(sealVersion: UInt64) throws -> Int {
-        try flush()
-        try writeSealBlock(file: file, segmentID: id, at: offset, durableOffset: offset, version: sealVersion, buffer: buffer)
-        offset += Format.pageBytes
-        try file.sync()
-        file.close()
-        return offset
-    }
-
-    func hint(dataEnd: Int, maxVersion: UInt64) -> [UInt8] {
-        SegmentFiles.encodeHint(entries, segmentID: id, dataEnd: dataEnd, maxVersion: maxVersion)
-    }
-
-    /// Removes the unfinished file after a failure.
-    func abandon() {
-        file.close()
-        try? storage.remove(path)
-    }
-}

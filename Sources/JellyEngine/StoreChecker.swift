@@ -25,12 +25,13 @@ public enum StoreChecker {
         let segments = names.compactMap { parseSegmentName($0, suffix: ".log") }.sorted()
         let hintIDs = Set(names.compactMap { parseSegmentName($0, suffix: ".hint") })
         let lastLogSegment = segments.filter { !isCompactionOutput($0) }.max()
+        let lastOutput = segments.filter(isCompactionOutput).max()
         for (position, id) in segments.enumerated() {
             let name = segmentFileName(id)
             let path = directory + "/" + name
             progress?("checking \(name) (\(position + 1) of \(segments.count))")
             report.segments += 1
-            let isLast = id == lastLogSegment
+            let isLast = id == lastLogSegment || id == lastOutput
             let scan: SegmentFiles.Scan
             do {
                 let bytes = try SegmentFiles.readAll(storage, path: path)
@@ -47,7 +48,7 @@ public enum StoreChecker {
             report.records += scan.entries.count
             var state = scan.sealed ? "sealed" : "active"
             if let torn = scan.tornTail {
-                report.notes.append("\(path) at offset \(torn.offset): torn write at the end of the log (an unacknowledged append cut by a crash); the next open cuts it off")
+                report.notes.append("\(path) at offset \(torn.offset): torn write at the end of the \(isCompactionOutput(id) ? "compaction output (a copy whose original still exists)" : "log (an unacknowledged append)") cut by a crash; the next open cuts it off")
                 state += ", torn tail at \(torn.offset)"
             }
             report.lines.append("ok \(name): \(scan.entries.count) records in \(scan.blocks) blocks, \(scan.dataEnd) bytes, \(state)")

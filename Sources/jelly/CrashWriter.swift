@@ -18,6 +18,7 @@ struct CrashWriter: AsyncParsableCommand {
     @Option var seed: UInt64 = 1
     @Option(help: "always | interval:MS | never") var durability = "always"
     @Option(name: .customLong("segment-kib")) var segmentKiB = 0
+    @Flag(name: .customLong("compact-eagerly"), help: "Compact as soon as there is garbage, every 5 ms, so that kills land mid-compaction.") var compactEagerly = false
 
     func run() async throws {
         var config = EmbeddedStoreConfiguration(directory: data)
@@ -27,6 +28,10 @@ struct CrashWriter: AsyncParsableCommand {
             config.limits.valueBytesMax = 4096
             config.limits.batchBytesMax = 64 << 10
             config.groupCommitBytesMax = 64 << 10
+        }
+        if compactEagerly {
+            config.compaction.garbageBytesAllowance = 0
+            config.compaction.checkIntervalMilliseconds = 5
         }
         let store = try await failing { try EmbeddedStore.open(config) }
         printLine("OPEN")

@@ -26,15 +26,21 @@ import Testing
         var held: [String: UInt64] = [:]
         var rng = SystemRandomNumberGenerator()
         var totalAcks = 0
+        var killedWithOutputOpen = 0
 
         for run in 1...5 {
-            let child = try ChildProcess(["crash-writer", "--data", dir.path, "--seed", "\(run)", "--workers", "6", "--segment-kib", "256"])
+            // Odd runs compact eagerly, so kills also land mid-compaction, with its output open.
+            let child = try ChildProcess(["crash-writer", "--data", dir.path, "--seed", "\(run)", "--workers", "6", "--segment-kib", "256"] + (run % 2 == 1 ? ["--compact-eagerly"] : []))
             // Wait until it opened the store, then let it write for a random while.
             let opened = Date().addingTimeInterval(30)
             while !child.lines.contains("OPEN") && Date() < opened { try await Task.sleep(nanoseconds: 5_000_000) }
             #expect(child.lines.contains("OPEN"), "run \(run): the writer did not open the store")
             try await Task.sleep(nanoseconds: UInt64.random(in: 100_000_000...600_000_000, using: &rng))
             child.killHard()
+            let names = try PosixStorage().listDirectory(dir.path)
+            if names.contains(where: { name in
+                parseSegmentName(name, suffix: ".log").map(isCompactionOutput) == true && !names.contains(name.replacingOccurrences(of: ".log", with: ".hint"))
+            }) { killedWithOutputOpen += 1 }
 
             for line in child.lines {
                 let f = line.split(separator: " ").map(String.init)
@@ -82,6 +88,7 @@ import Testing
             held = [:]
         }
         #expect(totalAcks > 50, "the writer acknowledged \(totalAcks) saves across the runs")
+        #expect(killedWithOutputOpen > 0, "a kill landed while a compaction output was open")
         #expect(try StoreChecker.check(directory: dir.path).isConsistent)
     }
 }

@@ -1,0 +1,117 @@
+import JellyCore
+
+/// The segment compaction appends live records to, kept open across compaction rounds until it
+/// is full, then sealed like a log segment (seal block, hint file) and replaced by the next.
+///
+/// One output for many rounds, instead of one new file per round: a round that copies 3 MiB out
+/// of a mostly dead segment adds 3 MiB to the output instead of leaving a 3 MiB segment behind
+/// that a later merge would copy again. The file is a prepared one (zero-filled or recycled), so
+/// its syncs are overwrites of allocated blocks, and a full output keeps its size and can itself
+/// be recycled.
+///
+/// Durability: `sync()` ends every round, before the index points at the copies and before
+/// the inputs are removed. A crash leaves the output unsealed with at most a torn tail of
+/// records whose inputs still exist; recovery treats it like the log's last segment.
+///
+/// Confined to the maintenance thread (and to `Maintenance.stop` once that thread has exited).
+final class CompactionOutput {
+    let id: UInt32
+    let path: String
+    private let file: any StorageFile
+    private let segmentBytes: Int
+    private let buffer = AlignedBuffer(capacity: CompactionOutput.blockBytesMax + Format.pageBytes)
+    /// Where the next block goes.
+    private(set) var offset = Format.segmentHeaderBytes
+    private var durableOffset = Format.segmentHeaderBytes
+    private var blockUsed = Format.blockHeaderBytes
+    private var blockRecords: UInt32 = 0
+    private var entries: [HintEntry] = []
+    private var maxVersion: UInt64 = 0
+    private static let blockBytesMax = 1 << 20
+
+    /// Renames the prepared file at `preparedPath` to segment `id`, writes its header and makes
+    /// both durable.
+    init(storage: any StorageSystem, directory: String, id: UInt32, preparedPath: String, versionFloor: UInt64, configuration: EmbeddedStoreConfiguration) throws {
+        self.id = id
+        path = directory + "/" + segmentFileName(id)
+        segmentBytes = configuration.segmentBytes
+        try storage.rename(preparedPath, path)
+        file = try storage.openLog(path: path, create: false, direct: configuration.directIO)
+        do {
+            SegmentHeader(segmentID: UInt64(id), versionFloor: versionFloor, createdAtMilliseconds: configuration.clock.nowMilliseconds()).encode(into: buffer.pointer)
+            try file.write(buffer.bytes(Format.segmentHeaderBytes), at: 0)
+            try file.sync()
+            try storage.syncDirectory(directory)
+        } catch {
+            file.close()
+            throw error
+        }
+    }
+
+    /// Whether a record of `length` bytes still fits, leaving room for the seal block.
+    func fits(_ length: Int) -> Bool {
+        let pending = blockRecords > 0 && blockUsed + length > CompactionOutput.blockBytesMax ? Format.alignUp(blockUsed) : 0
+        let block = Format.alignUp((pending > 0 ? Format.blockHeaderBytes : blockUsed) + length)
+        return offset + pending + block + Format.pageBytes <= segmentBytes
+    }
+
+    /// Adds a verified record (check `fits` first); returns its offset in the segment.
+    func append(record: [UInt8], entry: HintEntry) throws -> UInt32 {
+        if blockRecords > 0 && blockUsed + record.count > CompactionOutput.blockBytesMax { try flush() }
+        buffer.reserve(Format.alignUp(blockUsed + record.count))
+        record.withUnsafeBytes { raw in
+            if let src = raw.baseAddress { (buffer.pointer + blockUsed).copyMemory(from: src, byteCount: raw.count) }
+        }
+        let at = UInt32(offset + blockUsed)
+        var e = entry
+        e.offset = UInt64(at)
+        entries.append(e)
+        maxVersion = max(maxVersion, entry.version)
+        blockUsed += record.count
+        blockRecords += 1
+        return at
+    }
+
+    /// Writes the block being filled, if any.
+    private func flush() throws {
+        guard blockRecords > 0 else { return }
+        let total = Format.alignUp(blockUsed)
+        (buffer.pointer + blockUsed).initializeMemory(as: UInt8.self, repeating: 0, count: total - blockUsed)
+        BlockHeader(
+            segmentID: UInt64(id), payloadBytes: UInt32(blockUsed - Format.blockHeaderBytes), recordCount: blockRecords,
+            durableOffset: UInt64(durableOffset), flags: 0
+        ).encode(into: buffer.pointer)
+        try file.write(buffer.bytes(total), at: Int64(offset))
+        offset += total
+        blockUsed = Format.blockHeaderBytes
+        blockRecords = 0
+    }
+
+    /// Makes every record appended so far durable.
+    func sync() throws {
+        try flush()
+        guard durableOffset < offset else { return }
+        try file.sync()
+        durableOffset = offset
+    }
+
+    /// Writes the seal block and syncs; with `trim`, cuts the file to its data (at close), else
+    /// keeps it full size for recycling. Returns the data end and the hint file's bytes, which
+    /// the caller writes. The file is closed afterwards.
+    func seal(sealVersion: UInt64, trim: Bool) throws -> (dataEnd: Int, hint: [UInt8]) {
+        try flush()
+        let version = max(sealVersion, maxVersion)
+        try writeSealBlock(file: file, segmentID: id, at: offset, durableOffset: durableOffset, version: version, buffer: buffer)
+        offset += Format.pageBytes
+        try file.sync()
+        durableOffset = offset
+        if trim { try file.truncate(to: Int64(offset)) }
+        file.close()
+        return (offset, SegmentFiles.encodeHint(entries, segmentID: id, dataEnd: offset, maxVersion: version))
+    }
+
+    /// Closes without sealing (a simulated crash, or a failure): recovery seals it.
+    func abandon() {
+        file.close()
+    }
+}
