@@ -171,3 +171,13 @@ size_t jelly_heap_bytes(void) {
     return 0;
 #endif
 }
+
+int jelly_advise_random(int fd) {
+#if defined(__linux__)
+    return posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM) == 0 ? 0 : -1;
+#elif defined(__APPLE__)
+    return fcntl(fd, F_RDAHEAD, 0) == -1 ? -1 : 0;
+#else
+    return -1;
+#endif
+}

@@ -48,7 +48,7 @@ extension EmbeddedStore {
                 let file = try storage.openRead(path: path(name))
                 let size = try file.size()
                 file.close()
-                if size == Int64(configuration.segmentBytes) && prepared.count < 2 { prepared.append(path(name)) } else { try storage.remove(path(name)) }
+                if size == Int64(configuration.segmentBytes) && prepared.count < Maintenance.sparesMax { prepared.append(path(name)) } else { try storage.remove(path(name)) }
             }
         }
         segments.sort()

@@ -426,6 +426,7 @@ final class SegmentReader: Sendable {
     init(id: UInt32, file: any StorageFile) {
         self.id = id
         self.file = file
+        file.adviseRandomReads()
     }
     deinit { file.close() }
 }

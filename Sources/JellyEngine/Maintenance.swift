@@ -18,6 +18,8 @@ final class Maintenance: @unchecked Sendable {
     let compactionStats = Mutex(CompactionStats())
     /// Index updates made per hold of the store's lock during compaction.
     static let lockChunk = 4096
+    /// Spare segment files kept for reuse (recycled or zero-filled).
+    static let sparesMax = 4
 
     struct Work {
         var hints: [(segment: UInt32, bytes: [UInt8])] = []
@@ -157,10 +159,10 @@ final class Maintenance: @unchecked Sendable {
         return shared.path("prepared-\(number).zero")
     }
 
-    /// Keeps a compacted full-size segment file for reuse, up to two spare files.
+    /// Keeps a compacted full-size segment file for reuse, up to `sparesMax` spare files.
     private func recycle(_ path: String) -> Bool {
         let name = work.withLock { w -> String? in
-            guard w.prepared.count < 2 else { return nil }
+            guard w.prepared.count < Maintenance.sparesMax else { return nil }
             w.nextPreparedNumber += 1
             return "prepared-\(w.nextPreparedNumber).recycled"
         }
@@ -295,6 +297,8 @@ final class Maintenance: @unchecked Sendable {
                 }
             }
             for (n, entry) in plan.entries.enumerated() where keep[n] {
+                let tr = monotonicNanoseconds()
+                defer { let d = monotonicNanoseconds() - tr; compactionStats.withLock { $0.readNanos += d } }
                 let record = try [UInt8](unsafeUninitializedCapacity: Int(entry.recordLength)) { raw, count in
                     count = try plan.reader.file.read(into: UnsafeMutableRawBufferPointer(raw), at: Int64(entry.offset))
                 }
@@ -313,11 +317,14 @@ final class Maintenance: @unchecked Sendable {
             }
         }
         // Durable before anything points at it; the inputs stay until after.
+        let ts = monotonicNanoseconds()
         if let out = output {
             try out.sync()
             let end = Int64(out.offset)
             shared.state.withLock { $0.index.segments[out.id, default: SegmentStats()].fileBytes = end }
         }
+        let ts2 = monotonicNanoseconds()
+        compactionStats.withLock { $0.outputSyncNanos += ts2 - ts }
         // Point the index at the copies, then forget the inputs' records: in chunks, so writers
         // wait at most one chunk. Between chunks every entry points at a readable file: the
         // inputs stay open until the end.
@@ -344,6 +351,8 @@ final class Maintenance: @unchecked Sendable {
         }
         report.bytesMoved += bytesMoved
         report.bytesReclaimed += max(0, Int(plans.reduce(Int64(0)) { $0 + $1.fileBytes }) - bytesMoved)
+        let tm = monotonicNanoseconds()
+        defer { let d = monotonicNanoseconds() - tm; compactionStats.withLock { $0.removeNanos += d } }
         for plan in plans {
             try storage.remove(shared.path(hintFileName(plan.id)))
             let path = shared.path(segmentFileName(plan.id))
@@ -433,4 +442,8 @@ struct CompactionStats: Sendable {
     var mergeRounds = 0
     var mergeBytesMoved = 0
     var compactionNanos: UInt64 = 0
+    /// Where compaction's time goes: reading live records, syncing the output, removing inputs.
+    var readNanos: UInt64 = 0
+    var outputSyncNanos: UInt64 = 0
+    var removeNanos: UInt64 = 0
 }

@@ -46,6 +46,14 @@ public protocol StorageFile: AnyObject, Sendable {
     func size() throws -> Int64
     func truncate(to size: Int64) throws
     func close()
+    /// Hints that reads are random point reads (a value, a record), so that the kernel reads no
+    /// more than asked: readahead of the neighbours, mostly garbage or other players' values,
+    /// would cost disk bandwidth the log needs. Optional.
+    func adviseRandomReads()
+}
+
+extension StorageFile {
+    public func adviseRandomReads() {}
 }
 
 /// The alignment direct I/O needs for buffers, offsets and lengths.
@@ -211,6 +219,8 @@ final class PosixFile: StorageFile, @unchecked Sendable {
     }
 
     deinit { close() }
+
+    func adviseRandomReads() { _ = jelly_advise_random(fd) }
 
     func write(_ buffer: UnsafeRawBufferPointer, at offset: Int64) throws {
         guard let base = buffer.baseAddress else { return }

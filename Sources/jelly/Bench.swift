@@ -105,6 +105,7 @@ struct Bench: AsyncParsableCommand {
         m.printCommon()
         print("log bytes written per byte saved:    \(format2(wa))  (blocks with headers and padding)")
         print("device bytes written per byte saved: \(format2(dev))  (/proc/self/io; includes zero-filling \(formatBytes(Int64(prepared))) of new segments, hints, compaction)")
+        print("device bytes read:   \(formatBytes(Int64(io2.readBytes - io1.readBytes)))  (/proc/self/io; value reads, compaction)")
         print("session start:     \(format2(m.startMs)) ms mean (lock and load)")
         print("group commit:      \(syncs) syncs, \(format1(Double(m.saves) / Double(max(1, syncs)))) saves per sync, mean sync \(format2(syncMs / Double(max(1, syncs)))) ms")
         let moved = Double(info2.compactionBytesMoved - info1.compactionBytesMoved)

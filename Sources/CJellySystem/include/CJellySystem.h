@@ -39,6 +39,9 @@ int jelly_set_thread_io_low(void);
 /// Names the calling thread (for top -H, ps -L, debuggers); Linux keeps 15 bytes. Returns 0, or
 /// an error number.
 int jelly_set_thread_name(const char *name);
+/// Tells the kernel that reads of `fd` are random point reads, so it reads only what is asked
+/// (no readahead). Returns 0, or -1 where unsupported.
+int jelly_advise_random(int fd);
 /// Bytes the C heap has handed out and not freed (glibc mallinfo2), for benchmarks; 0 elsewhere.
 size_t jelly_heap_bytes(void);
 
