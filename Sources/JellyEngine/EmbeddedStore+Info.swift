@@ -72,6 +72,8 @@ extension EmbeddedStore {
                     "rotations": Double(committerStats.rotations),
                     "rotation_mean_ms": Double(committerStats.rotationNanos) / 1e6 / Double(max(1, committerStats.rotations)),
                     "rotation_max_ms": Double(committerStats.rotationMaxNanos) / 1e6,
+                    "groups_over_10ms": Double(committerStats.groupsOver10ms),
+                    "rotation_seal_mean_ms": Double(committerStats.sealNanos) / 1e6 / Double(max(1, committerStats.rotations)),
                     "compaction_seconds": Double(compaction.compactionNanos) / 1e9,
                     "compaction_read_seconds": Double(compaction.readNanos) / 1e9,
                     "compaction_sync_seconds": Double(compaction.outputSyncNanos) / 1e9,
@@ -79,6 +81,7 @@ extension EmbeddedStore {
                     "compaction_merge_rounds": Double(compaction.mergeRounds),
                     "compaction_merge_mib": Double(compaction.mergeBytesMoved) / 1048576,
                     "segments_recycled": Double(compaction.segmentsRecycled),
+                    "segments_removed": Double(compaction.segmentsRemoved),
                 ]
             )
         }

@@ -361,6 +361,7 @@ final class Maintenance: @unchecked Sendable {
                 // appending to it needs no zero-fill and no journal commit.
             } else {
                 try storage.remove(path)
+                compactionStats.withLock { $0.segmentsRemoved += 1 }
             }
             report.segmentsCompacted += 1
         }
@@ -438,6 +439,7 @@ struct CompactionStats: Sendable {
     /// Bytes written to zero-fill new segment files.
     var preparedBytes = 0
     var segmentsRecycled = 0
+    var segmentsRemoved = 0
     /// Rounds that merged small segments, and the bytes they copied.
     var mergeRounds = 0
     var mergeBytesMoved = 0
