@@ -278,7 +278,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
         try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
         try Names.validate(key, as: .key, maxBytes: limits.keyBytesMax)
         guard let (entry, reader) = try lookup(partition: partition, key: key) else { return nil }
-        return try await readers.run { [self] in try readObject(entry: entry, reader: reader, partition: partition, key: key) }
+        return try await readers.run { [self] in try readCurrent(entry: entry, reader: reader, partition: partition, key: key) }
     }
 
     public func list(partition: String, after: String?, limit: Int) async throws -> ObjectListing {
@@ -323,7 +323,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
     }
 
     /// The index entry of a live object and the file holding it, or nil when it does not exist.
-    private func lookup(partition: String, key: String) throws -> (SlotEntry, SegmentReader?)? {
+    func lookup(partition: String, key: String) throws -> (SlotEntry, SegmentReader?)? {
         try shared.state.withLock { state in
             if state.closed { throw JellyError(.unavailable, "the store is closed") }
             guard let entry = state.index.entry(partition: ByteName(partition), slot: ByteName(key)), entry.kind == .put else { return nil }
@@ -338,13 +338,27 @@ public final class EmbeddedStore: JellyStore, Sendable {
             guard let slots = state.index.partitions[ByteName(partition)] else { return [] }
             return slots.filter { $0.value.kind == .put }.map { ($0.key, $0.value, state.readers[$0.value.segment]) }
         }
-        return try entries.sorted { $0.0 < $1.0 }.map { key, entry, reader in
-            try readObject(entry: entry, reader: reader, partition: partition, key: key.string)
+        return try entries.sorted { $0.0 < $1.0 }.compactMap { key, entry, reader in
+            try readCurrent(entry: entry, reader: reader, partition: partition, key: key.string)
+        }
+    }
+
+    /// Reads the record an index entry points at. If it fails verification and the index no
+    /// longer points there, compaction moved the record and reused the file between the lookup
+    /// and the read: read it where it is now (nil if it was deleted meanwhile). Damage at an
+    /// unchanged location is reported.
+    func readCurrent(entry: SlotEntry, reader: SegmentReader?, partition: String, key: String) throws -> StoredObject? {
+        do {
+            return try readObject(entry: entry, reader: reader, partition: partition, key: key)
+        } catch let error as JellyError where error.code == .corruption {
+            guard let (now, nowReader) = try lookup(partition: partition, key: key) else { return nil }
+            if now.segment == entry.segment && now.offset == entry.offset { throw error }
+            return try readObject(entry: now, reader: nowReader, partition: partition, key: key)
         }
     }
 
     /// Reads a record and checks it is the one the index promised: checksum, kind, names, version.
-    private func readObject(entry: SlotEntry, reader: SegmentReader?, partition: String, key: String) throws -> StoredObject {
+    func readObject(entry: SlotEntry, reader: SegmentReader?, partition: String, key: String) throws -> StoredObject {
         guard let reader else {
             throw JellyError(.io, "internal error: segment \(entry.segment) is not open for reading")
         }

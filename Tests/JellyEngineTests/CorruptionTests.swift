@@ -209,6 +209,27 @@ import Testing
         #expect(try StoreChecker.check(directory: dir.path).isConsistent)
     }
 
+    /// A read looks a record up, then reads it on a read thread. Compaction may move the record
+    /// and the log may reuse its old file in between: the read must find the record where it is
+    /// now, not report the reused file as corruption.
+    @Test func readAfterTheRecordsFileWasReused() async throws {
+        let h = try EmbeddedStoreHarness()
+        let kept = [UInt8](repeating: 0x4B, count: 3000)
+        try await h.store.put(partition: "p", key: "kept", value: kept)
+        for i in 0..<200 { try await h.store.put(partition: "p", key: "hot\(i % 5)", value: [UInt8](repeating: UInt8(i % 256), count: 3000)) }
+        let (stale, staleReader) = try #require(try h.embedded.lookup(partition: "p", key: "kept"))
+        _ = try await h.embedded.compact()
+        // Enough writes for the log to take every spare file, the old one included.
+        for i in 0..<600 { try await h.store.put(partition: "q", key: "fill\(i % 7)", value: [UInt8](repeating: 0xEE, count: 3000)) }
+        let (now, _) = try #require(try h.embedded.lookup(partition: "p", key: "kept"))
+        #expect(now.segment != stale.segment, "compaction moved the record")
+        #expect(throws: JellyError.self, "the old location now holds other records") {
+            try h.embedded.readObject(entry: stale, reader: staleReader, partition: "p", key: "kept")
+        }
+        #expect(try h.embedded.readCurrent(entry: stale, reader: staleReader, partition: "p", key: "kept")?.value == kept)
+        await h.finish()
+    }
+
     @Test func leasesSurviveCompaction() async throws {
         let h = try EmbeddedStoreHarness()
         let lock = try await h.store.acquireLock(partition: "held", owner: "s1", ttlMilliseconds: 60_000)
