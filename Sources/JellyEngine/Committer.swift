@@ -264,28 +264,27 @@ final class Committer: @unchecked Sendable {
         log.file.close()
     }
 
-    /// Makes a prepared file (zero-filled, or a recycled segment) the new active segment:
-    /// rename, header, sync. Called on the committer thread, or before it starts.
+    /// Makes log segment `id` the active one: the one the maintenance worker started ahead of
+    /// time, or, when it has none ready, one started here. Then asks for the next one. Called on
+    /// the committer thread, or before it starts.
     func activate(id: UInt32) throws {
-        let path = shared.path(segmentFileName(id))
-        let prepared = try maintenance.takePreparedFile()
-        try shared.storage.rename(prepared, path)
-        let file = try shared.storage.openLog(path: path, create: false, direct: configuration.directIO)
-        let floor = shared.state.withLock { $0.nextVersion }
-        let base = buffer.pointer
-        SegmentHeader(segmentID: UInt64(id), versionFloor: floor, createdAtMilliseconds: configuration.clock.nowMilliseconds()).encode(into: base)
-        try file.write(buffer.bytes(Format.segmentHeaderBytes), at: 0)
-        try file.sync()
-        try shared.storage.syncDirectory(shared.directory)
-        let reader = SegmentReader(id: id, file: try shared.storage.openRead(path: path))
+        let started = try maintenance.takeStarted(id: id) ?? maintenance.startSegment(id: id)
+        let reader: SegmentReader
+        do {
+            reader = SegmentReader(id: id, file: try shared.storage.openRead(path: started.path))
+        } catch {
+            started.file.close()
+            throw error
+        }
         shared.state.withLock { state in
             state.readers[id] = reader
             state.activeSegment = id
             state.index.segments[id] = SegmentStats(recordBytes: 0, liveBytes: 0, fileBytes: Int64(Format.segmentHeaderBytes), sealed: false)
         }
-        log = ActiveLog(id: id, file: file, offset: Format.segmentHeaderBytes, durableOffset: Format.segmentHeaderBytes)
+        log = ActiveLog(id: id, file: started.file, offset: Format.segmentHeaderBytes, durableOffset: Format.segmentHeaderBytes)
         unsynced = false
         stats.withLock { $0.segmentsStarted += 1 }
+        maintenance.startAhead(id: id + 1)
     }
 
     // MARK: Closing

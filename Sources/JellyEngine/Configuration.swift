@@ -47,9 +47,9 @@ public struct CompactionPolicy: Sendable, Equatable {
     /// Compaction starts when garbage (overwritten or deleted records) is more than this fraction
     /// of the sealed segments' bytes *and* more than `garbageBytesAllowance`; it then compacts
     /// the segments with the most garbage first. Disk use stays below
-    /// max(live / (1 − garbageRatio), live + garbageBytesAllowance) plus seven segments
-    /// (the active one, up to four spare files, the open compaction output, and one being
-    /// compacted).
+    /// max(live / (1 − garbageRatio), live + garbageBytesAllowance) plus eight segments
+    /// (the active one, the next one started ahead, up to four spare files, the open compaction
+    /// output, and one being compacted).
     public var garbageRatio = 0.5
     /// Garbage tolerated before compacting at all. Hot data (a player saved every few seconds)
     /// becomes garbage quickly; letting segments age until they are almost all garbage makes

@@ -52,11 +52,9 @@ extension EmbeddedStore {
             }
         }
         segments.sort()
-        // The last of the log's segments and the last compaction output are the only ones that
-        // may be unsealed (and end in a torn write).
         let lastLogSegment = segments.filter { !isCompactionOutput($0) }.max()
-        let lastOutput = segments.filter(isCompactionOutput).max()
-        let nextOutputID = (lastOutput ?? (compactedSegmentIDBase - 1)) + 1
+        let nextOutputID = (segments.filter(isCompactionOutput).max() ?? (compactedSegmentIDBase - 1)) + 1
+        let mayBeUnsealed = try SegmentFiles.mayBeUnsealed(storage, directory: directory, segments: segments)
 
         var index = StoreIndex()
         var maxVersion: UInt64 = 0
@@ -67,7 +65,7 @@ extension EmbeddedStore {
         for id in segments {
             let segmentPath = path(segmentFileName(id))
             let hintPath = path(hintFileName(id))
-            let isLast = id == lastLogSegment || id == lastOutput
+            let isLast = mayBeUnsealed.contains(id)
             if !isLast && hints.contains(id) && !configuration.verifyAllSegmentsOnOpen {
                 let (header, entries) = try SegmentFiles.readHint(storage, path: hintPath, segmentID: id)
                 let file = try storage.openRead(path: segmentPath)
@@ -112,10 +110,11 @@ extension EmbeddedStore {
                 if !hints.contains(id) {
                     try SegmentFiles.writeAtomically(storage, directory: directory, name: hintFileName(id), bytes: SegmentFiles.encodeHint(scan.entries, segmentID: id, dataEnd: scan.dataEnd, maxVersion: scanMax))
                 }
-            } else if scan.blocks == 0 && isCompactionOutput(id) {
-                // An output started and never written to: nothing points into it.
+            } else if scan.blocks == 0 && (isCompactionOutput(id) || id != lastLogSegment) {
+                // Started and never written to, and not the segment to continue: nothing points
+                // into it.
                 try storage.remove(segmentPath)
-                notes.append("removed \(segmentFileName(id)): a compaction output that was never written")
+                notes.append("removed \(segmentFileName(id)): a segment started and never written")
             } else if scan.blocks == 0 && scan.tornTail == nil && bytes.count == configuration.segmentBytes {
                 // Started but never written: keep appending to it.
                 let file = try storage.openLog(path: segmentPath, create: false, direct: configuration.directIO)
@@ -153,6 +152,7 @@ extension EmbeddedStore {
                 log: ActiveLog(id: reuse.id, file: reuse.file, offset: Format.segmentHeaderBytes, durableOffset: Format.segmentHeaderBytes)
             )
             shared.state.withLock { $0.activeSegment = reuse.id }
+            maintenance.startAhead(id: reuse.id + 1)
         } else {
             committer = Committer(shared: shared, configuration: configuration, maintenance: maintenance, log: nil)
             try committer.activate(id: (lastLogSegment ?? 0) + 1)

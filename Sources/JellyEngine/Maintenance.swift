@@ -10,6 +10,7 @@ final class Maintenance: @unchecked Sendable {
     private let shared: EngineShared
     private let configuration: EmbeddedStoreConfiguration
     private let wake = DispatchSemaphore(value: 0)
+    private let startDone = DispatchSemaphore(value: 0)
     private let thread = OSThread(name: "jelly-maint")
     private let work = Mutex(Work())
     /// Where compaction copies live records; touched only on the worker thread, and by `stop`
@@ -30,6 +31,12 @@ final class Maintenance: @unchecked Sendable {
         var stopping = false
         var running = false
         var compactRequests: [CompactionRequest] = []
+        /// The log segment the committer will need next, to start ahead of time; the one
+        /// started; whether a start is under way, and how many wait for it.
+        var startWanted: UInt32?
+        var started: StartedSegment?
+        var starting = false
+        var startWaiters = 0
     }
 
     init(shared: EngineShared, configuration: EmbeddedStoreConfiguration, prepared: [String], nextPreparedNumber: Int, nextOutputID: UInt32) {
@@ -60,6 +67,8 @@ final class Maintenance: @unchecked Sendable {
             wake.signal()
             thread.join()
         }
+        // A started segment stays on disk: the next open reuses it (it holds no blocks).
+        work.withLock { $0.started }?.file.close()
         if crash {
             output?.abandon()
             output = nil
@@ -75,15 +84,78 @@ final class Maintenance: @unchecked Sendable {
         wake.signal()
     }
 
-    /// A zero-filled file ready to become a segment; prepares one now if none is ready.
-    func takePreparedFile() throws -> String {
-        if let ready = work.withLock({ $0.prepared.popLast() }) {
-            wake.signal()
-            return ready
+    // MARK: Starting log segments
+
+    /// Asks the worker to start log segment `id` now (`startSegment`), so that the committer's
+    /// next rotation only seals: renaming a file, writing a header and syncing the file and the
+    /// directory take a millisecond or more, during which every writer would wait.
+    func startAhead(id: UInt32) {
+        work.withLock { w in
+            if w.started?.id != id && !w.starting { w.startWanted = id }
         }
-        let path = try prepareFile()
         wake.signal()
-        return path
+    }
+
+    /// Log segment `id` if the worker started it (waiting if it is starting it now); otherwise
+    /// nil, and the caller starts it itself.
+    func takeStarted(id: UInt32) -> StartedSegment? {
+        while true {
+            let (segment, wait) = work.withLock { w -> (StartedSegment?, Bool) in
+                if let s = w.started, s.id == id {
+                    w.started = nil
+                    return (s, false)
+                }
+                if w.starting && w.startWanted == id {
+                    w.startWaiters += 1
+                    return (nil, true)
+                }
+                w.startWanted = nil
+                return (nil, false)
+            }
+            guard wait else { return segment }
+            startDone.wait()
+        }
+    }
+
+    /// Starts the segment the committer asked for, if any.
+    private func startWanted() {
+        guard let id = work.withLock({ w -> UInt32? in
+            guard let id = w.startWanted, w.started == nil, !w.starting else { return nil }
+            w.starting = true
+            return id
+        }) else { return }
+        let made = try? startSegment(id: id)
+        let waiters = work.withLock { w -> Int in
+            w.starting = false
+            w.startWanted = nil
+            w.started = made
+            let n = w.startWaiters
+            w.startWaiters = 0
+            return n
+        }
+        for _ in 0..<waiters { startDone.signal() }
+    }
+
+    /// Makes a spare file (recycled, or zero-filled now) log segment `id`: rename, header, sync,
+    /// directory sync. It holds no block yet; recovery reuses such a segment.
+    func startSegment(id: UInt32) throws -> StartedSegment {
+        let prepared = try work.withLock({ $0.prepared.popLast() }) ?? prepareFile()
+        wake.signal()
+        let path = shared.path(segmentFileName(id))
+        try shared.storage.rename(prepared, path)
+        let file = try shared.storage.openLog(path: path, create: false, direct: configuration.directIO)
+        do {
+            let floor = shared.state.withLock { $0.nextVersion }
+            let header = AlignedBuffer(capacity: Format.segmentHeaderBytes)
+            SegmentHeader(segmentID: UInt64(id), versionFloor: floor, createdAtMilliseconds: configuration.clock.nowMilliseconds()).encode(into: header.pointer)
+            try file.write(header.bytes(Format.segmentHeaderBytes), at: 0)
+            try file.sync()
+            try shared.storage.syncDirectory(shared.directory)
+        } catch {
+            file.close()
+            throw error
+        }
+        return StartedSegment(id: id, path: path, file: file)
     }
 
     private func run() {
@@ -93,6 +165,7 @@ final class Maintenance: @unchecked Sendable {
         while true {
             _ = wake.wait(timeout: .now() + .milliseconds(interval))
             if work.withLock({ $0.stopping }) { return }
+            startWanted()
             writePendingHints()
             let requests = work.withLock { w -> [CompactionRequest] in
                 let r = w.compactRequests
@@ -202,6 +275,7 @@ final class Maintenance: @unchecked Sendable {
             let inputs = pick(force: force, excluding: done)
             guard !inputs.isEmpty, round < 10_000 else { break }
             round += 1
+            startWanted()
             done.formUnion(inputs)
             progress?(CompactionProgress(segment: inputs[0], index: done.count, count: max(plannedCount, done.count), report: report))
             let moved0 = report.bytesMoved, t0 = monotonicNanoseconds()
@@ -407,6 +481,13 @@ final class Maintenance: @unchecked Sendable {
             state.index.segments[out.id, default: SegmentStats()].fileBytes = Int64(dataEnd)
         }
     }
+}
+
+/// A log segment started ahead of its use (`Maintenance.startSegment`).
+struct StartedSegment {
+    let id: UInt32
+    let path: String
+    let file: any StorageFile
 }
 
 public struct CompactionReport: Sendable, Equatable {

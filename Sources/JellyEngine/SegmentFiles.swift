@@ -17,6 +17,33 @@ enum SegmentFiles {
         var fileBytes: Int
     }
 
+    /// The segments allowed to be unsealed (and to end in a torn write): the last compaction
+    /// output, the last log segment and, when that one holds no block yet (the committer starts
+    /// the next segment ahead of time), the log segment before it.
+    static func mayBeUnsealed(_ storage: any StorageSystem, directory: String, segments: [UInt32]) throws -> Set<UInt32> {
+        let log = segments.filter { !isCompactionOutput($0) }.sorted()
+        var allowed = Set(segments.filter(isCompactionOutput).max().map { [$0] } ?? [])
+        guard let last = log.last else { return allowed }
+        allowed.insert(last)
+        if log.count > 1, try holdsNoBlock(storage, path: directory + "/" + segmentFileName(last), id: last) {
+            allowed.insert(log[log.count - 2])
+        }
+        return allowed
+    }
+
+    /// True when a segment file has no header yet or no valid block of its own after it.
+    static func holdsNoBlock(_ storage: any StorageSystem, path: String, id: UInt32) throws -> Bool {
+        let file = try storage.openRead(path: path)
+        defer { file.close() }
+        var head = [UInt8](repeating: 0, count: Format.segmentHeaderBytes + Format.blockHeaderBytes)
+        let n = try head.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
+        guard n == head.count, head.prefix(Format.segmentHeaderUsedBytes).contains(where: { $0 != 0 }) else { return true }
+        return head.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return true }
+            return BlockHeader.decode(base + Format.segmentHeaderBytes, expectedSegment: UInt64(id)) == nil
+        }
+    }
+
     static func readAll(_ storage: any StorageSystem, path: String) throws -> [UInt8] {
         let file = try storage.openRead(path: path)
         defer { file.close() }

@@ -24,14 +24,13 @@ public enum StoreChecker {
         let names = try storage.listDirectory(directory)
         let segments = names.compactMap { parseSegmentName($0, suffix: ".log") }.sorted()
         let hintIDs = Set(names.compactMap { parseSegmentName($0, suffix: ".hint") })
-        let lastLogSegment = segments.filter { !isCompactionOutput($0) }.max()
-        let lastOutput = segments.filter(isCompactionOutput).max()
+        let mayBeUnsealed = try SegmentFiles.mayBeUnsealed(storage, directory: directory, segments: segments)
         for (position, id) in segments.enumerated() {
             let name = segmentFileName(id)
             let path = directory + "/" + name
             progress?("checking \(name) (\(position + 1) of \(segments.count))")
             report.segments += 1
-            let isLast = id == lastLogSegment || id == lastOutput
+            let isLast = mayBeUnsealed.contains(id)
             let scan: SegmentFiles.Scan
             do {
                 let bytes = try SegmentFiles.readAll(storage, path: path)

@@ -304,6 +304,42 @@ func expectJellyError<T>(_ body: () async throws -> T) async throws -> JellyErro
     throw ConformanceFailure("expected a JellyError, got success")
 }
 
+@Suite struct StartedAheadTests {
+    /// The log's next segment is started ahead of time. A crash then leaves the active segment
+    /// unsealed (here with a torn write at its end) *before* an empty started one: `jelly check`
+    /// and open accept that, every acknowledged write is kept, and the log continues in the
+    /// started segment.
+    @Test func crashWithTheNextSegmentStartedAhead() async throws {
+        let h = try EmbeddedStoreHarness()
+        var versions: [String: UInt64] = [:]
+        for i in 0..<20 {
+            versions["k\(i)"] = try await h.store.put(partition: "p", key: "k\(i)", value: [UInt8](repeating: UInt8(i), count: 1000))
+        }
+        let active = h.embedded.activeSegment
+        let activePath = h.directory.path + "/" + segmentFileName(active)
+        let next = h.directory.path + "/" + segmentFileName(active + 1)
+        for _ in 0..<1000 where !PosixStorage().fileExists(next) { try await Task.sleep(nanoseconds: 2_000_000) }
+        #expect(PosixStorage().fileExists(next), "the next segment was started ahead")
+        h.embedded.crashForTesting()
+
+        let dataEnd = try SegmentFiles.scan(SegmentFiles.readAll(PosixStorage(), path: activePath), path: activePath, isLast: true).dataEnd
+        try patchFile(activePath, at: dataEnd, with: [UInt8](repeating: 0xAB, count: 2000))
+        let checked = try StoreChecker.check(directory: h.directory.path)
+        #expect(checked.isConsistent, "\(checked.problems)")
+
+        let store = try EmbeddedStore.open(h.configuration)
+        #expect(store.recoveryNotes.contains { $0.contains("torn") }, "\(store.recoveryNotes)")
+        #expect(store.activeSegment == active + 1, "the log continues in the started segment")
+        for (key, version) in versions {
+            #expect(try await store.get(partition: "p", key: key)?.version == version)
+        }
+        try await store.put(partition: "p", key: "after", value: [1])
+        try await store.close()
+        #expect(try StoreChecker.check(directory: h.directory.path).isConsistent)
+        h.directory.remove()
+    }
+}
+
 @Suite struct RecyclingAndDurabilityTests {
     /// After compaction recycles full segment files, the active segment is a reused file whose
     /// tail holds blocks of the segment it used to be. A crash there must recover every
