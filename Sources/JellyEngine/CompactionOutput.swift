@@ -101,13 +101,15 @@ final class CompactionOutput {
     func seal(sealVersion: UInt64, trim: Bool) throws -> (dataEnd: Int, hint: [UInt8]) {
         try flush()
         let version = max(sealVersion, maxVersion)
+        // Nothing changes here until the seal is durable, so a failed seal can be retried.
         try writeSealBlock(file: file, segmentID: id, at: offset, durableOffset: durableOffset, version: version, buffer: buffer)
-        offset += Format.pageBytes
         try file.sync()
-        durableOffset = offset
-        if trim { try file.truncate(to: Int64(offset)) }
+        let end = offset + Format.pageBytes
+        if trim { try file.truncate(to: Int64(end)) }
+        offset = end
+        durableOffset = end
         file.close()
-        return (offset, SegmentFiles.encodeHint(entries, segmentID: id, dataEnd: offset, maxVersion: version))
+        return (end, SegmentFiles.encodeHint(entries, segmentID: id, dataEnd: end, maxVersion: version))
     }
 
     /// Closes without sealing (a simulated crash, or a failure): recovery seals it.

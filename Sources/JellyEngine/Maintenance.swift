@@ -472,10 +472,12 @@ final class Maintenance: @unchecked Sendable {
     /// segment like any other (and compaction may pick it).
     private func sealOutput(trim: Bool) throws {
         guard let out = output else { return }
-        output = nil
         let version = shared.state.withLock { $0.nextVersion - 1 }
+        // On failure the output stays open (and the only unsealed one): the next round retries.
         let (dataEnd, hint) = try out.seal(sealVersion: version, trim: trim)
-        try SegmentFiles.writeAtomically(shared.storage, directory: shared.directory, name: hintFileName(out.id), bytes: hint)
+        output = nil
+        // A hint that cannot be written is rebuilt from the segment on the next open.
+        try? SegmentFiles.writeAtomically(shared.storage, directory: shared.directory, name: hintFileName(out.id), bytes: hint)
         shared.state.withLock { state in
             state.index.segments[out.id, default: SegmentStats()].sealed = true
             state.index.segments[out.id, default: SegmentStats()].fileBytes = Int64(dataEnd)
