@@ -157,7 +157,14 @@ final class TwoNodeCluster: @unchecked Sendable {
         try await Task.sleep(for: .seconds(8)) // a new leader is elected within ~6 s
         let during = acked.withLock { $0 }
         try cluster.nats.start(victim)
-        try await Task.sleep(for: .seconds(2))
+        // Every player must make progress after the kill. Under a loaded machine a save can sit
+        // in a request that only times out late, so wait for it (up to 30 s) instead of a fixed
+        // while; the expectation below still fails if a player never progresses.
+        for _ in 0..<150 {
+            let now = acked.withLock { $0 }
+            if (0..<players).allSatisfy({ now[$0, default: 0] > before[$0, default: 0] }) { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
         stop.withLock { $0 = true }
         try await workload.value
 
