@@ -12,10 +12,18 @@ public final class JellyServeProcess: @unchecked Sendable {
         try self.init(arguments: ["--data", directory] + extraArguments)
     }
 
-    /// `jelly serve --listen 127.0.0.1:0` plus `arguments`.
-    public init(arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: try jellyExecutablePath())
-        process.arguments = ["serve", "--listen", "127.0.0.1:0"] + arguments
+    /// `jelly serve --listen 127.0.0.1:0` plus `arguments`; with `softOpenFileLimit`, started
+    /// through `sh` under `ulimit -S -n` (the shell execs jelly, so the pid is jelly's).
+    public init(arguments: [String], softOpenFileLimit: Int? = nil) throws {
+        let jelly = try jellyExecutablePath()
+        let serve = ["serve", "--listen", "127.0.0.1:0"] + arguments
+        if let softOpenFileLimit {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -S -n \(softOpenFileLimit) && exec \"$0\" \"$@\"", jelly] + serve
+        } else {
+            process.executableURL = URL(fileURLWithPath: jelly)
+            process.arguments = serve
+        }
         output.attach(to: process)
         try process.run()
         let deadline = Date().addingTimeInterval(30)

@@ -51,6 +51,10 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "jelly")
+        let files = raiseOpenFileLimit()
+        if files.after > files.before {
+            logger.info("raised the open-file limit", metadata: ["from": "\(files.before)", "to": "\(files.after)"])
+        }
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = [

@@ -103,6 +103,23 @@ import Testing
         }
     }
 
+    /// Every segment keeps a file open, so `jelly serve` started under a small soft limit on
+    /// open files raises it to the hard limit and says so.
+    @Test func serveRaisesItsOpenFileLimit() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try await ServerProcess(arguments: ["--data", dir.path + "/data"], softOpenFileLimit: 256).use { s in
+            let limits = try String(contentsOfFile: "/proc/\(s.process.processIdentifier)/limits", encoding: .utf8)
+            let fields = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }?.split(separator: " ").suffix(3) ?? []
+            let (soft, hard) = (fields.first.flatMap { Int($0) }, fields.dropFirst().first.flatMap { Int($0) })
+            #expect(soft != nil && soft == hard, "soft limit raised to the hard one: \(fields)")
+            if let hard, hard > 256 {
+                #expect(s.log.contains("raised the open-file limit") && s.log.contains("from=256"), "\(s.log)")
+            }
+            #expect(try await http("GET", s.base + "/v1/health").status == 200)
+        }
+    }
+
     @Test func aStalledClientIsDisconnectedAndOthersAreServed() async throws {
         try await withServer { s in
             // Headers, then nothing: the idle timeout (500 ms here) closes the connection.
