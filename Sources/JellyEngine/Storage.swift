@@ -61,7 +61,10 @@ public let storageAlignment = 4096
 
 func ioError(_ what: String, _ path: String, _ err: Int32 = errno) -> JellyError {
     let text = String(cString: strerror(err))
-    return JellyError(.io, "\(what) \(path) failed: \(text) (errno \(err))")
+    let next = err == EMFILE || err == ENFILE
+        ? "; the store keeps every segment file open: raise the open-file limit (ulimit -n; jelly serve raises its soft limit to the hard one by itself)"
+        : ""
+    return JellyError(.io, "\(what) \(path) failed: \(text) (errno \(err))\(next)")
 }
 
 /// The POSIX implementation of the storage seam.
