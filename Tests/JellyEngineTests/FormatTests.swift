@@ -1,4 +1,9 @@
 import CJellySystem
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 @testable import JellyEngine
 import Testing
 
@@ -83,6 +88,12 @@ import Testing
         #expect(queue.next(maxBytes: 100) == .sleepStep)
         #expect(queue.close() == .wakeCommitter)
         #expect(queue.next(maxBytes: 100) == .exitStep)
+    }
+    /// Out of file descriptors (the store keeps every segment open), the error says what to
+    /// raise; other errors do not carry that advice.
+    @Test func ioErrorsSayWhatToDoWhenOutOfFiles() {
+        #expect(ioError("open", "/d/0000000000000001.log", EMFILE).message.contains("raise the open-file limit (ulimit -n"))
+        #expect(!ioError("open", "/d/0000000000000001.log", ENOENT).message.contains("ulimit"))
     }
 }
 

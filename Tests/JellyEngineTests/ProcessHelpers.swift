@@ -10,16 +10,10 @@ struct CommandResult {
 }
 
 /// Runs `jelly ARGS` to completion.
-/// Runs `jelly ARGUMENTS`; with `openFileLimit`, through `sh` under `ulimit -n`.
-func runJelly(_ arguments: [String], stdin: String? = nil, openFileLimit: Int? = nil) throws -> CommandResult {
+func runJelly(_ arguments: [String], stdin: String? = nil) throws -> CommandResult {
     let process = Process()
-    if let openFileLimit {
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "ulimit -n \(openFileLimit) && exec \"$0\" \"$@\"", try jellyBinary()] + arguments
-    } else {
-        process.executableURL = URL(fileURLWithPath: try jellyBinary())
-        process.arguments = arguments
-    }
+    process.executableURL = URL(fileURLWithPath: try jellyBinary())
+    process.arguments = arguments
     let out = Pipe(), err = Pipe(), input = Pipe()
     process.standardOutput = out
     process.standardError = err
