@@ -3,8 +3,9 @@ import Dispatch
 import JellyCore
 import Synchronization
 
-/// The background worker: writes hint files of sealed segments, keeps a zero-filled segment
-/// file ready for the committer, and compacts segments whose garbage passed the threshold.
+/// The background worker: starts the log's next segment ahead of time, writes hint files of
+/// sealed segments, keeps spare segment files (recycled, or zero-filled when there is none),
+/// and compacts segments whose garbage passed the threshold.
 final class Maintenance: @unchecked Sendable {
     // Immutable after init except `output` (see there).
     private let shared: EngineShared
@@ -31,12 +32,8 @@ final class Maintenance: @unchecked Sendable {
         var stopping = false
         var running = false
         var compactRequests: [CompactionRequest] = []
-        /// The log segment the committer will need next, to start ahead of time; the one
-        /// started; whether a start is under way, and how many wait for it.
-        var startWanted: UInt32?
-        var started: StartedSegment?
-        var starting = false
-        var startWaiters = 0
+        /// The log's next segment, started ahead of the committer's need.
+        var startAhead = StartAhead<StartedSegment>()
     }
 
     init(shared: EngineShared, configuration: EmbeddedStoreConfiguration, prepared: [String], nextPreparedNumber: Int, nextOutputID: UInt32) {
@@ -68,7 +65,7 @@ final class Maintenance: @unchecked Sendable {
             thread.join()
         }
         // A started segment stays on disk: the next open reuses it (it holds no blocks).
-        work.withLock { $0.started }?.file.close()
+        work.withLock { $0.startAhead.leftover }?.file.close()
         if crash {
             output?.abandon()
             output = nil
@@ -90,9 +87,7 @@ final class Maintenance: @unchecked Sendable {
     /// next rotation only seals: renaming a file, writing a header and syncing the file and the
     /// directory take a millisecond or more, during which every writer would wait.
     func startAhead(id: UInt32) {
-        work.withLock { w in
-            if w.started?.id != id && !w.starting { w.startWanted = id }
-        }
+        work.withLock { $0.startAhead.want(id) }
         wake.signal()
     }
 
@@ -100,39 +95,19 @@ final class Maintenance: @unchecked Sendable {
     /// nil, and the caller starts it itself.
     func takeStarted(id: UInt32) -> StartedSegment? {
         while true {
-            let (segment, wait) = work.withLock { w -> (StartedSegment?, Bool) in
-                if let s = w.started, s.id == id {
-                    w.started = nil
-                    return (s, false)
-                }
-                if w.starting && w.startWanted == id {
-                    w.startWaiters += 1
-                    return (nil, true)
-                }
-                w.startWanted = nil
-                return (nil, false)
+            switch work.withLock({ $0.startAhead.take(id) }) {
+            case .ready(let segment): return segment
+            case .startItYourself: return nil
+            case .wait: startDone.wait()
             }
-            guard wait else { return segment }
-            startDone.wait()
         }
     }
 
     /// Starts the segment the committer asked for, if any.
     private func startWanted() {
-        guard let id = work.withLock({ w -> UInt32? in
-            guard let id = w.startWanted, w.started == nil, !w.starting else { return nil }
-            w.starting = true
-            return id
-        }) else { return }
+        guard let id = work.withLock({ $0.startAhead.beginStart() }) else { return }
         let made = try? startSegment(id: id)
-        let waiters = work.withLock { w -> Int in
-            w.starting = false
-            w.startWanted = nil
-            w.started = made
-            let n = w.startWaiters
-            w.startWaiters = 0
-            return n
-        }
+        let waiters = work.withLock { $0.startAhead.finish(made) }
         for _ in 0..<waiters { startDone.signal() }
     }
 

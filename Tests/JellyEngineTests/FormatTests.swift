@@ -89,6 +89,32 @@ import Testing
         #expect(queue.close() == .wakeCommitter)
         #expect(queue.next(maxBytes: 100) == .exitStep)
     }
+    /// The hand-over of the log's next segment between the maintenance worker and the committer.
+    @Test func startAheadHandsOverOnceAndNeverTwice() {
+        var s = StartAhead<String>()
+        s.want(2)
+        guard case .startItYourself = s.take(1) else { Issue.record("nothing started for 1"); return }
+        guard case .idle = s.state else { Issue.record("take drops the wish: \(s.state)"); return }
+        #expect(s.beginStart() == nil, "the committer starts it; the worker must not too")
+
+        s.want(2)
+        #expect(s.beginStart() == 2)
+        guard case .wait = s.take(2) else { Issue.record("the committer waits for the start under way"); return }
+        guard case .wait = s.take(2) else { Issue.record("a second waiter"); return }
+        #expect(s.finish("segment 2") == 2, "both waiters woken")
+        guard case .ready(let segment) = s.take(2), segment == "segment 2" else { Issue.record("handed over: \(s.state)"); return }
+        guard case .startItYourself = s.take(2) else { Issue.record("handed over once only"); return }
+
+        s.want(3)
+        #expect(s.beginStart() == 3)
+        #expect(s.finish(nil) == 0)
+        guard case .startItYourself = s.take(3) else { Issue.record("a failed start leaves it to the committer"); return }
+        s.want(4)
+        #expect(s.beginStart() == 4)
+        #expect(s.finish("segment 4") == 0)
+        #expect(s.leftover == "segment 4", "a segment never taken is closed at stop")
+    }
+
     /// Out of file descriptors (the store keeps every segment open), the error says what to
     /// raise; other errors do not carry that advice.
     @Test func ioErrorsSayWhatToDoWhenOutOfFiles() {
