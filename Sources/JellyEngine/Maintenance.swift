@@ -323,7 +323,7 @@ final class Maintenance: @unchecked Sendable {
             if storage.fileExists(hintPath), let (_, e) = try? SegmentFiles.readHint(storage, path: hintPath, segmentID: id) {
                 entries = e
             } else {
-                entries = try SegmentFiles.scan(SegmentFiles.readAll(storage, path: segmentPath), path: segmentPath, isLast: false).entries
+                entries = try SegmentFiles.scan(SegmentFiles.readAll(storage, path: segmentPath), path: segmentPath, mayBeUnsealed: false).entries
             }
             guard let reader = shared.state.withLock({ $0.readers[id] }) else { continue }
             plans.append((id, entries, reader, (try? reader.file.size()) ?? 0))

@@ -55,11 +55,12 @@ enum SegmentFiles {
 
     /// Scans a segment block by block, verifying every header and record.
     ///
-    /// - Parameter isLast: the last segment may end in a torn write (a crash mid-append): the
-    ///   first invalid block there ends the data, unless a later valid block was written after
-    ///   that offset had been synced, which proves the damage is corruption. In any other
-    ///   segment an invalid block is corruption, and so is a missing seal.
-    static func scan(_ bytes: [UInt8], path: String, isLast: Bool) throws -> Scan {
+    /// - Parameter mayBeUnsealed: true for the segments `mayBeUnsealed(_:directory:segments:)`
+    ///   names, which may end in a torn write (a crash mid-append): the first invalid block there
+    ///   ends the data, unless a later valid block was written after that offset had been
+    ///   synced, which proves the damage is corruption. In any other segment an invalid block is
+    ///   corruption, and so is a missing seal.
+    static func scan(_ bytes: [UInt8], path: String, mayBeUnsealed: Bool) throws -> Scan {
         try bytes.withUnsafeBytes { raw -> Scan in
             guard let base = raw.baseAddress, raw.count >= Format.segmentHeaderUsedBytes else {
                 throw JellyError(.corruption, "\(path): file is \(raw.count) bytes, shorter than a segment header")
@@ -93,7 +94,7 @@ enum SegmentFiles {
                 // Not a valid block at `offset`.
                 let allZero = isZero(raw, from: offset, count: min(Format.pageBytes, raw.count - offset))
                     || isForeignBlock(base + offset, segmentID: segmentID)
-                if !isLast {
+                if !mayBeUnsealed {
                     throw JellyError(.corruption, "\(path) at offset \(offset): \(problem ?? "invalid block") in a sealed segment; the data from this offset on cannot be trusted. Restore the file from a backup, or run `jelly check` for the full list")
                 }
                 if let later = laterSyncedBlock(raw, after: offset, segmentID: segmentID) {
@@ -105,7 +106,7 @@ enum SegmentFiles {
                 if !allZero { scan.tornTail = (offset, min(Format.pageBytes, raw.count - offset)) }
                 return scan
             }
-            if !isLast {
+            if !mayBeUnsealed {
                 throw JellyError(.corruption, "\(path): segment ends at offset \(offset) without a seal; it was cut short. Restore it from a backup")
             }
             return scan

@@ -24,21 +24,21 @@ public enum StoreChecker {
         let names = try storage.listDirectory(directory)
         let segments = names.compactMap { parseSegmentName($0, suffix: ".log") }.sorted()
         let hintIDs = Set(names.compactMap { parseSegmentName($0, suffix: ".hint") })
-        let mayBeUnsealed = try SegmentFiles.mayBeUnsealed(storage, directory: directory, segments: segments)
+        let unsealedAllowed = try SegmentFiles.mayBeUnsealed(storage, directory: directory, segments: segments)
         for (position, id) in segments.enumerated() {
             let name = segmentFileName(id)
             let path = directory + "/" + name
             progress?("checking \(name) (\(position + 1) of \(segments.count))")
             report.segments += 1
-            let isLast = mayBeUnsealed.contains(id)
+            let mayBeUnsealed = unsealedAllowed.contains(id)
             let scan: SegmentFiles.Scan
             do {
                 let bytes = try SegmentFiles.readAll(storage, path: path)
-                if isLast && bytes.prefix(Format.segmentHeaderUsedBytes).allSatisfy({ $0 == 0 }) {
+                if mayBeUnsealed && bytes.prefix(Format.segmentHeaderUsedBytes).allSatisfy({ $0 == 0 }) {
                     report.notes.append("\(path): a new segment never started; the next open removes it")
                     continue
                 }
-                scan = try SegmentFiles.scan(bytes, path: path, isLast: isLast)
+                scan = try SegmentFiles.scan(bytes, path: path, mayBeUnsealed: mayBeUnsealed)
             } catch let error as JellyError {
                 report.problems.append(error.message)
                 report.lines.append("CORRUPT \(name)")

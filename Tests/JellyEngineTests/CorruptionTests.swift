@@ -193,7 +193,7 @@ import Testing
         _ = try fault.crash { _ in 0 }
 
         // Half a block written after the output's last sync.
-        let dataEnd = try SegmentFiles.scan(SegmentFiles.readAll(PosixStorage(), path: output), path: output, isLast: true).dataEnd
+        let dataEnd = try SegmentFiles.scan(SegmentFiles.readAll(PosixStorage(), path: output), path: output, mayBeUnsealed: true).dataEnd
         let file = try PosixStorage().openWrite(path: output, truncate: false)
         try [UInt8](repeating: 0xAB, count: 2000).withUnsafeBytes { try file.write($0, at: Int64(dataEnd)) }
         file.close()

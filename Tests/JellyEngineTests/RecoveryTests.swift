@@ -322,7 +322,7 @@ func expectJellyError<T>(_ body: () async throws -> T) async throws -> JellyErro
         #expect(PosixStorage().fileExists(next), "the next segment was started ahead")
         h.embedded.crashForTesting()
 
-        let dataEnd = try SegmentFiles.scan(SegmentFiles.readAll(PosixStorage(), path: activePath), path: activePath, isLast: true).dataEnd
+        let dataEnd = try SegmentFiles.scan(SegmentFiles.readAll(PosixStorage(), path: activePath), path: activePath, mayBeUnsealed: true).dataEnd
         try patchFile(activePath, at: dataEnd, with: [UInt8](repeating: 0xAB, count: 2000))
         let checked = try StoreChecker.check(directory: h.directory.path)
         #expect(checked.isConsistent, "\(checked.problems)")
