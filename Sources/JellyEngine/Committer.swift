@@ -269,18 +269,8 @@ final class Committer: @unchecked Sendable {
     /// the committer thread, or before it starts.
     func activate(id: UInt32) throws {
         let started = try maintenance.takeStarted(id: id) ?? maintenance.startSegment(id: id)
-        let reader: SegmentReader
-        do {
-            reader = SegmentReader(id: id, file: try shared.storage.openRead(path: started.path))
-        } catch {
-            started.file.close()
-            throw error
-        }
-        shared.state.withLock { state in
-            state.readers[id] = reader
-            state.activeSegment = id
-            state.index.segments[id] = SegmentStats(recordBytes: 0, liveBytes: 0, fileBytes: Int64(Format.segmentHeaderBytes), sealed: false)
-        }
+        try shared.openForReads(started)
+        shared.state.withLock { $0.activeSegment = id }
         log = ActiveLog(id: id, file: started.file, offset: Format.segmentHeaderBytes, durableOffset: Format.segmentHeaderBytes)
         unsynced = false
         stats.withLock { $0.segmentsStarted += 1 }

@@ -29,23 +29,13 @@ final class CompactionOutput {
     private var maxVersion: UInt64 = 0
     private static let blockBytesMax = 1 << 20
 
-    /// Renames the prepared file at `preparedPath` to segment `id`, writes its header and makes
-    /// both durable.
-    init(storage: any StorageSystem, directory: String, id: UInt32, preparedPath: String, versionFloor: UInt64, configuration: EmbeddedStoreConfiguration) throws {
-        self.id = id
-        path = directory + "/" + segmentFileName(id)
-        segmentBytes = configuration.segmentBytes
-        try storage.rename(preparedPath, path)
-        file = try storage.openLog(path: path, create: false, direct: configuration.directIO)
-        do {
-            SegmentHeader(segmentID: UInt64(id), versionFloor: versionFloor, createdAtMilliseconds: configuration.clock.nowMilliseconds()).encode(into: buffer.pointer)
-            try file.write(buffer.bytes(Format.segmentHeaderBytes), at: 0)
-            try file.sync()
-            try storage.syncDirectory(directory)
-        } catch {
-            file.close()
-            throw error
-        }
+    /// Appends to `started`, a segment started by `Maintenance.startSegment` (renamed into
+    /// place, header written, both durable).
+    init(_ started: StartedSegment, segmentBytes: Int) {
+        id = started.id
+        path = started.path
+        file = started.file
+        self.segmentBytes = segmentBytes
     }
 
     /// Whether a record of `length` bytes still fits, leaving room for the seal block.

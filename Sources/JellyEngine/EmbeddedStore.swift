@@ -496,4 +496,20 @@ final class EngineShared: Sendable {
     }
 
     func path(_ name: String) -> String { directory + "/" + name }
+
+    /// Makes a started segment (the log's next one, or a compaction output) readable and known
+    /// to the index, still unsealed. On failure its file is closed.
+    func openForReads(_ started: StartedSegment) throws {
+        let reader: SegmentReader
+        do {
+            reader = SegmentReader(id: started.id, file: try storage.openRead(path: started.path))
+        } catch {
+            started.file.close()
+            throw error
+        }
+        state.withLock { state in
+            state.readers[started.id] = reader
+            state.index.segments[started.id] = SegmentStats(recordBytes: 0, liveBytes: 0, fileBytes: Int64(Format.segmentHeaderBytes), sealed: false)
+        }
+    }
 }

@@ -331,6 +331,7 @@ final class Maintenance: @unchecked Sendable {
 
         var moved: [(meta: RecordMeta, segment: UInt32, offset: UInt32, from: (segment: UInt32, offset: UInt32))] = []
         var bytesMoved = 0
+        var readNanos: UInt64 = 0
         for plan in plans {
             let path = plan.reader.file.path
             // Liveness is checked in chunks, so the store's lock is never held for long.
@@ -347,10 +348,10 @@ final class Maintenance: @unchecked Sendable {
             }
             for (n, entry) in plan.entries.enumerated() where keep[n] {
                 let tr = monotonicNanoseconds()
-                defer { let d = monotonicNanoseconds() - tr; compactionStats.withLock { $0.readNanos += d } }
                 let record = try [UInt8](unsafeUninitializedCapacity: Int(entry.recordLength)) { raw, count in
                     count = try plan.reader.file.read(into: UnsafeMutableRawBufferPointer(raw), at: Int64(entry.offset))
                 }
+                readNanos += monotonicNanoseconds() - tr
                 try record.withUnsafeBytes { raw in
                     do {
                         let view = try RecordView.parse(raw, at: 0)
@@ -373,7 +374,10 @@ final class Maintenance: @unchecked Sendable {
             shared.state.withLock { $0.index.segments[out.id, default: SegmentStats()].fileBytes = end }
         }
         let ts2 = monotonicNanoseconds()
-        compactionStats.withLock { $0.outputSyncNanos += ts2 - ts }
+        compactionStats.withLock {
+            $0.readNanos += readNanos
+            $0.outputSyncNanos += ts2 - ts
+        }
         // Point the index at the copies, then forget the inputs' records: in chunks, so writers
         // wait at most one chunk. Between chunks every entry points at a readable file: the
         // inputs stay open until the end.
@@ -425,20 +429,9 @@ final class Maintenance: @unchecked Sendable {
             w.nextOutputID += 1
             return w.nextOutputID - 1
         }
-        let prepared = try work.withLock({ $0.prepared.popLast() }) ?? prepareFile()
-        let floor = shared.state.withLock { $0.nextVersion }
-        let out = try CompactionOutput(storage: shared.storage, directory: shared.directory, id: id, preparedPath: prepared, versionFloor: floor, configuration: configuration)
-        let reader: SegmentReader
-        do {
-            reader = SegmentReader(id: id, file: try shared.storage.openRead(path: out.path))
-        } catch {
-            out.abandon()
-            throw error
-        }
-        shared.state.withLock { state in
-            state.readers[id] = reader
-            state.index.segments[id] = SegmentStats(recordBytes: 0, liveBytes: 0, fileBytes: Int64(Format.segmentHeaderBytes), sealed: false)
-        }
+        let started = try startSegment(id: id)
+        try shared.openForReads(started)
+        let out = CompactionOutput(started, segmentBytes: configuration.segmentBytes)
         output = out
         return out
     }
