@@ -54,7 +54,7 @@ extension EmbeddedStore {
         segments.sort()
         let lastLogSegment = segments.filter { !isCompactionOutput($0) }.max()
         let nextOutputID = (segments.filter(isCompactionOutput).max() ?? (compactedSegmentIDBase - 1)) + 1
-        let unsealedSet = try SegmentFiles.mayBeUnsealed(storage, directory: directory, segments: segments)
+        let unsealable = try SegmentFiles.mayBeUnsealed(storage, directory: directory, segments: segments)
 
         var index = StoreIndex()
         var maxVersion: UInt64 = 0
@@ -65,8 +65,8 @@ extension EmbeddedStore {
         for id in segments {
             let segmentPath = path(segmentFileName(id))
             let hintPath = path(hintFileName(id))
-            let unsealedAllowed = unsealedSet.contains(id)
-            if !unsealedAllowed && hints.contains(id) && !configuration.verifyAllSegmentsOnOpen {
+            let mayBeUnsealed = unsealable.contains(id)
+            if !mayBeUnsealed && hints.contains(id) && !configuration.verifyAllSegmentsOnOpen {
                 let (header, entries) = try SegmentFiles.readHint(storage, path: hintPath, segmentID: id)
                 let file = try storage.openRead(path: segmentPath)
                 let size = try file.size()
@@ -81,19 +81,19 @@ extension EmbeddedStore {
                 continue
             }
             let bytes = try SegmentFiles.readAll(storage, path: segmentPath)
-            if unsealedAllowed && bytes.prefix(Format.segmentHeaderUsedBytes).allSatisfy({ $0 == 0 }) {
+            if mayBeUnsealed && bytes.prefix(Format.segmentHeaderUsedBytes).allSatisfy({ $0 == 0 }) {
                 // A prepared file renamed into place whose header never reached the disk: no
                 // data was ever written to it.
                 try storage.remove(segmentPath)
                 notes.append("removed \(segmentFileName(id)): a new segment that was never started")
                 continue
             }
-            let scan = try SegmentFiles.scan(bytes, path: segmentPath, mayBeUnsealed: unsealedAllowed)
+            let scan = try SegmentFiles.scan(bytes, path: segmentPath, mayBeUnsealed: mayBeUnsealed)
             for entry in scan.entries { index.apply(entry.meta, segment: id, offset: UInt32(entry.offset)) }
             let scanMax = scan.entries.reduce(scan.sealVersion) { max($0, $1.version) }
             maxVersion = max(maxVersion, scanMax)
             versionFloor = max(versionFloor, scan.header.versionFloor)
-            if !unsealedAllowed {
+            if !mayBeUnsealed {
                 index.segments[id, default: SegmentStats()].sealed = true
                 index.segments[id, default: SegmentStats()].fileBytes = Int64(scan.dataEnd)
                 if !hints.contains(id) {

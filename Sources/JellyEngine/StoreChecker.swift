@@ -24,13 +24,13 @@ public enum StoreChecker {
         let names = try storage.listDirectory(directory)
         let segments = names.compactMap { parseSegmentName($0, suffix: ".log") }.sorted()
         let hintIDs = Set(names.compactMap { parseSegmentName($0, suffix: ".hint") })
-        let unsealedAllowed = try SegmentFiles.mayBeUnsealed(storage, directory: directory, segments: segments)
+        let unsealable = try SegmentFiles.mayBeUnsealed(storage, directory: directory, segments: segments)
         for (position, id) in segments.enumerated() {
             let name = segmentFileName(id)
             let path = directory + "/" + name
             progress?("checking \(name) (\(position + 1) of \(segments.count))")
             report.segments += 1
-            let mayBeUnsealed = unsealedAllowed.contains(id)
+            let mayBeUnsealed = unsealable.contains(id)
             let scan: SegmentFiles.Scan
             do {
                 let bytes = try SegmentFiles.readAll(storage, path: path)
