@@ -45,6 +45,7 @@ extension EmbeddedStore {
         let committerStats = committer.stats.withLock { $0 }
         let compaction = maintenance.compactionStats.withLock { $0 }
         let ioMode = committer.ioMode
+        let perBlock = { (nanos: UInt64) in Double(nanos) / 1e3 / Double(max(1, committerStats.blocks)) }
         return shared.state.withLock { state in
             let segs = state.index.segments
             let record = segs.values.reduce(Int64(0)) { $0 + $1.recordBytes }
@@ -73,6 +74,19 @@ extension EmbeddedStore {
                     "rotation_mean_ms": Double(committerStats.rotationNanos) / 1e6 / Double(max(1, committerStats.rotations)),
                     "rotation_max_ms": Double(committerStats.rotationMaxNanos) / 1e6,
                     "groups_over_10ms": Double(committerStats.groupsOver10ms),
+                    "committer_sleeps": Double(committerStats.sleeps),
+                    "committer_build_us": perBlock(committerStats.buildNanos),
+                    "committer_hint_us": perBlock(committerStats.hintNanos),
+                    "committer_lock_wait_us": perBlock(committerStats.lockWaitNanos),
+                    "committer_apply_us": perBlock(committerStats.applyNanos),
+                    "committer_resume_us": perBlock(committerStats.resumeNanos),
+                    "groups_of_1": Double(committerStats.groupSizes[0]),
+                    "groups_of_2_3": Double(committerStats.groupSizes[1]),
+                    "groups_of_4_7": Double(committerStats.groupSizes[2]),
+                    "groups_of_8_15": Double(committerStats.groupSizes[3]),
+                    "groups_of_16_31": Double(committerStats.groupSizes[4]),
+                    "groups_of_32_63": Double(committerStats.groupSizes[5]),
+                    "groups_of_64_up": Double(committerStats.groupSizes[6]),
                     "rotation_seal_mean_ms": Double(committerStats.sealNanos) / 1e6 / Double(max(1, committerStats.rotations)),
                     "compaction_seconds": Double(compaction.compactionNanos) / 1e9,
                     "compaction_read_seconds": Double(compaction.readNanos) / 1e9,

@@ -463,6 +463,17 @@ struct EngineState: Sendable {
         return nil
     }
 
+    /// One queued write of `ref` is now in the index: the overlay forgets it once none is left.
+    /// One hash lookup.
+    mutating func settlePending(_ ref: ObjectRef) {
+        guard let i = overlay.index(forKey: ref) else { return }
+        if overlay.values[i].count <= 1 {
+            overlay.remove(at: i)
+        } else {
+            overlay.values[i].count -= 1
+        }
+    }
+
     /// The version a condition sees: the newest queued write, else the committed object.
     func currentVersion(_ ref: ObjectRef) -> UInt64? {
         if let pending = overlay[ref] { return pending.version }

@@ -136,31 +136,41 @@ struct StoreIndex: Sendable {
         _ record: RecordMeta, segment: UInt32, offset: UInt32,
         moveOf: (segment: UInt32, offset: UInt32)? = nil, updateLeases: Bool = true
     ) -> Bool {
-        maxVersion = max(maxVersion, record.version)
-        segments[segment, default: SegmentStats()].recordBytes += Int64(record.recordLength)
+        apply(record, version: record.version, segment: segment, offset: offset, moveOf: moveOf, updateLeases: updateLeases)
+    }
+
+    /// `apply` with the record's version given apart (a commit's records carry their commit's).
+    /// The partition and the slot are each hashed once.
+    @discardableResult
+    mutating func apply(
+        _ record: RecordMeta, version: UInt64, segment: UInt32, offset: UInt32,
+        moveOf: (segment: UInt32, offset: UInt32)? = nil, updateLeases: Bool
+    ) -> Bool {
+        maxVersion = max(maxVersion, version)
         let slot = record.slot
         let kind = SlotEntry.Kind(record.kind)
         let ctID: UInt16 = kind == .put ? contentTypes.id(for: record.contentType, flags: record.flags) : 0
         var newEntry = SlotEntry(
-            version: record.version, segment: segment, offset: offset, recordLength: record.recordLength,
+            version: version, segment: segment, offset: offset, recordLength: record.recordLength,
             meta: SlotEntry.meta(kind: kind, contentTypeID: ctID), deadCount: 0
         )
-        var became = false
-        if let old = partitions[record.partition]?[slot] {
-            let isMove = moveOf.map { old.version == record.version && old.segment == $0.segment && old.offset == $0.offset } ?? false
-            if record.version > old.version || isMove {
+        // The entry it replaces, if it became the latest; (nil, true) when the slot was new.
+        let (replaced, became): (SlotEntry?, Bool) = Self.update(&partitions[record.partition, default: [:]], slot: slot) { old in
+            guard let old else { return (newEntry, nil, true) }
+            let isMove = moveOf.map { old.version == version && old.segment == $0.segment && old.offset == $0.offset } ?? false
+            if version > old.version || isMove {
                 newEntry.deadCount = old.deadCount == .max ? .max : old.deadCount + 1
-                segments[old.segment]?.liveBytes -= Int64(old.recordLength)
-                if old.kind == .put { objectCount -= 1 }
-                partitions[record.partition, default: [:]][slot] = newEntry
-                became = true
-            } else if old.deadCount != .max {
-                partitions[record.partition, default: [:]][slot]?.deadCount += 1
+                return (newEntry, old, true)
             }
-        } else {
-            partitions[record.partition, default: [:]][slot] = newEntry
-            became = true
+            var kept = old
+            if old.deadCount != .max { kept.deadCount += 1 }
+            return (kept, nil, false)
         }
+        if let replaced {
+            segments[replaced.segment]?.liveBytes -= Int64(replaced.recordLength)
+            if replaced.kind == .put { objectCount -= 1 }
+        }
+        segments[segment, default: SegmentStats()].recordBytes += Int64(record.recordLength)
         if became {
             segments[segment, default: SegmentStats()].liveBytes += Int64(record.recordLength)
             if kind == .put { objectCount += 1 }
@@ -178,6 +188,23 @@ struct StoreIndex: Sendable {
             }
         }
         return became
+    }
+
+    /// Replaces (or inserts) one slot's entry with what `decide` makes of the old one, hashing
+    /// the slot once. `decide` returns the entry to store, the entry replaced (if any) and
+    /// whether the new record became the latest.
+    private static func update(
+        _ slots: inout [ByteName: SlotEntry], slot: ByteName,
+        _ decide: (SlotEntry?) -> (store: SlotEntry, replaced: SlotEntry?, became: Bool)
+    ) -> (SlotEntry?, Bool) {
+        if let i = slots.index(forKey: slot) {
+            let (store, replaced, became) = decide(slots.values[i])
+            slots.values[i] = store
+            return (replaced, became)
+        }
+        let (store, _, became) = decide(nil)
+        slots[slot] = store
+        return (nil, became)
     }
 
     /// Accounts for a record that compaction removes from disk with its segment: a superseded
