@@ -365,11 +365,11 @@ struct CommitterStats: Sendable {
     var segmentsStarted = 0
     /// Times the committer found nothing queued and waited to be woken.
     var sleeps = 0
-    var buildNanos: UInt64 = 0
-    var hintNanos: UInt64 = 0
     /// Where the committer's CPU goes, per block: copying records into the block, encoding
     /// hint entries, waiting for the store's lock, applying the block to the index, resuming
     /// the writers (JELLY_BENCH_VERBOSE shows them as committer_*_us).
+    var buildNanos: UInt64 = 0
+    var hintNanos: UInt64 = 0
     var lockWaitNanos: UInt64 = 0
     var applyNanos: UInt64 = 0
     var resumeNanos: UInt64 = 0
