@@ -81,11 +81,9 @@ extension EmbeddedStore {
                 continue
             }
             let bytes = try SegmentFiles.readAll(storage, path: segmentPath)
-            if mayBeUnsealed && bytes.prefix(Format.segmentHeaderUsedBytes).allSatisfy({ $0 == 0 }) {
-                // A prepared file renamed into place whose header never reached the disk: no
-                // data was ever written to it.
+            if mayBeUnsealed && SegmentFiles.neverStarted(bytes, id: id) {
                 try storage.remove(segmentPath)
-                notes.append("removed \(segmentFileName(id)): a new segment that was never started")
+                notes.append("removed \(segmentFileName(id)): a spare file renamed into place before its header was written (a crash while the segment was being started); it held no record of this segment")
                 continue
             }
             let scan = try SegmentFiles.scan(bytes, path: segmentPath, mayBeUnsealed: mayBeUnsealed)

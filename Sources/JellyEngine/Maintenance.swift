@@ -111,25 +111,29 @@ final class Maintenance: @unchecked Sendable {
         for _ in 0..<waiters { startDone.signal() }
     }
 
-    /// Makes a spare file (recycled, or zero-filled now) log segment `id`: rename, header, sync,
-    /// directory sync. It holds no block yet; recovery reuses such a segment.
+    /// Makes a spare file (recycled, or zero-filled now) log segment `id`: header written and
+    /// synced, then renamed into place and the directory synced. It holds no block yet;
+    /// recovery reuses such a segment.
+    ///
+    /// The header is durable before the file takes the segment's name, so a file under a
+    /// segment's name always names that segment: a recycled spare still holds the header and
+    /// the blocks of the segment it was, which must never be read as this one's.
     func startSegment(id: UInt32) throws -> StartedSegment {
         let prepared = try work.withLock({ $0.prepared.popLast() }) ?? prepareFile()
         wake.signal()
-        let path = shared.path(segmentFileName(id))
-        try shared.storage.rename(prepared, path)
-        let file = try shared.storage.openLog(path: path, create: false, direct: configuration.directIO)
+        let staging = try shared.storage.openLog(path: prepared, create: false, direct: configuration.directIO)
         do {
+            defer { staging.close() }
             let floor = shared.state.withLock { $0.nextVersion }
             let header = AlignedBuffer(capacity: Format.segmentHeaderBytes)
             SegmentHeader(segmentID: UInt64(id), versionFloor: floor, createdAtMilliseconds: configuration.clock.nowMilliseconds()).encode(into: header.pointer)
-            try file.write(header.bytes(Format.segmentHeaderBytes), at: 0)
-            try file.sync()
-            try shared.storage.syncDirectory(shared.directory)
-        } catch {
-            file.close()
-            throw error
+            try staging.write(header.bytes(Format.segmentHeaderBytes), at: 0)
+            try staging.sync()
         }
+        let path = shared.path(segmentFileName(id))
+        try shared.storage.rename(prepared, path)
+        try shared.storage.syncDirectory(shared.directory)
+        let file = try shared.storage.openLog(path: path, create: false, direct: configuration.directIO)
         return StartedSegment(id: id, path: path, file: file)
     }
 
@@ -337,14 +341,9 @@ final class Maintenance: @unchecked Sendable {
             // Liveness is checked in chunks, so the store's lock is never held for long.
             var keep: [Bool] = []
             keep.reserveCapacity(plan.entries.count)
-            for chunk in stride(from: 0, to: plan.entries.count, by: Maintenance.lockChunk) {
-                let part = plan.entries[chunk..<min(chunk + Maintenance.lockChunk, plan.entries.count)]
-                shared.state.withLock { state in
-                    for entry in part {
-                        let meta = entry.meta
-                        keep.append(state.index.liveness(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset)) == .keep)
-                    }
-                }
+            forEachUnderLock(plan.entries) { state, entry in
+                let meta = entry.meta
+                keep.append(state.index.liveness(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset)) == .keep)
             }
             for (n, entry) in plan.entries.enumerated() where keep[n] {
                 let tr = monotonicNanoseconds()
@@ -381,21 +380,13 @@ final class Maintenance: @unchecked Sendable {
         // Point the index at the copies, then forget the inputs' records: in chunks, so writers
         // wait at most one chunk. Between chunks every entry points at a readable file: the
         // inputs stay open until the end.
-        for chunk in stride(from: 0, to: moved.count, by: Maintenance.lockChunk) {
-            let part = moved[chunk..<min(chunk + Maintenance.lockChunk, moved.count)]
-            shared.state.withLock { state in
-                for m in part { state.index.apply(m.meta, segment: m.segment, offset: m.offset, moveOf: m.from, updateLeases: false) }
-            }
+        forEachUnderLock(moved) { state, m in
+            state.index.apply(m.meta, segment: m.segment, offset: m.offset, moveOf: m.from, updateLeases: false)
         }
         for plan in plans {
-            for chunk in stride(from: 0, to: plan.entries.count, by: Maintenance.lockChunk) {
-                let part = plan.entries[chunk..<min(chunk + Maintenance.lockChunk, plan.entries.count)]
-                shared.state.withLock { state in
-                    for entry in part {
-                        let meta = entry.meta
-                        state.index.forget(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset))
-                    }
-                }
+            forEachUnderLock(plan.entries) { state, entry in
+                let meta = entry.meta
+                state.index.forget(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset))
             }
             shared.state.withLock { state in
                 state.index.segments[plan.id] = nil
@@ -419,6 +410,17 @@ final class Maintenance: @unchecked Sendable {
             report.segmentsCompacted += 1
         }
         try storage.syncDirectory(shared.directory)
+    }
+
+    /// Runs `body` on every element under the store's lock, taken once per `lockChunk` elements,
+    /// so writers wait at most one chunk.
+    private func forEachUnderLock<Element>(_ items: [Element], _ body: (inout EngineState, Element) -> Void) {
+        for start in stride(from: 0, to: items.count, by: Maintenance.lockChunk) {
+            let part = items[start..<min(start + Maintenance.lockChunk, items.count)]
+            shared.state.withLock { state in
+                for item in part { body(&state, item) }
+            }
+        }
     }
 
     /// The open output when `length` more bytes fit in it; otherwise seals it and starts the next.

@@ -44,6 +44,20 @@ enum SegmentFiles {
         }
     }
 
+    /// True when a segment file that may be unsealed was never started: a spare renamed into
+    /// place whose new header never reached the disk, so its header is zeros (a zero-filled
+    /// spare) or names another segment (a recycled one; builds before session 7 renamed the
+    /// spare before writing the header). It holds no record of this segment; recovery removes
+    /// it.
+    static func neverStarted(_ bytes: [UInt8], id: UInt32) -> Bool {
+        guard bytes.count >= Format.segmentHeaderUsedBytes else { return false }
+        if bytes.prefix(Format.segmentHeaderUsedBytes).allSatisfy({ $0 == 0 }) { return true }
+        guard let header = bytes.withUnsafeBytes({ raw in raw.baseAddress.flatMap { try? SegmentHeader.decode($0, path: "") } }) else {
+            return false
+        }
+        return header.segmentID != UInt64(id)
+    }
+
     static func readAll(_ storage: any StorageSystem, path: String) throws -> [UInt8] {
         let file = try storage.openRead(path: path)
         defer { file.close() }

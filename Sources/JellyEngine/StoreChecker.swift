@@ -34,8 +34,8 @@ public enum StoreChecker {
             let scan: SegmentFiles.Scan
             do {
                 let bytes = try SegmentFiles.readAll(storage, path: path)
-                if mayBeUnsealed && bytes.prefix(Format.segmentHeaderUsedBytes).allSatisfy({ $0 == 0 }) {
-                    report.notes.append("\(path): a new segment never started; the next open removes it")
+                if mayBeUnsealed && SegmentFiles.neverStarted(bytes, id: id) {
+                    report.notes.append("\(path): a spare file renamed into place before its header was written (a crash while the segment was being started); the next open removes it")
                     continue
                 }
                 scan = try SegmentFiles.scan(bytes, path: path, mayBeUnsealed: mayBeUnsealed)

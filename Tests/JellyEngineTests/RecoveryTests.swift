@@ -372,6 +372,88 @@ func expectJellyError<T>(_ body: () async throws -> T) async throws -> JellyErro
         h.directory.remove()
     }
 
+    /// Builds before session 7 renamed a spare file into place before writing the new
+    /// segment's header. A crash in between left, under the new segment's name, a recycled file
+    /// still holding the old segment's header and records. Open and `jelly check` must not read
+    /// those as the new segment's records: objects deleted since would come back.
+    @Test func aRecycledSpareRenamedBeforeItsHeaderIsNotReadAsTheSegment() async throws {
+        let h = try EmbeddedStoreHarness()
+        for round in 0..<3 {
+            for k in 0..<40 {
+                try await h.store.put(partition: "p", key: "d\(k)", value: [UInt8](repeating: UInt8(round), count: 3000))
+            }
+        }
+        for k in 0..<40 { try await h.store.delete(partition: "p", key: "d\(k)") }
+        var kept: [String: UInt64] = [:]
+        for i in 0..<100 {
+            kept["f\(i % 10)"] = try await h.store.put(partition: "p", key: "f\(i % 10)", value: [UInt8](repeating: 1, count: 3000))
+        }
+        _ = try await h.embedded.compact(force: true)
+        _ = try await h.embedded.compact(force: true)
+        try await h.embedded.close()
+
+        // A recycled spare that still holds puts of the deleted objects.
+        let storage = PosixStorage()
+        let dir = h.directory.path
+        let names = try storage.listDirectory(dir)
+        let spare = try names.filter { $0.hasSuffix(".recycled") }.first { name in
+            let bytes = try SegmentFiles.readAll(storage, path: dir + "/" + name)
+            let scan = try SegmentFiles.scan(bytes, path: name, mayBeUnsealed: false)
+            return scan.entries.contains { $0.kind == .put && $0.key.hasPrefix("d") }
+        }
+        guard let spare else {
+            Issue.record("no recycled spare holding deleted objects: \(names.sorted())")
+            return
+        }
+        // What the crash left: the spare under the next log segment's name, its header unwritten.
+        guard let lastLog = names.compactMap({ parseSegmentName($0, suffix: ".log") }).filter({ !isCompactionOutput($0) }).max() else {
+            Issue.record("no log segment: \(names.sorted())")
+            return
+        }
+        let renamed = segmentFileName(lastLog + 1)
+        try storage.rename(dir + "/" + spare, dir + "/" + renamed)
+
+        let checked = try StoreChecker.check(directory: dir)
+        #expect(checked.isConsistent, "\(checked.problems)")
+        #expect(checked.notes.contains { $0.contains(renamed) && $0.contains("before its header was written") }, "\(checked.notes)")
+
+        let store = try EmbeddedStore.open(h.configuration)
+        #expect(store.recoveryNotes.contains { $0.contains("removed \(renamed)") }, "\(store.recoveryNotes)")
+        for k in 0..<40 {
+            #expect(try await store.get(partition: "p", key: "d\(k)") == nil, "d\(k) was deleted")
+        }
+        for (key, version) in kept {
+            #expect(try await store.get(partition: "p", key: key)?.version == version)
+        }
+        try await store.close()
+        #expect(try StoreChecker.check(directory: dir).isConsistent)
+        h.directory.remove()
+    }
+
+    /// A segment is started by writing and syncing its header into a spare file, then renaming
+    /// that into place: when the header cannot be made durable, no file takes the segment's name.
+    @Test func aSegmentTakesItsNameOnlyWithItsHeaderDurable() async throws {
+        let directory = try TemporaryDirectory()
+        let (config, fault) = EmbeddedStoreConfiguration.faultInjected(directory: directory.path, clock: ManualClock())
+        let store = try EmbeddedStore.open(config)
+        try await store.put(partition: "p", key: "k", value: [1])
+        // Wait for the worker to start the next segment ahead and to prepare a spare file, so
+        // that the start below takes the spare (making one would already fail on its sync).
+        let next = directory.path + "/" + segmentFileName(store.activeSegment + 1)
+        func spareReady() throws -> Bool {
+            try PosixStorage().fileExists(next) && PosixStorage().listDirectory(directory.path).contains { $0.hasSuffix(".zero") }
+        }
+        for _ in 0..<1000 where try !spareReady() { try await Task.sleep(nanoseconds: 5_000_000) }
+        try await Task.sleep(nanoseconds: 50_000_000)
+        #expect(try spareReady(), "a spare file was prepared")
+        let id = store.activeSegment + 10
+        fault.failSyncs()
+        #expect(throws: JellyError.self) { _ = try store.maintenance.startSegment(id: id) }
+        #expect(!PosixStorage().fileExists(directory.path + "/" + segmentFileName(id)))
+        store.crashForTesting()
+        directory.remove()
+    }
+
     /// `interval`: saves return before they are synced; a power loss may lose the last ones,
     /// but never a lock operation, and what survives is a consistent prefix.
     @Test func intervalDurabilityLosesOnlyUnsyncedSaves() async throws {
