@@ -79,6 +79,14 @@ public struct EmbeddedStoreConfiguration: Sendable {
     public var compaction = CompactionPolicy()
     /// Threads that perform blocking value reads, off Swift's cooperative pool.
     public var readThreads = 4
+    /// Memory for recently written and read values, so that loading a player saved moments ago
+    /// (a reconnect, a server hop, a session that follows another) does not read the disk: the
+    /// log bypasses the operating system's page cache. Default 128 MiB; 0 turns it off. Reads
+    /// check every cached value against the index, so the cache never returns a stale value.
+    public var valueCacheBytes = 128 << 20
+    /// Values larger than this are not cached (they would push out many small ones). Default
+    /// 1 MiB.
+    public var valueCacheEntryBytesMax = 1 << 20
     /// Read and verify every record of every segment at open, instead of trusting the sealed
     /// segments' checksummed hint files. Slower (it reads all data); finds damage to sealed data
     /// at open rather than when the damaged record is read, compacted or checked (`jelly check`).
@@ -106,6 +114,9 @@ public struct EmbeddedStoreConfiguration: Sendable {
         }
         if case .interval(let ms) = durability, ms < 1 {
             throw JellyError(.invalidArgument, "durability interval must be at least 1 ms")
+        }
+        if valueCacheBytes < 0 || valueCacheEntryBytesMax < 0 {
+            throw JellyError(.invalidArgument, "valueCacheBytes and valueCacheEntryBytesMax must be 0 or more (0 turns the value cache off)")
         }
         if !(0.05...0.95).contains(compaction.garbageRatio) {
             throw JellyError(.invalidArgument, "compaction.garbageRatio must be between 0.05 and 0.95")

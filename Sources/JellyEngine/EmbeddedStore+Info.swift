@@ -35,6 +35,8 @@ public struct StoreInfo: Sendable {
     public var segmentsCompacted: Int
     /// Bytes of live records compaction copied since open.
     public var compactionBytesMoved: Int
+    /// The value cache's size and hits since open.
+    public var valueCache: ValueCacheStatistics
     /// Commit pipeline timings since open, for benchmarks.
     public var timings: [String: Double] = [:]
 }
@@ -45,6 +47,7 @@ extension EmbeddedStore {
         let committerStats = committer.stats.withLock { $0 }
         let compaction = maintenance.compactionStats.withLock { $0 }
         let ioMode = committer.ioMode
+        let cache = values.statistics
         let perBlock = { (nanos: UInt64) in Double(nanos) / 1e3 / Double(max(1, committerStats.blocks)) }
         return shared.state.withLock { state in
             let segs = state.index.segments
@@ -66,6 +69,7 @@ extension EmbeddedStore {
                 syncs: committerStats.syncs, syncNanoseconds: committerStats.syncNanos,
                 preparedBytesWritten: compaction.preparedBytes, segmentsCompacted: compaction.segmentsCompacted,
                 compactionBytesMoved: compaction.bytesMoved,
+                valueCache: cache,
                 timings: [
                     "sync_max_ms": Double(committerStats.syncMaxNanos) / 1e6,
                     "write_mean_ms": Double(committerStats.writeNanos) / 1e6 / Double(max(1, committerStats.blocks)),

@@ -22,6 +22,8 @@ public final class EmbeddedStore: JellyStore, Sendable {
     let committer: Committer
     let maintenance: Maintenance
     let readers: BlockingIOPool
+    /// Recent values in memory (see `ValueCache`).
+    let values: ValueCache
     /// What recovery found (torn tails truncated and so on), for `jelly info` and logs.
     public let recoveryNotes: [String]
 
@@ -31,6 +33,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
         self.committer = committer
         self.maintenance = maintenance
         self.readers = BlockingIOPool(threads: configuration.readThreads, name: "jelly-read")
+        self.values = ValueCache(capacityBytes: configuration.valueCacheBytes, entryBytesMax: configuration.valueCacheEntryBytesMax)
         self.recoveryNotes = notes
     }
 
@@ -117,6 +120,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
         let requireLocks = configuration.requireLocks
         let clock = self.clock
         let shared = self.shared
+        var queuedVersion: UInt64 = 0
         let outcome: Outcome = shared.state.withLock { state in
             if let blocker = state.writeBlocker { return .fail(blocker) }
             let now = clock.nowMilliseconds()
@@ -140,6 +144,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
             if !anything { return .nothing }
             let version = state.nextVersion
             state.nextVersion += 1
+            queuedVersion = version
             records.seal(version: version)
             for i in refs.indices where include[i] {
                 state.overlay[refs[i], default: PendingObject()].push(version: metas[i].kind == .put ? version : nil)
@@ -157,8 +162,10 @@ public final class EmbeddedStore: JellyStore, Sendable {
         switch outcome {
         case .fail(let error): completion(.failure(error))
         case .nothing: completion(.success(WriteResult(version: nil, applied: applied, previousVersions: previous)))
-        case .queued: break
-        case .queuedWake: shared.committerWake.signal()
+        case .queued: values.recordCommit(refs, operations, included: include, version: queuedVersion)
+        case .queuedWake:
+            shared.committerWake.signal()
+            values.recordCommit(refs, operations, included: include, version: queuedVersion)
         }
     }
 
@@ -177,7 +184,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
 
     public func acquireLockAndLoad(partition: String, owner: String, ttlMilliseconds: Int64) async throws -> (lock: LockInfo, objects: [StoredObject]) {
         let lock = try await acquireLock(partition: partition, owner: owner, ttlMilliseconds: ttlMilliseconds)
-        return (lock, try await readers.run { [self] in try loadAll(partition: partition) })
+        return (lock, try await loadAll(partition: partition))
     }
 
     public func renewLock(partition: String, token: LockToken, ttlMilliseconds: Int64) async throws -> LockInfo {
@@ -278,7 +285,11 @@ public final class EmbeddedStore: JellyStore, Sendable {
         try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
         try Names.validate(key, as: .key, maxBytes: limits.keyBytesMax)
         guard let (entry, reader) = try lookup(partition: partition, key: key) else { return nil }
-        return try await readers.run { [self] in try readCurrent(entry: entry, reader: reader, partition: partition, key: key) }
+        let ref = ObjectRef(partition: ByteName(partition), key: ByteName(key))
+        if let cached = values.object(ref, version: entry.version) { return cached }
+        let object = try await readers.run { [self] in try readCurrent(entry: entry, reader: reader, partition: partition, key: key) }
+        if let object { values.recordRead(ref, object) }
+        return object
     }
 
     public func list(partition: String, after: String?, limit: Int) async throws -> ObjectListing {
@@ -331,16 +342,27 @@ public final class EmbeddedStore: JellyStore, Sendable {
         }
     }
 
-    /// Every object of a partition with its value, in ascending key order.
-    func loadAll(partition: String) throws -> [StoredObject] {
-        let entries: [(ByteName, SlotEntry, SegmentReader?)] = try shared.state.withLock { state in
+    /// Every object of a partition with its value, in ascending key order: from the value cache
+    /// where it holds the current version, the rest read from disk on the read threads.
+    func loadAll(partition: String) async throws -> [StoredObject] {
+        let pk = ByteName(partition)
+        let entries = try shared.state.withLock { state -> [(ByteName, SlotEntry, SegmentReader?)] in
             if state.closed { throw JellyError(.unavailable, "the store is closed") }
-            guard let slots = state.index.partitions[ByteName(partition)] else { return [] }
+            guard let slots = state.index.partitions[pk] else { return [] }
             return slots.filter { $0.value.kind == .put }.map { ($0.key, $0.value, state.readers[$0.value.segment]) }
+        }.sorted { $0.0 < $1.0 }
+        let cached = values.objects(entries.map { (ObjectRef(partition: pk, key: $0.0), $0.1.version) })
+        let missing = entries.indices.filter { cached[$0] == nil }
+        if missing.isEmpty { return cached.compactMap { $0 } }
+        let read = try await readers.run { [self] in
+            try missing.map { i in try readCurrent(entry: entries[i].1, reader: entries[i].2, partition: partition, key: entries[i].0.string) }
         }
-        return try entries.sorted { $0.0 < $1.0 }.compactMap { key, entry, reader in
-            try readCurrent(entry: entry, reader: reader, partition: partition, key: key.string)
+        var objects = cached
+        for (n, i) in missing.enumerated() {
+            objects[i] = read[n]
+            if let object = read[n] { values.recordRead(ObjectRef(partition: pk, key: entries[i].0), object) }
         }
+        return objects.compactMap { $0 }
     }
 
     /// Reads the record an index entry points at. If it fails verification and the index no

@@ -111,7 +111,8 @@ public struct AuthConfiguration: Sendable {
 ///   "limits": {"body_bytes_max": 16777216, "header_bytes_max": 16384, "header_fields_max": 100,
 ///              "idle_timeout_ms": 60000, "connections_max": 4096,
 ///              "lock_ttl_ms_min": 100, "lock_ttl_ms_max": 86400000},
-///   "log_requests": false
+///   "log_requests": false,
+///   "value_cache_mib": 128
 /// }
 /// ```
 public struct ServeConfigFile: Decodable, Sendable {
@@ -122,6 +123,8 @@ public struct ServeConfigFile: Decodable, Sendable {
     public var auth: Auth?
     public var limits: Limits?
     public var log_requests: Bool?
+    /// The embedded store's value cache in MiB (`EmbeddedStoreConfiguration.valueCacheBytes`).
+    public var value_cache_mib: Int?
     public var nats: NATS?
 
     /// Cluster mode: the NATS JetStream cluster that holds the data (docs/cluster.md).
@@ -192,7 +195,7 @@ public struct ServeConfigFile: Decodable, Sendable {
     }
 
     private static let known: [String: Set<String>] = [
-        "": ["data", "listen", "durability", "tls", "auth", "limits", "log_requests", "nats"],
+        "": ["data", "listen", "durability", "tls", "auth", "limits", "log_requests", "value_cache_mib", "nats"],
         "nats": ["servers", "user", "password", "token", "tls", "shards", "replicas", "stream_prefix", "subject_prefix", "request_timeout_ms"],
         "nats.tls": ["ca", "cert", "key"],
         "tls": ["cert", "key"],
@@ -220,8 +223,9 @@ public struct ServeConfigFile: Decodable, Sendable {
         try walk(try JSONSerialization.jsonObject(with: data), "")
     }
 
-    /// Applies the file's server settings (not data/listen/durability, which the caller merges
-    /// with its flags) to `configuration` and the store's `limits`.
+    /// Applies the file's server settings (not data, listen, durability or value_cache_mib, which
+    /// the caller merges with its flags and the store's configuration) to `configuration` and
+    /// the store's `limits`; checks value_cache_mib's range.
     public func apply(to configuration: inout JellyServerConfiguration, limits: inout JellyLimits) throws {
         if let tls {
             configuration.tlsCertificatePath = tls.cert
@@ -244,6 +248,9 @@ public struct ServeConfigFile: Decodable, Sendable {
             if let v = l.lock_ttl_ms_max { limits.lockTTLMillisecondsMax = v }
         }
         if let log_requests { configuration.logRequests = log_requests }
+        if let mib = value_cache_mib, !(0...(1 << 20)).contains(mib) {
+            throw JellyError(.invalidArgument, "value_cache_mib must be between 0 (no cache) and 1048576 (1 TiB); got \(mib)")
+        }
         try configuration.validate()
         try limits.validate()
     }

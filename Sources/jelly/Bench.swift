@@ -29,6 +29,7 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("segment-mib"), help: "Segment file size in MiB.") var segmentMiB = 64
     @Option(name: .customLong("garbage-ratio"), help: "Compaction threshold (fraction of sealed bytes that may be garbage).") var garbageRatio = CompactionPolicy().garbageRatio
     @Option(name: .customLong("garbage-allowance-mib"), help: "Garbage tolerated before compaction starts, in MiB.") var garbageAllowanceMiB = Int(CompactionPolicy().garbageBytesAllowance >> 20)
+    @Option(name: .customLong("value-cache-mib"), help: "Memory for recent values in MiB (0: every load reads the disk).") var valueCacheMiB = EmbeddedStoreConfiguration(directory: "").valueCacheBytes >> 20
     @Option(help: "Run against a jelly serve at this URL (http://HOST:PORT) instead of an embedded store; several comma-separated URLs (cluster nodes) share the sessions round-robin; --data and the store options do not apply.") var url: String?
     @Option(help: "With --url: the API key to send (Authorization: Bearer).") var token: String?
     @Option(name: .customLong("http-client"), help: "With --url: raw (one hand-written HTTP/1.1 connection per session, so the figures are the server's) or jellyclient (the Swift client, async-http-client; also https).") var httpClient = BenchHTTPClient.raw
@@ -39,6 +40,7 @@ struct Bench: AsyncParsableCommand {
         if players < 1 || sessions < 1 || valueBytes < 1 || savesPerSession < 0 || objectsPerPlayer < 1 || duration <= 0 {
             throw ValidationError("players, sessions, value-bytes and objects-per-player must be positive; duration above 0")
         }
+        if valueCacheMiB < 0 { throw ValidationError("--value-cache-mib must be 0 or more") }
         if sessions > players { throw ValidationError("--sessions (\(sessions)) cannot exceed --players (\(players)): each session needs its own player") }
         if Durability(parsing: durability) == nil { throw ValidationError("--durability must be always, interval, interval:MS or never") }
     }
@@ -62,12 +64,13 @@ struct Bench: AsyncParsableCommand {
         config.compaction.garbageRatio = garbageRatio
         config.compaction.garbageBytesAllowance = Int64(garbageAllowanceMiB) << 20
         config.limits.valueBytesMax = max(config.limits.valueBytesMax, valueBytes)
+        config.valueCacheBytes = valueCacheMiB << 20
         defer { if !keep { removeTree(directory) } }
 
         let probeBefore = DiskProbe.run(directory: directory)
         let store = try await failing { try EmbeddedStore.open(config) }
         let info0 = store.info()
-        log("jelly bench: \(players) players x \(objectsPerPlayer) objects, \(valueBytes) B values, \(sessions) sessions, \(savesPerSession) saves + 1 final per session, \(format1(duration)) s measured after \(format1(warmup)) s warm-up, durability \(config.durability), log writes \(info0.ioMode), CRC-32C \(crcKind())")
+        log("jelly bench: \(players) players x \(objectsPerPlayer) objects, \(valueBytes) B values, \(sessions) sessions, \(savesPerSession) saves + 1 final per session, \(format1(duration)) s measured after \(format1(warmup)) s warm-up, durability \(config.durability), log writes \(info0.ioMode), value cache \(valueCacheMiB) MiB, CRC-32C \(crcKind())")
         log("disk probe before: 4 KiB write+fdatasync p50 \(format2(probeBefore.p50)) ms, p99 \(format2(probeBefore.p99)) ms (\(probeBefore.iterations) iterations)")
 
         let keys = (0..<objectsPerPlayer).map { "object-\($0)" }
@@ -107,6 +110,10 @@ struct Bench: AsyncParsableCommand {
         print("device bytes written per byte saved: \(format2(dev))  (/proc/self/io; includes zero-filling \(formatBytes(Int64(prepared))) of new segments, hints, compaction)")
         print("device bytes read:   \(formatBytes(Int64(io2.readBytes - io1.readBytes)))  (/proc/self/io; value reads, compaction)")
         print("session start:     \(format2(m.startMs)) ms mean (lock and load)")
+        let cacheHits = info2.valueCache.hits - info1.valueCache.hits
+        let cacheReads = cacheHits + info2.valueCache.misses - info1.valueCache.misses
+        let hitRatio = cacheReads > 0 ? Double(cacheHits) / Double(cacheReads) : 0
+        print("value cache:       \(cacheHits) of \(cacheReads) value reads from memory (\(format2(hitRatio * 100))%), \(formatBytes(Int64(info2.valueCache.bytes))) held of \(formatBytes(Int64(info2.valueCache.capacityBytes)))")
         print("group commit:      \(syncs) syncs, \(format1(Double(m.saves) / Double(max(1, syncs)))) saves per sync, mean sync \(format2(syncMs / Double(max(1, syncs)))) ms")
         let moved = Double(info2.compactionBytesMoved - info1.compactionBytesMoved)
         print("compaction:        \(info2.segmentsCompacted - info1.segmentsCompacted) segments compacted, \(formatBytes(Int64(moved))) copied (\(format2(bytesSaved > 0 ? moved / bytesSaved : 0)) per byte saved); \(info2.segments) segments, garbage ratio \(format2(info2.garbageRatio)) at the end")
@@ -118,6 +125,7 @@ struct Bench: AsyncParsableCommand {
             print("""
             {\(m.jsonFields), \
             "bytes_written_per_byte_saved": \(format2(wa)), "compaction_bytes_copied_per_byte_saved": \(format2(bytesSaved > 0 ? moved / bytesSaved : 0)), "device_bytes_written_per_byte_saved": \(format2(dev)), \
+            "value_cache_hit_ratio": \(format2(hitRatio)), "value_cache_bytes": \(config.valueCacheBytes), \
             "peak_rss_bytes": \(rss), "cpu_seconds": \(format2(cpu)), "syncs": \(syncs), \(workloadJSONFields), \
             "durability": "\(config.durability)", "io_mode": "\(info0.ioMode)", \
             "disk_probe_ms": {"before_p50": \(format2(probeBefore.p50)), "after_p50": \(format2(probeAfter.p50))}}

@@ -99,13 +99,14 @@ struct Serve: AsyncParsableCommand {
         if !loopback && serverConfig.auth == nil { logger.warning("serving \(host):\(port) WITHOUT AUTHENTICATION") }
 
         if nats != nil || file?.nats != nil {
-            if data != nil || durability != nil {
-                throw ValidationError("--data and --durability are for the embedded store; with --nats the data lives in JetStream (see docs/cluster.md)")
+            if data != nil || durability != nil || file?.value_cache_mib != nil {
+                throw ValidationError("--data, --durability and value_cache_mib are for the embedded store; with --nats the data lives in JetStream (see docs/cluster.md)")
             }
             try await serveCluster(file: file, serverConfig: serverConfig, limits: storeConfig.limits, logger: logger, registry: registry)
             return
         }
 
+        if let mib = file?.value_cache_mib { storeConfig.valueCacheBytes = mib << 20 }
         storeConfig.commitObserver = CommitMetrics()
         let openConfig = storeConfig
         let embedded = try await failing { try EmbeddedStore.open(openConfig) }
@@ -119,6 +120,9 @@ struct Serve: AsyncParsableCommand {
                     "jelly_store_record_bytes": Double(info.recordBytes),
                     "jelly_store_segment_bytes": Double(info.segmentBytes),
                     "jelly_store_garbage_ratio": info.garbageRatio,
+                    "jelly_store_value_cache_bytes": Double(info.valueCache.bytes),
+                    "jelly_store_value_cache_hits": Double(info.valueCache.hits),
+                    "jelly_store_value_cache_misses": Double(info.valueCache.misses),
                 ]
             },
             exposition: { registry.emitToBuffer() }

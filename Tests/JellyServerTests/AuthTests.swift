@@ -150,7 +150,7 @@ struct TestClaims: JWTPayload {
             r = try await http("GET", s.base + "/metrics", headers: bearer(serverKey))
             #expect(r.status == 200, "\(r.status)")
             for name in ["jelly_http_requests_total{route=\"put_object\",status=\"201\"}", "jelly_http_request_duration_seconds_bucket",
-                         "jelly_fsync_duration_seconds_bucket", "jelly_commit_batch_requests_bucket", "jelly_store_locks_held", "jelly_store_live_bytes"] {
+                         "jelly_fsync_duration_seconds_bucket", "jelly_commit_batch_requests_bucket", "jelly_store_locks_held", "jelly_store_live_bytes", "jelly_store_value_cache_hits"] {
                 #expect(r.text.contains(name), "metrics has \(name)")
             }
             r = try await http("GET", s.base + "/v1/health")
@@ -179,6 +179,7 @@ struct TestClaims: JWTPayload {
             ("{\"auth\": {\"api_keys\": [{\"name\": \"a\", \"key\": \"short\", \"role\": \"server\"}]}}", "shorter than 16 bytes"),
             ("{\"auth\": {\"api_keys\": [{\"name\": \"a\", \"key\": \"0123456789abcdef0\", \"role\": \"root\"}]}}", "auth.api_keys"),
             ("{\"listen\": 7420}", "listen"),
+            ("{\"value_cache_mib\": -1}", "value_cache_mib must be between 0"),
             ("not json", "not valid JSON"),
         ]
         for (text, expected) in cases {
