@@ -132,6 +132,7 @@ struct Serve: AsyncParsableCommand {
             details: [
                 ("data", "data", storeConfig.directory), ("durability", "durability", "\(embedded.configuration.durability)"),
                 ("log writes", "io", "\(embedded.info().ioMode)"),
+                ("value cache", "value_cache", formatBytes(Int64(embedded.configuration.valueCacheBytes))),
             ],
             close: { try await embedded.close() }, stopped: "store closed"
         )
