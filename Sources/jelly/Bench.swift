@@ -40,7 +40,7 @@ struct Bench: AsyncParsableCommand {
         if players < 1 || sessions < 1 || valueBytes < 1 || savesPerSession < 0 || objectsPerPlayer < 1 || duration <= 0 {
             throw ValidationError("players, sessions, value-bytes and objects-per-player must be positive; duration above 0")
         }
-        if valueCacheMiB < 0 { throw ValidationError("--value-cache-mib must be 0 or more") }
+        if !(0...(1 << 20)).contains(valueCacheMiB) { throw ValidationError("--value-cache-mib must be between 0 (no cache) and 1048576") }
         if sessions > players { throw ValidationError("--sessions (\(sessions)) cannot exceed --players (\(players)): each session needs its own player") }
         if Durability(parsing: durability) == nil { throw ValidationError("--durability must be always, interval, interval:MS or never") }
     }
@@ -125,7 +125,7 @@ struct Bench: AsyncParsableCommand {
             print("""
             {\(m.jsonFields), \
             "bytes_written_per_byte_saved": \(format2(wa)), "compaction_bytes_copied_per_byte_saved": \(format2(bytesSaved > 0 ? moved / bytesSaved : 0)), "device_bytes_written_per_byte_saved": \(format2(dev)), \
-            "value_cache_hit_ratio": \(format2(hitRatio)), "value_cache_bytes": \(config.valueCacheBytes), \
+            "value_cache_hit_ratio": \(format2(hitRatio)), "value_cache_capacity_bytes": \(config.valueCacheBytes), \
             "peak_rss_bytes": \(rss), "cpu_seconds": \(format2(cpu)), "syncs": \(syncs), \(workloadJSONFields), \
             "durability": "\(config.durability)", "io_mode": "\(info0.ioMode)", \
             "disk_probe_ms": {"before_p50": \(format2(probeBefore.p50)), "after_p50": \(format2(probeAfter.p50))}}

@@ -127,6 +127,24 @@ import Testing
         #expect(r.status == 0 && r.stdout.contains("compacted"), "\(r)")
     }
 
+    /// `jelly bench` on an embedded store (a smoke run: figures come from release builds): the
+    /// JSON keys docs/benchmarks.md lists, and the value cache answering the sessions' loads
+    /// (every player fits) or, turned off, none of them.
+    @Test(arguments: [nil, "0"]) func benchRunsSessionsAndReportsTheValueCache(cacheMiB: String?) throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let r = try runJelly(["bench", "--data", dir.path + "/store", "--players", "16", "--sessions", "4", "--saves-per-session", "3",
+                              "--value-bytes", "512", "--duration", "0.5", "--json"] + (cacheMiB.map { ["--value-cache-mib", $0] } ?? []))
+        let last = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        let json = (try? JSONSerialization.jsonObject(with: Data(last.utf8))) as? [String: Any] ?? [:]
+        #expect(r.status == 0 && (json["saves"] as? Int ?? 0) > 0 && (json["failed_sessions"] as? Int) == 0, "\(r)")
+        for key in ["saves_per_second", "sessions_per_second", "save_latency_ms", "bytes_written_per_byte_saved", "peak_rss_bytes", "value_cache_hit_ratio"] {
+            #expect(json[key] != nil, "bench --json has \(key): \(last)")
+        }
+        #expect(json["value_cache_hit_ratio"] as? Double == (cacheMiB == nil ? 1.0 : 0.0), "\(last)")
+        #expect(r.stdout.contains("value cache:"), "\(r.stdout)")
+    }
+
     @Test func checkExitsOneOnCorruption() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
