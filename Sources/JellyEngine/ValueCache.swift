@@ -31,9 +31,10 @@ struct ValueCacheState: Sendable {
         var newer = -1
     }
 
-    /// Counted per entry besides its value and names: its slot, its dictionary entry and its
-    /// fields.
-    static let entryOverheadBytes = 128
+    /// Counted per entry besides its value and names: its slot, two dictionary buckets (the
+    /// table is between three quarters and three eighths full) and the value array's header and
+    /// allocation (48 bytes).
+    static let entryOverheadBytes = MemoryLayout<Entry>.stride + 2 * (MemoryLayout<ObjectRef>.stride + MemoryLayout<Int>.stride) + 48
 
     let capacityBytes: Int
     let entryBytesMax: Int

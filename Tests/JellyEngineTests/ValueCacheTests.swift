@@ -39,6 +39,7 @@ import Testing
         #expect(cache.evictions == 15)
         cache.insert(ref("p", "big"), version: 100, contentType: "t", value: [UInt8](repeating: 1, count: 1001), access: .serverOnly)
         #expect(cache.value(ref("p", "big"), version: 100) == nil, "values over entryBytesMax are not kept")
+        #expect((150...300).contains(ValueCacheState.entryOverheadBytes), "docs/limits.md gives the overhead: \(ValueCacheState.entryOverheadBytes)")
         var off = ValueCacheState(capacityBytes: 0, entryBytesMax: 1 << 20)
         off.insert(ref("p", "a"), version: 1, contentType: "t", value: [1], access: .serverOnly)
         #expect(off.count == 0 && off.bytes == 0)
