@@ -276,10 +276,7 @@ final class Committer: @unchecked Sendable {
         HintHeader(entryCount: log.hintCount, segmentID: UInt64(log.id), dataEnd: UInt64(dataEnd), maxVersion: max(log.maxVersion, maxAssigned)).encode(into: &hint)
         maintenance.writeHint(segment: log.id, bytes: hint)
         let id = log.id
-        shared.state.withLock { state in
-            state.index.segments[id, default: SegmentStats()].sealed = true
-            state.index.segments[id, default: SegmentStats()].fileBytes = Int64(dataEnd)
-        }
+        shared.state.withLock { $0.index.markSealed(id, dataEnd: dataEnd) }
         log.file.close()
     }
 

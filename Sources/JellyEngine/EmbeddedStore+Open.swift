@@ -75,8 +75,7 @@ extension EmbeddedStore {
                     throw JellyError(.corruption, "\(segmentPath): the segment is \(size) bytes but its hint says its data ends at \(header.dataEnd); the file was cut short. Restore it from a backup")
                 }
                 for entry in entries { index.apply(entry.meta, segment: id, offset: UInt32(entry.offset)) }
-                index.segments[id, default: SegmentStats()].sealed = true
-                index.segments[id, default: SegmentStats()].fileBytes = Int64(header.dataEnd)
+                index.markSealed(id, dataEnd: Int(header.dataEnd))
                 maxVersion = max(maxVersion, header.maxVersion)
                 continue
             }
@@ -91,9 +90,9 @@ extension EmbeddedStore {
             let scanMax = scan.entries.reduce(scan.sealVersion) { max($0, $1.version) }
             maxVersion = max(maxVersion, scanMax)
             versionFloor = max(versionFloor, scan.header.versionFloor)
-            if !mayBeUnsealed {
-                index.segments[id, default: SegmentStats()].sealed = true
-                index.segments[id, default: SegmentStats()].fileBytes = Int64(scan.dataEnd)
+            // A segment that may not be unsealed scans as sealed, with no torn tail, or not at all.
+            if scan.sealed {
+                index.markSealed(id, dataEnd: scan.dataEnd)
                 if !hints.contains(id) {
                     try SegmentFiles.writeAtomically(storage, directory: directory, name: hintFileName(id), bytes: SegmentFiles.encodeHint(scan.entries, segmentID: id, dataEnd: scan.dataEnd, maxVersion: scanMax))
                 }
@@ -102,13 +101,7 @@ extension EmbeddedStore {
             if let torn = scan.tornTail {
                 notes.append("\(segmentFileName(id)): cut off a torn write at offset \(torn.offset) (a crash during an unacknowledged append)")
             }
-            if scan.sealed {
-                index.segments[id, default: SegmentStats()].sealed = true
-                index.segments[id, default: SegmentStats()].fileBytes = Int64(scan.dataEnd)
-                if !hints.contains(id) {
-                    try SegmentFiles.writeAtomically(storage, directory: directory, name: hintFileName(id), bytes: SegmentFiles.encodeHint(scan.entries, segmentID: id, dataEnd: scan.dataEnd, maxVersion: scanMax))
-                }
-            } else if scan.blocks == 0 && (isCompactionOutput(id) || id != lastLogSegment) {
+            if scan.blocks == 0 && (isCompactionOutput(id) || id != lastLogSegment) {
                 // Started and never written to, and not the segment to continue: nothing points
                 // into it.
                 try storage.remove(segmentPath)
@@ -129,8 +122,7 @@ extension EmbeddedStore {
                 try file.truncate(to: Int64(dataEnd))
                 try file.sync()
                 try SegmentFiles.writeAtomically(storage, directory: directory, name: hintFileName(id), bytes: SegmentFiles.encodeHint(scan.entries, segmentID: id, dataEnd: dataEnd, maxVersion: sealVersion))
-                index.segments[id, default: SegmentStats()].sealed = true
-                index.segments[id, default: SegmentStats()].fileBytes = Int64(dataEnd)
+                index.markSealed(id, dataEnd: dataEnd)
                 maxVersion = max(maxVersion, sealVersion)
             }
         }

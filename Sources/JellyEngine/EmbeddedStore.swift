@@ -284,8 +284,8 @@ public final class EmbeddedStore: JellyStore, Sendable {
     public func get(partition: String, key: String) async throws -> StoredObject? {
         try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
         try Names.validate(key, as: .key, maxBytes: limits.keyBytesMax)
-        guard let (entry, reader) = try lookup(partition: partition, key: key) else { return nil }
         let ref = ObjectRef(partition: ByteName(partition), key: ByteName(key))
+        guard let (entry, reader) = try lookup(ref) else { return nil }
         if let cached = values.object(ref, version: entry.version) { return cached }
         let object = try await readers.run { [self] in try readCurrent(entry: entry, reader: reader, partition: partition, key: key) }
         if let object { values.recordRead(ref, object) }
@@ -335,9 +335,13 @@ public final class EmbeddedStore: JellyStore, Sendable {
 
     /// The index entry of a live object and the file holding it, or nil when it does not exist.
     func lookup(partition: String, key: String) throws -> (SlotEntry, SegmentReader?)? {
+        try lookup(ObjectRef(partition: ByteName(partition), key: ByteName(key)))
+    }
+
+    func lookup(_ ref: ObjectRef) throws -> (SlotEntry, SegmentReader?)? {
         try shared.state.withLock { state in
             if state.closed { throw JellyError(.unavailable, "the store is closed") }
-            guard let entry = state.index.entry(partition: ByteName(partition), slot: ByteName(key)), entry.kind == .put else { return nil }
+            guard let entry = state.index.entry(partition: ref.partition, slot: ref.key), entry.kind == .put else { return nil }
             return (entry, state.readers[entry.segment])
         }
     }

@@ -207,6 +207,13 @@ struct StoreIndex: Sendable {
         return (nil, became)
     }
 
+    /// Segment `id` is sealed; its data ends at `dataEnd` (and a full segment's file keeps its
+    /// size only until compaction removes or recycles it).
+    mutating func markSealed(_ id: UInt32, dataEnd: Int) {
+        segments[id, default: SegmentStats()].sealed = true
+        segments[id, default: SegmentStats()].fileBytes = Int64(dataEnd)
+    }
+
     /// Accounts for a record that compaction removes from disk with its segment: a superseded
     /// record lowers its slot's dead count; a slot whose latest record it is (a tombstone with
     /// nothing left to hide) is dropped.

@@ -268,7 +268,6 @@ final class Maintenance: @unchecked Sendable {
         compactionStats.withLock {
             $0.segmentsCompacted += report.segmentsCompacted
             $0.bytesMoved += report.bytesMoved
-            $0.bytesReclaimed += report.bytesReclaimed
         }
         return report
     }
@@ -448,10 +447,7 @@ final class Maintenance: @unchecked Sendable {
         output = nil
         // A hint that cannot be written is rebuilt from the segment on the next open.
         try? SegmentFiles.writeAtomically(shared.storage, directory: shared.directory, name: hintFileName(out.id), bytes: hint)
-        shared.state.withLock { state in
-            state.index.segments[out.id, default: SegmentStats()].sealed = true
-            state.index.segments[out.id, default: SegmentStats()].fileBytes = Int64(dataEnd)
-        }
+        shared.state.withLock { $0.index.markSealed(out.id, dataEnd: dataEnd) }
     }
 }
 
@@ -488,7 +484,6 @@ struct CompactionRequest: Sendable {
 struct CompactionStats: Sendable {
     var segmentsCompacted = 0
     var bytesMoved = 0
-    var bytesReclaimed = 0
     /// Bytes written to zero-fill new segment files.
     var preparedBytes = 0
     var segmentsRecycled = 0

@@ -104,12 +104,13 @@ struct ValueCacheState: Sendable {
         drop(slot)
     }
 
-    /// `ref`'s value if the cache holds it at exactly `version` (the index's current version).
-    mutating func value(_ ref: ObjectRef, version: UInt64) -> Entry? {
+    /// `ref`'s object if the cache holds it at exactly `version` (the index's current version).
+    mutating func value(_ ref: ObjectRef, version: UInt64) -> StoredObject? {
         if let slot = slotOf[ref], slots[slot].version == version {
             hits += 1
             touch(slot)
-            return slots[slot]
+            let entry = slots[slot]
+            return StoredObject(key: ref.key.string, version: version, contentType: entry.contentType, value: entry.value, access: entry.access)
         }
         misses += 1
         return nil
@@ -193,22 +194,12 @@ final class ValueCache: Sendable {
     /// version. One lock for all.
     func objects(_ wanted: [(ref: ObjectRef, version: UInt64)]) -> [StoredObject?] {
         guard enabled else { return [StoredObject?](repeating: nil, count: wanted.count) }
-        return state.withLock { cache in
-            wanted.map { ref, version in
-                cache.value(ref, version: version).map {
-                    StoredObject(key: ref.key.string, version: version, contentType: $0.contentType, value: $0.value, access: $0.access)
-                }
-            }
-        }
+        return state.withLock { cache in wanted.map { cache.value($0.ref, version: $0.version) } }
     }
 
     func object(_ ref: ObjectRef, version: UInt64) -> StoredObject? {
         guard enabled else { return nil }
-        return state.withLock { cache in
-            cache.value(ref, version: version).map {
-                StoredObject(key: ref.key.string, version: version, contentType: $0.contentType, value: $0.value, access: $0.access)
-            }
-        }
+        return state.withLock { $0.value(ref, version: version) }
     }
 
     var statistics: ValueCacheStatistics {
