@@ -1,3 +1,4 @@
+import Dispatch
 import JellyCore
 import JellyEngine
 import Synchronization
@@ -21,7 +22,18 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
         var bytesWritten = 0
         var syncs = 0
         var syncsByPath: [String: Int] = [:]
+        /// Syncs of paths ending with this wait at the gate until `releaseSyncs`.
+        var holdSuffix: String?
+        /// Syncs waiting at the gate now, those of them let go, and all that have waited.
+        var held = 0
+        var released = 0
+        var heldTotal = 0
+        /// After `cutPower`, until `crash`: every change fails.
+        var powerOff = false
     }
+
+    /// Where held syncs wait: signalled once per held sync by `releaseSyncs`.
+    private let gate = DispatchSemaphore(value: 0)
 
     struct PendingWrite {
         var offset: Int64
@@ -48,20 +60,67 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
         state.withLock { s in s.syncsByPath.filter { $0.key.hasSuffix(suffix) }.values.reduce(0, +) }
     }
 
+    /// From now on a sync of a file whose path ends with `suffix` (".log": the log's) waits
+    /// before it reaches the disk until `releaseHeldSyncs()` or `stopHoldingSyncs()`: a disk
+    /// slow to flush, frozen, so a test can look at the store while a block is written and not
+    /// yet durable, or cut the power at that moment (`cutPower()`).
+    public func holdSyncs(pathSuffix suffix: String) { state.withLock { $0.holdSuffix = suffix } }
+
+    /// Syncs waiting now.
+    public var heldSyncs: Int { state.withLock { $0.held } }
+
+    /// Syncs that have waited so far (those waiting now included).
+    public var syncsHeldSoFar: Int { state.withLock { $0.heldTotal } }
+
+    /// Lets the syncs waiting now go on; later ones are held again.
+    public func releaseHeldSyncs() {
+        let waiting = state.withLock { s -> Int in
+            let n = s.held - s.released
+            s.released = s.held
+            return n
+        }
+        for _ in 0..<waiting { gate.signal() }
+    }
+
+    /// Lets every waiting sync go on, and holds no more.
+    public func stopHoldingSyncs() {
+        state.withLock { $0.holdSuffix = nil }
+        releaseHeldSyncs()
+    }
+
+    /// The power goes off: from now on every write, sync, truncation, rename and removal fails
+    /// with EIO, so nothing more reaches the disk. `crash` then drops what was not synced, and
+    /// turns the power back on. Hold a sync first to cut the power the moment it starts.
+    public func cutPower() { state.withLock { $0.powerOff = true } }
+
+    fileprivate func checkPower(_ what: String, _ path: String) throws {
+        if state.withLock({ $0.powerOff }) {
+            throw JellyError(.io, "\(what) \(path) failed: injected power loss (EIO)")
+        }
+    }
+
     /// Simulates a power loss: for every file, the writes since its last sync survive up to a
     /// random byte (chosen by `random`, which returns a value in 0..<bound), the rest reverts.
     /// Returns a description of what was cut, for test failure messages.
     @discardableResult
     public func crash(random: (Int) -> Int) throws -> [String] {
+        try crash { _, bound in random(bound) }
+    }
+
+    /// `crash` with the cut chosen per file: `keep(path, total)` returns how many of the file's
+    /// `total` unsynced bytes survive (0...total), whatever order the files are visited in.
+    @discardableResult
+    public func crash(keeping keep: (String, Int) -> Int) throws -> [String] {
         let pending = state.withLock { s -> [String: [PendingWrite]] in
             let p = s.unsynced
             s.unsynced = [:]
+            s.powerOff = false
             return p
         }
         var report: [String] = []
         for (path, writes) in pending.sorted(by: { $0.key < $1.key }) where !writes.isEmpty {
             let total = writes.reduce(0) { $0 + $1.length }
-            let keep = random(total + 1)
+            let keep = min(total, max(0, keep(path, total)))
             report.append("\(path): kept \(keep) of \(total) unsynced bytes")
             guard base.fileExists(path) else { continue }
             let file = try base.openWrite(path: path, truncate: false)
@@ -87,6 +146,7 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
 
     fileprivate func recordWrite(path: String, offset: Int64, length: Int, previous: [UInt8], previousSize: Int64) throws {
         try state.withLock { s in
+            if s.powerOff { throw JellyError(.io, "write \(path) failed: injected power loss (EIO)") }
             if let limit = s.failWritesAfterBytes, s.bytesWritten + length > limit {
                 throw JellyError(.io, "write \(path) failed: injected fault (EIO)")
             }
@@ -96,7 +156,21 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
     }
 
     fileprivate func recordSync(path: String) throws {
+        let hold = state.withLock { s -> Bool in
+            guard let suffix = s.holdSuffix, path.hasSuffix(suffix) else { return false }
+            s.held += 1
+            s.heldTotal += 1
+            return true
+        }
+        if hold {
+            gate.wait()
+            state.withLock { s in
+                s.held -= 1
+                s.released -= 1
+            }
+        }
         try state.withLock { s in
+            if s.powerOff { throw JellyError(.io, "fdatasync \(path) failed: injected power loss (EIO)") }
             if s.failSyncs { throw JellyError(.io, "fdatasync \(path) failed: injected fault (EIO)") }
             s.syncs += 1
             s.syncsByPath[path, default: 0] += 1
@@ -121,18 +195,23 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
     public func fileExists(_ path: String) -> Bool { base.fileExists(path) }
 
     public func remove(_ path: String) throws {
+        try checkPower("remove", path)
         state.withLock { _ = $0.unsynced.removeValue(forKey: path) }
         try base.remove(path)
     }
 
     public func rename(_ from: String, _ to: String) throws {
+        try checkPower("rename", from)
         try base.rename(from, to)
         state.withLock { s in
             if let pending = s.unsynced.removeValue(forKey: from) { s.unsynced[to] = pending }
         }
     }
 
-    public func syncDirectory(_ path: String) throws { try base.syncDirectory(path) }
+    public func syncDirectory(_ path: String) throws {
+        try checkPower("fsync", path)
+        try base.syncDirectory(path)
+    }
     public func lockDirectory(_ path: String) throws -> any StorageFile { try base.lockDirectory(path) }
 }
 
@@ -170,7 +249,10 @@ final class FaultFile: StorageFile, @unchecked Sendable {
     }
 
     func size() throws -> Int64 { try inner.size() }
-    func truncate(to size: Int64) throws { try inner.truncate(to: size) }
+    func truncate(to size: Int64) throws {
+        try owner.checkPower("truncate", inner.path)
+        try inner.truncate(to: size)
+    }
     func close() { inner.close() }
 }
 

@@ -59,6 +59,46 @@ import Testing
         #expect(LeaseRules.decide(.release(token: LockToken(10)), current: held, partition: "p", now: 5) == .clear(previous: held))
     }
 
+    /// A write's token against the live lease (token 10, live until 1,000): only the equal
+    /// token passes; a lower or higher one, an expired lease's or a released one's is stale.
+    @Test func aWriteTokenMustBeExactlyTheLiveOne() {
+        func check(_ token: UInt64, _ current: Lease?, now: Int64 = 500) -> JellyError? {
+            LeaseRules.checkWrite(token: LockToken(token), current: current, partition: "p", now: now, requireLocks: false)
+        }
+        #expect(check(10, held) == nil, "equal")
+        #expect(check(9, held)?.code == .locked, "lower: an older holder")
+        #expect(check(1, held)?.code == .locked, "much lower")
+        #expect(check(11, held)?.code == .locked, "higher: never issued for this lease")
+        #expect(check(10, held, now: 1_000)?.code == .locked, "expired at exactly its expiry")
+        #expect(check(10, held, now: 5_000)?.code == .locked, "expired long ago")
+        #expect(check(10, nil)?.code == .locked, "released")
+        #expect(check(9, held)?.holder == held.info(partition: "p"), "a stale token is told who holds the lock now")
+        for token: UInt64 in [9, 11] {
+            #expect(LeaseRules.checkWrite(token: LockToken(token), current: held, partition: "p", now: 500, requireLocks: true)?.code == .locked)
+        }
+    }
+
+    /// Renew, transfer and release accept exactly the live token, like writes.
+    @Test func leaseRequestsNeedExactlyTheLiveToken() {
+        for token: UInt64 in [9, 11] {
+            for request in [
+                LeaseRequest.renew(token: LockToken(token), ttlMilliseconds: 10),
+                .transfer(token: LockToken(token), toOwner: "s2", ttlMilliseconds: 10),
+                .release(token: LockToken(token)),
+            ] {
+                guard case .reject(let e) = LeaseRules.decide(request, current: held, partition: "p", now: 500) else {
+                    Issue.record("\(request) against token 10 was accepted")
+                    continue
+                }
+                #expect(e.code == .locked)
+            }
+        }
+        func rejected(_ d: LeaseDecision) -> Bool { if case .reject = d { return true } else { return false } }
+        #expect(rejected(LeaseRules.decide(.release(token: LockToken(10)), current: held, partition: "p", now: 1_000)), "an expired lease cannot be released by its token")
+        #expect(rejected(LeaseRules.decide(.transfer(token: LockToken(10), toOwner: "s2", ttlMilliseconds: 10), current: held, partition: "p", now: 1_000)), "nor transferred")
+        #expect(rejected(LeaseRules.decide(.renew(token: LockToken(10), ttlMilliseconds: 10), current: nil, partition: "p", now: 5)), "a released lease cannot be renewed")
+    }
+
     @Test func breakClearsEvenExpired() {
         #expect(LeaseRules.decide(.breakLock, current: held, partition: "p", now: 5_000) == .clear(previous: held))
         #expect(LeaseRules.decide(.breakLock, current: nil, partition: "p", now: 5) == .clear(previous: nil))

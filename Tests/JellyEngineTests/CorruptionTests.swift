@@ -230,6 +230,47 @@ import Testing
         await h.finish()
     }
 
+    /// A put sealed in one segment, its delete in another, and compaction of the second only:
+    /// the tombstone still hides the put, so it must be kept, and the key stays deleted after
+    /// the next open replays both segments.
+    @Test func aTombstoneIsKeptWhileTheRecordItHidesIsOnDisk() async throws {
+        let h = try EmbeddedStoreHarness()
+        let value = [UInt8](repeating: 0x47, count: 3000)
+        let first = h.embedded.activeSegment
+        try await h.store.put(partition: "p", key: "gone", value: value)
+        var n = 0
+        while h.embedded.activeSegment == first {
+            try await h.store.put(partition: "p", key: "hot", value: [UInt8](repeating: UInt8(n % 256), count: 3000))
+            n += 1
+        }
+        // The first segment is mostly garbage: compaction copies `gone` into its output, which
+        // stays open (unsealed, so no later compaction picks it).
+        let copied = try await h.embedded.compact()
+        #expect(copied.segmentsCompacted == 1)
+        let (moved, _) = try #require(try h.embedded.lookup(partition: "p", key: "gone"))
+        try #require(isCompactionOutput(moved.segment), "the put now lives in the open compaction output")
+
+        let second = h.embedded.activeSegment
+        #expect(try await h.store.delete(partition: "p", key: "gone"))
+        while h.embedded.activeSegment == second {
+            try await h.store.put(partition: "p", key: "hot", value: [UInt8](repeating: UInt8(n % 256), count: 3000))
+            n += 1
+        }
+        let report = try await h.embedded.compact()
+        #expect(report.segmentsCompacted == 1, "only the tombstone's segment was compacted")
+        #expect(try await h.store.get(partition: "p", key: "gone") == nil)
+
+        try await h.restart()
+        #expect(try await h.store.get(partition: "p", key: "gone") == nil, "the deleted key came back after compaction dropped its tombstone")
+        #expect(try await h.store.list(partition: "p", after: nil, limit: 10).objects.map(\.key) == ["hot"])
+        // Once the put's segment is compacted too, the tombstone may go, and the key stays deleted.
+        _ = try await h.embedded.compact()
+        _ = try await h.embedded.compact()
+        try await h.restart()
+        #expect(try await h.store.get(partition: "p", key: "gone") == nil)
+        await h.finish()
+    }
+
     @Test func leasesSurviveCompaction() async throws {
         let h = try EmbeddedStoreHarness()
         let lock = try await h.store.acquireLock(partition: "held", owner: "s1", ttlMilliseconds: 60_000)

@@ -155,9 +155,17 @@ import Testing
         await h.finish()
     }
 
-    /// Random operations against a model, then a power loss at a random byte of the unsynced
-    /// writes while more writes are in flight. The recovered store must hold every acknowledged
-    /// write, and each unacknowledged one entirely or not at all.
+    /// Random operations against a model of values and leases (puts, deletes, batches,
+    /// acquire, renew, transfer, release, save-and-release, time passing, compactions, clean
+    /// reopens), then, each round, a power cut the moment a sync starts with writes and lock
+    /// acquisitions in flight. After every reopen: every acknowledged write is there exactly,
+    /// each unacknowledged one entirely or not at all, every live lease kept, every retired
+    /// token (transferred, released, expired) fenced, and a fresh lock's token above every
+    /// version and token issued before.
+    ///
+    /// The seed fixes the operations, which writes are in flight, the sync the power cut catches
+    /// and how many unsynced bytes of each file survive, so a failing seed replays the same
+    /// history (only the spare files the background worker prepares meanwhile may differ).
     @Test(arguments: 1...12)
     func crashPropertyTest(seed: UInt64) async throws {
         var rng = SeededRandom(seed: seed)
@@ -170,20 +178,40 @@ import Testing
         config.groupCommitBytesMax = 32 << 10
         var store = try EmbeddedStore.open(config)
         var model = Model()
-        var maxVersion: UInt64 = 0
+        var probes = 0
+
+        /// A lock on a partition never used before: its token is the next version, which must be
+        /// above everything the store returned so far.
+        func freshLockIsAboveEverything(_ when: String) async throws {
+            probes += 1
+            let probe = try await store.acquireLock(partition: "fresh-\(probes)", owner: "probe", ttlMilliseconds: 1_000)
+            #expect(probe.token.rawValue > model.maxIssued, "seed \(seed) \(when): token \(probe.token) after \(model.maxIssued) was issued")
+            model.issued(probe.token.rawValue)
+        }
+
+        /// Every token the model retired is refused, so are the tokens of expired leases.
+        func retiredTokensAreFenced(_ when: String) async throws {
+            let now = clock.nowMilliseconds()
+            let expired = model.leases.filter { !$0.value.isLive(at: now) }.sorted { $0.key < $1.key }.map { ($0.key, $0.value.token) }
+            for (partition, token) in model.retired.suffix(4) + expired.prefix(4) {
+                let e = try await expectJellyError { try await store.put(partition: partition, key: "fenced", value: [1], lockToken: token) }
+                #expect(e.code == .locked, "seed \(seed) \(when): retired token \(token) of \(partition) was accepted")
+            }
+        }
 
         for round in 0..<3 {
-            for _ in 0..<60 {
+            for _ in 0..<70 {
                 let partition = "p\(rng.below(3))"
                 let key = "k\(rng.below(4))"
-                let lease = model.leases[partition].flatMap { $0.isLive(at: clock.nowMilliseconds()) ? $0 : nil }
+                let now = clock.nowMilliseconds()
+                let lease = model.leases[partition].flatMap { $0.isLive(at: now) ? $0 : nil }
                 let token = lease?.token
-                switch rng.below(10) {
+                switch rng.below(14) {
                 case 0...3:
                     let value = [UInt8](repeating: UInt8(rng.below(256)), count: rng.below(1500))
                     let v = try await store.put(partition: partition, key: key, value: value, lockToken: token)
-                    #expect(v > maxVersion, "seed \(seed): versions increase")
-                    maxVersion = v
+                    #expect(v > model.maxIssued, "seed \(seed): versions increase")
+                    model.issued(v)
                     model.objects[partition, default: [:]][key] = (v, value)
                 case 4:
                     let existed = try await store.delete(partition: partition, key: key, lockToken: token)
@@ -193,93 +221,182 @@ import Testing
                     let ops: [WriteOperation] = [.put(key: "b1", value: bytes("\(round)")), .put(key: "b2", value: [UInt8](repeating: 7, count: rng.below(3000)))]
                     let r = try await store.write(partition: partition, ops, lockToken: token, releaseLock: false)
                     guard let v = r.version else { Issue.record("batch without version"); continue }
-                    maxVersion = v
+                    model.issued(v)
                     for op in ops { if case .put(let k, let value, _, _, _) = op { model.objects[partition, default: [:]][k] = (v, value) } }
                 case 6:
                     if lease == nil {
+                        if let expired = model.leases[partition] { model.retired.append((partition, expired.token)) }
                         let l = try await store.acquireLock(partition: partition, owner: "me", ttlMilliseconds: 5_000)
-                        #expect(l.token.rawValue > maxVersion, "seed \(seed): tokens come after every version")
-                        maxVersion = l.token.rawValue
+                        #expect(l.token.rawValue > model.maxIssued, "seed \(seed): tokens come after every version")
+                        model.issued(l.token.rawValue)
                         model.leases[partition] = Lease(owner: "me", token: l.token, expiresAtMilliseconds: l.expiresAtMilliseconds)
                     } else {
                         let e = try await expectJellyError { try await store.acquireLock(partition: partition, owner: "other", ttlMilliseconds: 5_000) }
                         #expect(e.code == .locked)
                     }
                 case 7:
-                    if let token {
-                        let value = bytes("final \(round)")
-                        let r = try await store.saveAndRelease(partition: partition, [.put(key: key, value: value)], lockToken: token)
-                        maxVersion = r.version ?? maxVersion
-                        model.objects[partition, default: [:]][key] = (r.version ?? 0, value)
-                        model.leases[partition] = nil
-                    } else {
-                        let e = try await expectJellyError { try await store.put(partition: partition, key: key, value: [], lockToken: LockToken(maxVersion + 1000)) }
-                        #expect(e.code == .locked, "seed \(seed): a never-issued token is stale")
+                    if let lease {
+                        let l = try await store.renewLock(partition: partition, token: lease.token, ttlMilliseconds: 5_000)
+                        #expect(l.token == lease.token && l.expiresAtMilliseconds == now + 5_000, "seed \(seed): renew keeps the token")
+                        model.leases[partition] = Lease(owner: lease.owner, token: lease.token, expiresAtMilliseconds: l.expiresAtMilliseconds)
+                    } else if let old = model.leases[partition] {
+                        let e = try await expectJellyError { try await store.renewLock(partition: partition, token: old.token, ttlMilliseconds: 5_000) }
+                        #expect(e.code == .locked, "seed \(seed): an expired lease cannot be renewed")
                     }
                 case 8:
+                    if let lease {
+                        let l = try await store.transferLock(partition: partition, token: lease.token, to: "next", ttlMilliseconds: 5_000)
+                        #expect(l.token.rawValue > model.maxIssued, "seed \(seed): a transfer issues a new token")
+                        model.issued(l.token.rawValue)
+                        model.retired.append((partition, lease.token))
+                        model.leases[partition] = Lease(owner: "next", token: l.token, expiresAtMilliseconds: l.expiresAtMilliseconds)
+                    }
+                case 9:
+                    if let lease {
+                        if rng.below(2) == 0 {
+                            try await store.releaseLock(partition: partition, token: lease.token)
+                        } else {
+                            let value = bytes("final \(round)")
+                            let r = try await store.saveAndRelease(partition: partition, [.put(key: key, value: value)], lockToken: lease.token)
+                            if let v = r.version { model.issued(v) }
+                            model.objects[partition, default: [:]][key] = (r.version ?? 0, value)
+                        }
+                        model.retired.append((partition, lease.token))
+                        model.leases[partition] = nil
+                    } else {
+                        let e = try await expectJellyError { try await store.put(partition: partition, key: key, value: [], lockToken: LockToken(model.maxIssued + 1000)) }
+                        #expect(e.code == .locked, "seed \(seed): a never-issued token is stale")
+                    }
+                case 10:
                     clock.advance(milliseconds: Int64(rng.below(3000)))
+                case 11:
+                    if rng.below(3) == 0 { _ = try await store.compact(force: true) }
                 default:
                     if rng.below(4) == 0 {
                         try await store.close()
                         store = try EmbeddedStore.open(config)
+                        try await freshLockIsAboveEverything("round \(round), clean reopen")
+                        try await retiredTokensAreFenced("round \(round), clean reopen")
                     }
                 }
             }
 
-            // In-flight writes, then a power loss.
-            let inflight = 1 + rng.below(6)
-            let acked = AckLog()
+            // The power cut. A first write is held at its sync; the writes and lock acquisitions
+            // in flight queue behind it. Its sync is let go, they are written as the next block,
+            // and the power goes the moment a sync starts again.
             let running = store
-            let tasks = (0..<inflight).map { i in
-                Task {
-                    let value = bytes("inflight-\(round)-\(i)")
-                    if let v = try? await running.write(partition: "inflight", [.put(key: "r\(round)-\(i)-a", value: value), .put(key: "r\(round)-\(i)-b", value: value)], lockToken: nil, releaseLock: false).version {
-                        acked.add(i, v)
+            let acked = AckLog()
+            let heldBefore = fault.syncsHeldSoFar
+            fault.holdSyncs(pathSuffix: ".log")
+            let firstValue = bytes("first-\(round)")
+            let first = Task { try await running.put(partition: "inflight", key: "first-\(round)", value: firstValue) }
+            for _ in 0..<2500 where fault.syncsHeldSoFar == heldBefore { try await Task.sleep(nanoseconds: 1_000_000) }
+            try #require(fault.syncsHeldSoFar == heldBefore + 1, "seed \(seed): the first write reached its sync")
+            let inflight = (0..<(1 + rng.below(5))).map { _ in rng.below(3) == 0 }
+            var tasks: [Task<Void, Never>] = []
+            for (i, isLock) in inflight.enumerated() {
+                tasks.append(Task {
+                    if isLock {
+                        if let l = try? await running.acquireLock(partition: "inflight-lock-\(round)-\(i)", owner: "x", ttlMilliseconds: 60_000) {
+                            acked.add(i, l.token.rawValue)
+                        }
+                    } else {
+                        let value = bytes("inflight-\(round)-\(i)")
+                        if let v = try? await running.write(partition: "inflight", [.put(key: "r\(round)-\(i)-a", value: value), .put(key: "r\(round)-\(i)-b", value: value)], lockToken: nil, releaseLock: false).version {
+                            acked.add(i, v)
+                        }
                     }
-                }
+                })
+                // Queued in this order, all before the first write's sync is let go.
+                for _ in 0..<2500 where running.shared.state.withLock({ $0.queue.waiting.count }) < i + 1 { try await Task.sleep(nanoseconds: 1_000_000) }
             }
-            for _ in 0..<rng.below(40) { await Task.yield() }
-            store.crashForTesting()
+            #expect(running.shared.state.withLock { $0.queue.waiting.count } == inflight.count, "seed \(seed): every in-flight request is queued")
+            fault.releaseHeldSyncs()
+            let firstVersion = try await first.value
+            model.issued(firstVersion)
+            model.objects["inflight", default: [:]]["first-\(round)"] = (firstVersion, firstValue)
+            for _ in 0..<2500 where fault.syncsHeldSoFar == heldBefore + 1 { try await Task.sleep(nanoseconds: 1_000_000) }
+            try #require(fault.syncsHeldSoFar == heldBefore + 2, "seed \(seed): the in-flight block reached its sync")
+            fault.cutPower()
+            fault.stopHoldingSyncs()
             for t in tasks { await t.value }
-            var cutRng = rng
-            let cut = try fault.crash { cutRng.below($0) }
-            rng = cutRng
+            store.crashForTesting()
+            let cutSeed = seed &* 1_000 &+ UInt64(round)
+            let cut = try fault.crash { path, total in
+                var r = SeededRandom(seed: cutSeed ^ fnv1a(path.split(separator: "/").last.map(String.init) ?? path))
+                return r.below(total + 1)
+            }
             store = try EmbeddedStore.open(config)
+            let when = "round \(round), after the power cut"
 
             // Every acknowledged write is there, exactly.
             for (partition, objects) in model.objects {
                 for (key, (version, value)) in objects {
                     let got = try await store.get(partition: partition, key: key)
-                    #expect(got?.version == version && got?.value == value, "seed \(seed) round \(round): \(partition)/\(key) expected v\(version); got \(String(describing: got?.version)); \(cut)")
+                    #expect(got?.version == version && got?.value == value, "seed \(seed) \(when): \(partition)/\(key) expected v\(version); got \(String(describing: got?.version)); \(cut)")
                 }
+                if partition == "inflight" { continue }
                 let listed = try await store.list(partition: partition, after: nil, limit: 1000).objects.map(\.key)
                 #expect(Set(listed) == Set(objects.keys), "seed \(seed): \(partition) lists \(listed), model \(objects.keys.sorted())")
             }
             for (partition, lease) in model.leases where lease.isLive(at: clock.nowMilliseconds()) {
-                #expect(try await store.inspectLock(partition: partition)?.token == lease.token, "seed \(seed): lease of \(partition) survives")
+                #expect(try await store.inspectLock(partition: partition)?.token == lease.token, "seed \(seed) \(when): lease of \(partition) survives")
             }
-            // In-flight batches: acknowledged ones present; the rest all or nothing.
-            for i in 0..<inflight {
-                let a = try await store.get(partition: "inflight", key: "r\(round)-\(i)-a")
-                let b = try await store.get(partition: "inflight", key: "r\(round)-\(i)-b")
-                #expect((a == nil) == (b == nil), "seed \(seed): batch \(i) is atomic")
-                if let v = acked.version(i) {
-                    #expect(a?.version == v && b?.version == v, "seed \(seed): acknowledged in-flight batch \(i) lost; \(cut)")
+            // In flight: acknowledged ones present; the rest all or nothing, above every version
+            // acknowledged before them.
+            for (i, isLock) in inflight.enumerated() {
+                if isLock {
+                    let partition = "inflight-lock-\(round)-\(i)"
+                    let found = try await store.inspectLock(partition: partition)
+                    if let v = acked.version(i) {
+                        #expect(found?.token.rawValue == v, "seed \(seed) \(when): acknowledged lock \(partition) lost; \(cut)")
+                    }
+                    if let found {
+                        #expect(found.token.rawValue > firstVersion, "seed \(seed) \(when): in-flight lock \(partition) has token \(found.token)")
+                        model.issued(found.token.rawValue)
+                        model.leases[partition] = Lease(owner: found.owner, token: found.token, expiresAtMilliseconds: found.expiresAtMilliseconds)
+                    }
+                } else {
+                    let a = try await store.get(partition: "inflight", key: "r\(round)-\(i)-a")
+                    let b = try await store.get(partition: "inflight", key: "r\(round)-\(i)-b")
+                    #expect((a == nil) == (b == nil), "seed \(seed): batch \(i) is atomic")
+                    if let v = acked.version(i) {
+                        #expect(a?.version == v && b?.version == v, "seed \(seed) \(when): acknowledged in-flight batch \(i) lost; \(cut)")
+                    }
+                    if let a {
+                        #expect(a.version > firstVersion)
+                        model.issued(a.version)
+                        model.objects["inflight", default: [:]]["r\(round)-\(i)-a"] = (a.version, a.value)
+                        model.objects["inflight", default: [:]]["r\(round)-\(i)-b"] = (a.version, a.value)
+                    }
                 }
-                if let a { maxVersion = max(maxVersion, a.version) }
             }
-            let probe = try await store.put(partition: "probe", key: "k", value: [])
-            #expect(probe > maxVersion, "seed \(seed): versions never go back after a crash")
-            maxVersion = probe
+            try await freshLockIsAboveEverything(when)
+            try await retiredTokensAreFenced(when)
         }
         try await store.close()
         #expect(try StoreChecker.check(directory: dir.path).isConsistent)
     }
 }
 
+/// What the property test expects the store to hold.
 struct Model {
     var objects: [String: [String: (UInt64, [UInt8])]] = [:]
     var leases: [String: Lease] = [:]
+    /// Tokens of leases transferred or released: never accepted again.
+    var retired: [(partition: String, token: LockToken)] = []
+    /// The highest version or token the store returned.
+    private(set) var maxIssued: UInt64 = 0
+
+    mutating func issued(_ version: UInt64) { maxIssued = max(maxIssued, version) }
+}
+
+/// FNV-1a of a string: a hash that is the same in every process (Swift's `Hasher` is seeded
+/// per process), for seeds derived from file names.
+func fnv1a(_ s: String) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return h
 }
 
 final class AckLog: @unchecked Sendable {

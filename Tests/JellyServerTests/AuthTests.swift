@@ -204,16 +204,32 @@ struct TestClaims: JWTPayload {
         let server = try ServerProcess(directory: dir.path + "/data", extraArguments: ["--tls-cert", dir.path + "/cert.pem", "--tls-key", dir.path + "/key.pem"])
         defer { _ = server.kill(signal: SIGKILL) }
         #expect(server.log.contains("https://127.0.0.1:"))
-        let curl = Process()
-        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        let url = "https://127.0.0.1:\(server.port)/v1/partitions/p/objects/k"
-        curl.arguments = ["curl", "-sk", "--http2", "-X", "PUT", "--data-binary", "over-tls", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", url]
-        let out = Pipe()
-        curl.standardOutput = out
-        try curl.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        curl.waitUntilExit()
-        #expect(text == "2 201", "PUT over TLS with HTTP/2: \(text)")
+        /// One request with curl over TLS and HTTP/2: "<http version> <status>" and the body.
+        func curl(_ method: String, _ path: String, headers: [String] = [], data: String? = nil) throws -> (line: String, body: String) {
+            let dump = dir.path + "/body"
+            var arguments = ["curl", "-sk", "--http2", "-X", method, "-o", dump, "-w", "%{http_version} %{http_code}"]
+            for header in headers { arguments += ["-H", header] }
+            if let data { arguments += ["--data-binary", data] }
+            let (status, line) = try runToEnd("/usr/bin/env", arguments + ["https://127.0.0.1:\(server.port)" + path], standardError: false)
+            #expect(status == 0, "curl \(method) \(path) exit \(status)")
+            return (line, (try? String(contentsOfFile: dump, encoding: .utf8)) ?? "")
+        }
+        #expect(try curl("PUT", "/v1/partitions/p/objects/k", data: "over-tls").line == "2 201", "PUT over TLS with HTTP/2")
+
+        // The router answers every PUT over TLS (the direct path is HTTP/1.1 only): the lock rule
+        // must hold there too, 423 with the holder for a PUT without the token or with a stale one.
+        let locked = try curl("POST", "/v1/partitions/p/lock", headers: ["Content-Type: application/json"], data: #"{"owner": "gs-1", "ttl_ms": 60000}"#)
+        #expect(locked.line == "2 200", "lock over TLS: \(locked)")
+        let token = (try? JSONSerialization.jsonObject(with: Data(locked.body.utf8)) as? [String: Any])?["token"] as? Int ?? 0
+        #expect(token > 0, "\(locked.body)")
+        let without = try curl("PUT", "/v1/partitions/p/objects/k", data: "no token")
+        #expect(without.line == "2 423" && without.body.contains("\"owner\":\"gs-1\""), "a PUT without the token while locked: \(without)")
+        let stale = try curl("PUT", "/v1/partitions/p/objects/k", headers: ["Jelly-Lock-Token: \(token - 1)"], data: "stale token")
+        #expect(stale.line == "2 423", "a PUT with a stale token: \(stale)")
+        let held = try curl("PUT", "/v1/partitions/p/objects/k", headers: ["Jelly-Lock-Token: \(token)"], data: "with the token")
+        #expect(held.line == "2 200", "a PUT with the live token: \(held)")
+        let value = try curl("GET", "/v1/partitions/p/objects/k")
+        #expect(value.body == "with the token", "only the holder's PUT was stored: \(value.body)")
         let plain = try? await http("GET", "http://127.0.0.1:\(server.port)/v1/health")
         #expect(plain?.status != 200, "plain HTTP is not served on the TLS port")
     }
