@@ -5,21 +5,6 @@ import Dispatch
 import JellyCore
 import Synchronization
 
-/// The segment being appended to. Confined to the committer thread.
-struct ActiveLog {
-    var id: UInt32
-    var file: any StorageFile
-    /// Where the next block goes.
-    var offset: Int
-    /// Through here the segment is synced.
-    var durableOffset: Int
-    /// Hint entries of the records written so far, encoded.
-    var hint: [UInt8] = []
-    var hintCount: UInt32 = 0
-    var maxVersion: UInt64 = 0
-    var blocks = 0
-}
-
 /// The single writer of the log (leveldb's group commit, with a dedicated thread as leader):
 /// takes the queued requests as one group, copies their records into one page-aligned block,
 /// writes it, syncs once, applies the group to the index and resumes every writer of the group,
@@ -35,7 +20,8 @@ final class Committer: @unchecked Sendable {
     private let shared: EngineShared
     private let configuration: EmbeddedStoreConfiguration
     private let maintenance: Maintenance
-    private var log: ActiveLog
+    /// The active segment.
+    private var log: SegmentWriter
     var activeSegmentID: UInt32 { log.id }
     private let buffer = AlignedBuffer(capacity: 1 << 20)
     private var unsynced = false
@@ -43,15 +29,15 @@ final class Committer: @unchecked Sendable {
     private let thread = OSThread(name: "jelly-commit")
     private let crashed = Atomic<Bool>(false)
     private let closeResult = Mutex<Result<Void, JellyError>>(.success(()))
-    /// Statistics for benchmarks and `info`.
+    /// Statistics for benchmarks and `info`, published once per group.
     let stats = Mutex(CommitterStats())
 
-    init(shared: EngineShared, configuration: EmbeddedStoreConfiguration, maintenance: Maintenance, log: ActiveLog?) {
+    init(shared: EngineShared, configuration: EmbeddedStoreConfiguration, maintenance: Maintenance, log: SegmentWriter?) {
         self.shared = shared
         self.configuration = configuration
         self.maintenance = maintenance
         // Until `activate` runs, a placeholder that is never written (see EmbeddedStore.open).
-        self.log = log ?? ActiveLog(id: 0, file: ClosedFile(), offset: 0, durableOffset: 0)
+        self.log = log ?? SegmentWriter(id: 0, file: ClosedFile())
     }
 
     var ioMode: String {
@@ -68,9 +54,9 @@ final class Committer: @unchecked Sendable {
             let step = shared.state.withLock { $0.queue.next(maxBytes: groupMax) }
             switch step {
             case .group(let group):
-                let bucket = min(6, Int.bitWidth - 1 - group.count.leadingZeroBitCount)
-                stats.withLock { $0.groupSizes[bucket] += 1 }
-                commit(group)
+                var timing = GroupTiming(requests: group.count)
+                commit(group, timing: &timing)
+                stats.withLock { $0.record(timing) }
             case .sleep:
                 stats.withLock { $0.sleeps += 1 }
                 sleep()
@@ -90,149 +76,112 @@ final class Committer: @unchecked Sendable {
         let due = lastSyncNanos + UInt64(ms) * 1_000_000
         let now = monotonicNanoseconds()
         if now >= due || shared.committerWake.wait(timeout: .now() + .nanoseconds(Int(due - now))) == .timedOut {
+            var timing = GroupTiming(requests: 0)
             do {
-                try syncActive()
+                try syncActive(&timing)
             } catch {
                 fail(error, requests: [])
             }
+            stats.withLock { $0.record(timing) }
         }
     }
 
-    private func commit(_ group: [CommitRequest]) {
+    /// One group commit: write the block, sync it (as the durability mode and the requests ask),
+    /// then apply it to the index and resume its writers. Never resume before the sync.
+    private func commit(_ group: [CommitRequest], timing: inout GroupTiming) {
         if let failure = shared.state.withLock({ $0.failure }) {
             for request in group { request.completion.finish(.failure(failure)) }
             return
         }
         do {
-            let tw = monotonicNanoseconds()
-            let locations = try writeBlock(group)
-            var needsSync: Bool
-            switch configuration.durability {
-            case .always: needsSync = true
-            case .interval(let ms): needsSync = monotonicNanoseconds() >= lastSyncNanos + UInt64(ms) * 1_000_000
-            case .never: needsSync = false
-            }
-            if !needsSync { needsSync = group.contains { $0.needsSync } }
-            if needsSync { try syncActive() }
-            if monotonicNanoseconds() - tw > 10_000_000 { stats.withLock { $0.groupsOver10ms += 1 } }
-            apply(group, locations: locations, blockEnd: log.offset)
+            let locations = try writeBlock(group, timing: &timing)
+            if needsSync(group) { try syncActive(&timing) }
+            apply(group, locations: locations, timing: &timing)
         } catch {
             fail(error, requests: group)
         }
     }
 
-    /// Copies a group's records into one page-aligned block and writes it after the log's last
-    /// block, rotating to the next segment first when the block does not fit. Returns the
+    private func needsSync(_ group: [CommitRequest]) -> Bool {
+        switch configuration.durability {
+        case .always: return true
+        case .interval(let ms) where monotonicNanoseconds() >= lastSyncNanos + UInt64(ms) * 1_000_000: return true
+        case .interval, .never: return group.contains { $0.needsSync }
+        }
+    }
+
+    /// Copies a group's records into one page-aligned block and appends it to the active
+    /// segment, rotating to the next segment first when the block does not fit. Returns the
     /// records' offsets.
-    private func writeBlock(_ group: [CommitRequest]) throws -> [UInt32] {
+    private func writeBlock(_ group: [CommitRequest], timing: inout GroupTiming) throws -> [UInt32] {
         let payload = group.reduce(0) { $0 + $1.payloadBytes }
         let blockBytes = Format.alignUp(Format.blockHeaderBytes + payload)
-        if log.offset + blockBytes + Format.pageBytes > configuration.segmentBytes {
-            let t0 = monotonicNanoseconds()
-            try rotate()
-            let t1 = monotonicNanoseconds()
-            stats.withLock {
-                $0.rotations += 1
-                $0.rotationNanos += t1 - t0
-                $0.rotationMaxNanos = max($0.rotationMaxNanos, t1 - t0)
-            }
+        if !log.fits(blockBytes: blockBytes, segmentBytes: configuration.segmentBytes) {
+            try rotate(&timing)
         }
         let tb = monotonicNanoseconds()
         buffer.reserve(blockBytes)
         let base = buffer.pointer
         var at = Format.blockHeaderBytes
         var count: UInt32 = 0
-        var locations: [UInt32] = []
-        locations.reserveCapacity(group.count)
+        var within: [Int] = []
+        within.reserveCapacity(group.count)
         for request in group {
             request.records.bytes.withUnsafeBytes { raw in
                 guard let src = raw.baseAddress else { return }
                 for (i, r) in request.records.records.enumerated() where request.include[i] {
                     (base + at).copyMemory(from: src + r.offset, byteCount: r.length)
-                    locations.append(UInt32(log.offset + at))
+                    within.append(at)
                     at += r.length
                     count += 1
                 }
             }
         }
-        (base + at).initializeMemory(as: UInt8.self, repeating: 0, count: blockBytes - at)
-        BlockHeader(
-            segmentID: UInt64(log.id), payloadBytes: UInt32(payload), recordCount: count,
-            durableOffset: UInt64(log.durableOffset), flags: 0
-        ).encode(into: base)
         let tw = monotonicNanoseconds()
-        try log.file.write(buffer.bytes(blockBytes), at: Int64(log.offset))
+        let blockOffset = try log.appendBlock(buffer, payloadBytes: payload, recordCount: count)
         let tw2 = monotonicNanoseconds()
-        log.offset += blockBytes
-        log.blocks += 1
         unsynced = true
 
+        let locations = within.map { UInt32(blockOffset + $0) }
         var li = 0
         for request in group {
             for (i, meta) in request.metas.enumerated() where request.include[i] {
-                HintEntry(
+                log.addHintEntry(HintEntry(
                     kind: meta.kind, partition: meta.partition.string, key: meta.key, contentType: meta.contentType,
                     offset: UInt64(locations[li]), recordLength: meta.recordLength, version: request.version,
                     token: meta.token, expiresAtMilliseconds: meta.expiresAtMilliseconds, flags: meta.flags
-                ).encode(into: &log.hint)
-                log.maxVersion = max(log.maxVersion, request.version)
+                ))
                 li += 1
             }
         }
-        log.hintCount += count
-        let th = monotonicNanoseconds()
-        stats.withLock {
-            $0.buildNanos += tw - tb
-            $0.hintNanos += th - tw2
-            $0.blocks += 1
-            $0.records += Int(count)
-            $0.logBytes += blockBytes
-            $0.payloadBytes += payload
-            $0.writeNanos += tw2 - tw
-            $0.writeMaxNanos = max($0.writeMaxNanos, tw2 - tw)
-        }
+        timing.wrote(records: Int(count), blockBytes: blockBytes, payloadBytes: payload, build: tw - tb, write: tw2 - tw, hint: monotonicNanoseconds() - tw2)
         configuration.commitObserver?.committed(requests: group.count, records: Int(count), blockBytes: blockBytes)
         return locations
     }
 
-    private func syncActive() throws {
+    private func syncActive(_ timing: inout GroupTiming) throws {
         let start = monotonicNanoseconds()
-        try log.file.sync()
+        try log.sync()
         let end = monotonicNanoseconds()
-        stats.withLock { $0.syncs += 1; $0.syncNanos += end - start; $0.syncMaxNanos = max($0.syncMaxNanos, end - start) }
+        timing.synced(end - start)
         configuration.commitObserver?.synced(nanoseconds: end - start)
         lastSyncNanos = end
-        log.durableOffset = log.offset
         unsynced = false
     }
 
     /// Applies a written (and, as its durability asks, synced) block to the index and resumes
     /// its writers.
-    private func apply(_ group: [CommitRequest], locations: [UInt32], blockEnd: Int) {
+    private func apply(_ group: [CommitRequest], locations: [UInt32], timing: inout GroupTiming) {
         let segment = log.id
+        let blockEnd = Int64(log.offset)
         let t0 = monotonicNanoseconds()
         let (t1, t2) = shared.state.withLock { state -> (UInt64, UInt64) in
             let t1 = monotonicNanoseconds()
-            var li = 0
-            for request in group {
-                for (i, meta) in request.metas.enumerated() where request.include[i] {
-                    state.index.apply(meta, version: request.version, segment: segment, offset: locations[li], updateLeases: false)
-                    li += 1
-                    if meta.kind != .lease && meta.kind != .unlease {
-                        state.settlePending(ObjectRef(partition: meta.partition, key: meta.slot))
-                    }
-                }
-            }
-            state.index.segments[segment, default: SegmentStats()].fileBytes = Int64(blockEnd)
+            state.applyCommitted(group, segment: segment, locations: locations, blockEnd: blockEnd)
             return (t1, monotonicNanoseconds())
         }
         for request in group { request.completion.finish(.success(request.version)) }
-        let t3 = monotonicNanoseconds()
-        stats.withLock {
-            $0.lockWaitNanos += t1 - t0
-            $0.applyNanos += t2 - t1
-            $0.resumeNanos += t3 - t2
-        }
+        timing.applied(lockWait: t1 - t0, apply: t2 - t1, resume: monotonicNanoseconds() - t2)
     }
 
     /// A write or sync failed: nothing after it can be trusted to reach the disk, so the store
@@ -254,26 +203,22 @@ final class Committer: @unchecked Sendable {
     // MARK: Segments
 
     /// Seals the active segment and starts the next one.
-    private func rotate() throws {
+    private func rotate(_ timing: inout GroupTiming) throws {
         let t0 = monotonicNanoseconds()
-        try sealActive(trim: false)
+        try sealActive(trim: false, &timing)
         let t1 = monotonicNanoseconds()
         try activate(id: log.id + 1)
-        stats.withLock { $0.sealNanos += t1 - t0 }
+        timing.rotated(total: monotonicNanoseconds() - t0, seal: t1 - t0)
     }
 
     /// Writes the seal block, syncs, and hands the hint to the maintenance worker. With `trim`
     /// the file is cut to its data (an early seal at close); a full segment keeps its size so
     /// that compaction can recycle the file.
-    private func sealActive(trim: Bool) throws {
+    private func sealActive(trim: Bool, _ timing: inout GroupTiming) throws {
         let maxAssigned = shared.state.withLock { $0.nextVersion - 1 }
-        try writeSealBlock(file: log.file, segmentID: log.id, at: log.offset, durableOffset: log.durableOffset, version: maxAssigned, buffer: buffer)
-        let dataEnd = log.offset + Format.pageBytes
-        log.offset = dataEnd
-        try syncActive()
-        if trim { try log.file.truncate(to: Int64(dataEnd)) }
-        var hint = log.hint
-        HintHeader(entryCount: log.hintCount, segmentID: UInt64(log.id), dataEnd: UInt64(dataEnd), maxVersion: max(log.maxVersion, maxAssigned)).encode(into: &hint)
+        try log.appendSeal(version: maxAssigned, buffer: buffer)
+        try syncActive(&timing)
+        let (dataEnd, hint) = try log.sealed(trim: trim)
         maintenance.writeHint(segment: log.id, bytes: hint)
         let id = log.id
         shared.state.withLock { $0.index.markSealed(id, dataEnd: dataEnd) }
@@ -287,7 +232,7 @@ final class Committer: @unchecked Sendable {
         let started = try maintenance.takeStarted(id: id) ?? maintenance.startSegment(id: id)
         try shared.openForReads(started)
         shared.state.withLock { $0.activeSegment = id }
-        log = ActiveLog(id: id, file: started.file, offset: Format.segmentHeaderBytes, durableOffset: Format.segmentHeaderBytes)
+        log = SegmentWriter(id: id, file: started.file)
         unsynced = false
         stats.withLock { $0.segmentsStarted += 1 }
         maintenance.startAhead(id: id + 1)
@@ -311,11 +256,13 @@ final class Committer: @unchecked Sendable {
         var result: Result<Void, JellyError> = .success(())
         let failed = shared.state.withLock { $0.failure != nil }
         if !failed {
+            var timing = GroupTiming(requests: 0)
             do {
-                if log.blocks > 0 { try sealActive(trim: true) } else { try log.file.sync(); log.file.close() }
+                if log.blocks > 0 { try sealActive(trim: true, &timing) } else { try log.file.sync(); log.file.close() }
             } catch {
                 result = .failure((error as? JellyError) ?? JellyError(.io, "\(error)"))
             }
+            stats.withLock { $0.record(timing) }
         } else {
             log.file.close()
         }
@@ -337,6 +284,58 @@ final class Committer: @unchecked Sendable {
         for request in rest { request.completion.finish(.failure(failure)) }
         log.file.close()
         shared.state.withLock { $0.readers.removeAll() }
+    }
+}
+
+/// Where one group's time went, gathered on the committer thread and added to
+/// `CommitterStats` under one lock, so the commit loop itself reads as the algorithm it is.
+struct GroupTiming {
+    var requests: Int
+    var records = 0
+    var blocks = 0
+    var blockBytes = 0
+    var payloadBytes = 0
+    var buildNanos: UInt64 = 0
+    var writeNanos: UInt64 = 0
+    var hintNanos: UInt64 = 0
+    var syncs = 0
+    var syncNanos: UInt64 = 0
+    var syncMaxNanos: UInt64 = 0
+    var rotations = 0
+    var rotationNanos: UInt64 = 0
+    var sealNanos: UInt64 = 0
+    var lockWaitNanos: UInt64 = 0
+    var applyNanos: UInt64 = 0
+    var resumeNanos: UInt64 = 0
+
+    init(requests: Int) { self.requests = requests }
+
+    mutating func wrote(records: Int, blockBytes: Int, payloadBytes: Int, build: UInt64, write: UInt64, hint: UInt64) {
+        self.records += records
+        blocks += 1
+        self.blockBytes += blockBytes
+        self.payloadBytes += payloadBytes
+        buildNanos += build
+        writeNanos += write
+        hintNanos += hint
+    }
+
+    mutating func synced(_ nanos: UInt64) {
+        syncs += 1
+        syncNanos += nanos
+        syncMaxNanos = max(syncMaxNanos, nanos)
+    }
+
+    mutating func rotated(total: UInt64, seal: UInt64) {
+        rotations += 1
+        rotationNanos += total
+        sealNanos += seal
+    }
+
+    mutating func applied(lockWait: UInt64, apply: UInt64, resume: UInt64) {
+        lockWaitNanos += lockWait
+        applyNanos += apply
+        resumeNanos += resume
     }
 }
 
@@ -372,32 +371,31 @@ struct CommitterStats: Sendable {
     var resumeNanos: UInt64 = 0
     /// Groups by number of requests: 1, 2–3, 4–7, 8–15, 16–31, 32–63, 64+.
     var groupSizes = [Int](repeating: 0, count: 7)
-}
 
-func segmentFileName(_ id: UInt32) -> String { hex16(UInt64(id)) + ".log" }
-func hintFileName(_ id: UInt32) -> String { hex16(UInt64(id)) + ".hint" }
-
-func hex16(_ v: UInt64) -> String {
-    let s = String(v, radix: 16)
-    return String(repeating: "0", count: max(0, 16 - s.count)) + s
-}
-
-/// Writes a seal block (one seal record carrying `version`, the highest version issued) at
-/// `offset` and syncs. The segment's data ends one page later.
-func writeSealBlock(file: any StorageFile, segmentID: UInt32, at offset: Int, durableOffset: Int, version: UInt64, buffer: AlignedBuffer) throws {
-    var seal = EncodedRecords(capacity: 64)
-    seal.append(kind: .seal, partition: "", key: "")
-    seal.seal(version: version)
-    let base = buffer.pointer
-    base.initializeMemory(as: UInt8.self, repeating: 0, count: Format.pageBytes)
-    seal.bytes.withUnsafeBytes { raw in
-        if let src = raw.baseAddress { (base + Format.blockHeaderBytes).copyMemory(from: src, byteCount: raw.count) }
+    mutating func record(_ t: GroupTiming) {
+        if t.requests > 0 {
+            groupSizes[min(6, Int.bitWidth - 1 - t.requests.leadingZeroBitCount)] += 1
+        }
+        blocks += t.blocks
+        records += t.records
+        logBytes += t.blockBytes
+        payloadBytes += t.payloadBytes
+        buildNanos += t.buildNanos
+        writeNanos += t.writeNanos
+        if t.blocks > 0 { writeMaxNanos = max(writeMaxNanos, t.writeNanos) }
+        hintNanos += t.hintNanos
+        syncs += t.syncs
+        syncNanos += t.syncNanos
+        syncMaxNanos = max(syncMaxNanos, t.syncMaxNanos)
+        rotations += t.rotations
+        rotationNanos += t.rotationNanos
+        if t.rotations > 0 { rotationMaxNanos = max(rotationMaxNanos, t.rotationNanos) }
+        sealNanos += t.sealNanos
+        if t.writeNanos + t.syncNanos > 10_000_000 { groupsOver10ms += 1 }
+        lockWaitNanos += t.lockWaitNanos
+        applyNanos += t.applyNanos
+        resumeNanos += t.resumeNanos
     }
-    BlockHeader(
-        segmentID: UInt64(segmentID), payloadBytes: UInt32(seal.bytes.count), recordCount: 1,
-        durableOffset: UInt64(durableOffset), flags: Format.blockFlagSeal
-    ).encode(into: base)
-    try file.write(buffer.bytes(Format.pageBytes), at: Int64(offset))
 }
 
 /// Stands in for the active segment before the first one is activated.

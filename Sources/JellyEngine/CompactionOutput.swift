@@ -15,26 +15,24 @@ import JellyCore
 ///
 /// Confined to the maintenance thread (and to `Maintenance.stop` once that thread has exited).
 final class CompactionOutput {
-    let id: UInt32
+    var id: UInt32 { writer.id }
     let path: String
-    private let file: any StorageFile
+    private var writer: SegmentWriter
     private let segmentBytes: Int
     private let buffer = AlignedBuffer(capacity: CompactionOutput.blockBytesMax + Format.pageBytes)
-    /// Where the next block goes.
-    private(set) var offset = Format.segmentHeaderBytes
-    private var durableOffset = Format.segmentHeaderBytes
+    /// Bytes and records of the block being filled in `buffer` (its header's room included).
     private var blockUsed = Format.blockHeaderBytes
     private var blockRecords: UInt32 = 0
-    private var entries: [HintEntry] = []
-    private var maxVersion: UInt64 = 0
     private static let blockBytesMax = 1 << 20
+
+    /// Where the next block goes.
+    var offset: Int { writer.offset }
 
     /// Appends to `started`, a segment started by `Maintenance.startSegment` (renamed into
     /// place, header written, both durable).
     init(_ started: StartedSegment, segmentBytes: Int) {
-        id = started.id
         path = started.path
-        file = started.file
+        writer = SegmentWriter(id: started.id, file: started.file)
         self.segmentBytes = segmentBytes
     }
 
@@ -42,7 +40,7 @@ final class CompactionOutput {
     func fits(_ length: Int) -> Bool {
         let pending = blockRecords > 0 && blockUsed + length > CompactionOutput.blockBytesMax ? Format.alignUp(blockUsed) : 0
         let block = Format.alignUp((pending > 0 ? Format.blockHeaderBytes : blockUsed) + length)
-        return offset + pending + block + Format.pageBytes <= segmentBytes
+        return writer.offset + pending + block + Format.pageBytes <= segmentBytes
     }
 
     /// Adds a verified record (check `fits` first); returns its offset in the segment.
@@ -52,11 +50,10 @@ final class CompactionOutput {
         record.withUnsafeBytes { raw in
             if let src = raw.baseAddress { (buffer.pointer + blockUsed).copyMemory(from: src, byteCount: raw.count) }
         }
-        let at = UInt32(offset + blockUsed)
+        let at = UInt32(writer.offset + blockUsed)
         var e = entry
         e.offset = UInt64(at)
-        entries.append(e)
-        maxVersion = max(maxVersion, entry.version)
+        writer.addHintEntry(e)
         blockUsed += record.count
         blockRecords += 1
         return at
@@ -65,14 +62,7 @@ final class CompactionOutput {
     /// Writes the block being filled, if any.
     private func flush() throws {
         guard blockRecords > 0 else { return }
-        let total = Format.alignUp(blockUsed)
-        (buffer.pointer + blockUsed).initializeMemory(as: UInt8.self, repeating: 0, count: total - blockUsed)
-        BlockHeader(
-            segmentID: UInt64(id), payloadBytes: UInt32(blockUsed - Format.blockHeaderBytes), recordCount: blockRecords,
-            durableOffset: UInt64(durableOffset), flags: 0
-        ).encode(into: buffer.pointer)
-        try file.write(buffer.bytes(total), at: Int64(offset))
-        offset += total
+        _ = try writer.appendBlock(buffer, payloadBytes: blockUsed - Format.blockHeaderBytes, recordCount: blockRecords)
         blockUsed = Format.blockHeaderBytes
         blockRecords = 0
     }
@@ -80,9 +70,8 @@ final class CompactionOutput {
     /// Makes every record appended so far durable.
     func sync() throws {
         try flush()
-        guard durableOffset < offset else { return }
-        try file.sync()
-        durableOffset = offset
+        guard writer.hasUnsyncedBlocks else { return }
+        try writer.sync()
     }
 
     /// Writes the seal block and syncs; with `trim`, cuts the file to its data (at close), else
@@ -90,20 +79,14 @@ final class CompactionOutput {
     /// the caller writes. The file is closed afterwards.
     func seal(sealVersion: UInt64, trim: Bool) throws -> (dataEnd: Int, hint: [UInt8]) {
         try flush()
-        let version = max(sealVersion, maxVersion)
         // Nothing changes here until the seal is durable, so a failed seal can be retried.
-        try writeSealBlock(file: file, segmentID: id, at: offset, durableOffset: durableOffset, version: version, buffer: buffer)
-        try file.sync()
-        let end = offset + Format.pageBytes
-        if trim { try file.truncate(to: Int64(end)) }
-        offset = end
-        durableOffset = end
-        file.close()
-        return (end, SegmentFiles.encodeHint(entries, segmentID: id, dataEnd: end, maxVersion: version))
+        let sealed = try writer.seal(version: sealVersion, trim: trim, buffer: buffer)
+        writer.file.close()
+        return sealed
     }
 
     /// Closes without sealing (a simulated crash, or a failure): recovery seals it.
     func abandon() {
-        file.close()
+        writer.file.close()
     }
 }

@@ -41,9 +41,7 @@ extension EmbeddedStore {
                 segments.append(id)
             } else if let id = parseSegmentName(name, suffix: ".hint") {
                 hints.insert(id)
-            } else if name.hasPrefix("prepared-"), let dot = name.lastIndex(of: "."),
-                      [".zero", ".recycled"].contains(String(name[dot...])),
-                      let n = Int(name[name.index(name.startIndex, offsetBy: "prepared-".count)..<dot]) {
+            } else if let n = parsePreparedName(name) {
                 preparedNumber = max(preparedNumber, n)
                 let file = try storage.openRead(path: path(name))
                 let size = try file.size()
@@ -116,12 +114,9 @@ extension EmbeddedStore {
                 let file = try storage.openLog(path: segmentPath, create: false, direct: configuration.directIO)
                 defer { file.close() }
                 let sealVersion = max(maxVersion, versionFloor - 1)
-                try writeSealBlock(file: file, segmentID: id, at: scan.dataEnd, durableOffset: scan.dataEnd, version: sealVersion, buffer: sealBuffer)
-                try file.sync()
-                let dataEnd = scan.dataEnd + Format.pageBytes
-                try file.truncate(to: Int64(dataEnd))
-                try file.sync()
-                try SegmentFiles.writeAtomically(storage, directory: directory, name: hintFileName(id), bytes: SegmentFiles.encodeHint(scan.entries, segmentID: id, dataEnd: dataEnd, maxVersion: sealVersion))
+                var writer = SegmentWriter(id: id, file: file, dataEnd: scan.dataEnd, entries: scan.entries)
+                let (dataEnd, hint) = try writer.seal(version: sealVersion, trim: true, buffer: sealBuffer)
+                try SegmentFiles.writeAtomically(storage, directory: directory, name: hintFileName(id), bytes: hint)
                 index.markSealed(id, dataEnd: dataEnd)
                 maxVersion = max(maxVersion, sealVersion)
             }
@@ -139,7 +134,7 @@ extension EmbeddedStore {
         if let reuse {
             committer = Committer(
                 shared: shared, configuration: configuration, maintenance: maintenance,
-                log: ActiveLog(id: reuse.id, file: reuse.file, offset: Format.segmentHeaderBytes, durableOffset: Format.segmentHeaderBytes)
+                log: SegmentWriter(id: reuse.id, file: reuse.file)
             )
             shared.state.withLock { $0.activeSegment = reuse.id }
             maintenance.startAhead(id: reuse.id + 1)
@@ -151,12 +146,4 @@ extension EmbeddedStore {
         maintenance.start()
         return EmbeddedStore(configuration: configuration, shared: shared, committer: committer, maintenance: maintenance, notes: notes)
     }
-}
-
-/// `0000000000000001.log` → 1.
-func parseSegmentName(_ name: String, suffix: String) -> UInt32? {
-    guard name.hasSuffix(suffix) else { return nil }
-    let stem = name.dropLast(suffix.count)
-    guard stem.count == 16, let value = UInt64(stem, radix: 16), value <= UInt64(UInt32.max) else { return nil }
-    return UInt32(value)
 }

@@ -388,22 +388,10 @@ public final class EmbeddedStore: JellyStore, Sendable {
         guard let reader else {
             throw JellyError(.io, "internal error: segment \(entry.segment) is not open for reading")
         }
-        let length = Int(entry.recordLength)
-        let buffer = try [UInt8](unsafeUninitializedCapacity: length) { raw, count in
-            count = try reader.file.read(into: UnsafeMutableRawBufferPointer(raw), at: Int64(entry.offset))
-        }
-        return try buffer.withUnsafeBytes { raw in
-            // Formatted only for an error: this runs for every value read.
-            func where_() -> String { "\(reader.file.path) at offset \(entry.offset)" }
-            let view: RecordView
-            do {
-                view = try RecordView.parse(raw, at: 0)
-            } catch {
-                throw JellyError(.corruption, "\(where_()): record of key \(Names.quoted(key)) failed verification (\(error)); run `jelly check`")
-            }
-            guard view.kind == .put, view.version == entry.version,
-                  raw[view.partition].elementsEqual(partition.utf8), raw[view.key].elementsEqual(key.utf8) else {
-                throw JellyError(.corruption, "\(where_()): record does not match the index entry for key \(Names.quoted(key)); run `jelly check`")
+        let (bytes, view) = try reader.readRecord(at: UInt64(entry.offset), length: Int(entry.recordLength), version: entry.version, what: "of key \(Names.quoted(key))")
+        return try bytes.withUnsafeBytes { raw in
+            guard view.kind == .put, raw[view.partition].elementsEqual(partition.utf8), raw[view.key].elementsEqual(key.utf8) else {
+                throw JellyError(.corruption, "\(reader.file.path) at offset \(entry.offset): record does not match the index entry for key \(Names.quoted(key)); run `jelly check`")
             }
             return StoredObject(
                 key: key, version: view.version,
@@ -458,19 +446,6 @@ struct PendingObject: Sendable {
     }
 }
 
-/// An open segment file for reads. Held by reads in flight, so a compacted segment's file stays
-/// open until the last read of it finishes.
-final class SegmentReader: Sendable {
-    let id: UInt32
-    let file: any StorageFile
-    init(id: UInt32, file: any StorageFile) {
-        self.id = id
-        self.file = file
-        file.adviseRandomReads()
-    }
-    deinit { file.close() }
-}
-
 /// The store's mutable state, behind one mutex (held briefly, never across I/O).
 struct EngineState: Sendable {
     var index = StoreIndex()
@@ -487,6 +462,23 @@ struct EngineState: Sendable {
         if let failure { return failure }
         if closed { return JellyError(.unavailable, "the store is closed") }
         return nil
+    }
+
+    /// A group commit is durable (as its durability mode asks) at `locations` of `segment`, whose
+    /// data now ends at `blockEnd`: its records go into the index, so reads see them, and the
+    /// pending overlay forgets them. Leases were decided when the requests were queued.
+    mutating func applyCommitted(_ group: [CommitRequest], segment: UInt32, locations: [UInt32], blockEnd: Int64) {
+        var li = 0
+        for request in group {
+            for (i, meta) in request.metas.enumerated() where request.include[i] {
+                index.apply(meta, version: request.version, segment: segment, offset: locations[li], updateLeases: false)
+                li += 1
+                if meta.kind != .lease && meta.kind != .unlease {
+                    settlePending(ObjectRef(partition: meta.partition, key: meta.slot))
+                }
+            }
+        }
+        index.segments[segment, default: SegmentStats()].fileBytes = blockEnd
     }
 
     /// One queued write of `ref` is now in the index: the overlay forgets it once none is left.

@@ -196,7 +196,7 @@ final class Maintenance: @unchecked Sendable {
         let segmentBytes = configuration.segmentBytes
         try SegmentFiles.writeAtomically(
             shared.storage, directory: shared.directory, temporary: "prepared-\(number).tmp",
-            name: "prepared-\(number).zero", direct: configuration.directIO
+            name: preparedFileName(number, recycled: false), direct: configuration.directIO
         ) { file in
             let chunk = AlignedBuffer(capacity: 1 << 20)
             chunk.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: chunk.capacity)
@@ -208,7 +208,7 @@ final class Maintenance: @unchecked Sendable {
             }
         }
         compactionStats.withLock { $0.preparedBytes += configuration.segmentBytes }
-        return shared.path("prepared-\(number).zero")
+        return shared.path(preparedFileName(number, recycled: false))
     }
 
     /// Keeps a compacted full-size segment file for reuse, up to `sparesMax` spare files.
@@ -216,7 +216,7 @@ final class Maintenance: @unchecked Sendable {
         let name = work.withLock { w -> String? in
             guard w.prepared.count < Maintenance.sparesMax else { return nil }
             w.nextPreparedNumber += 1
-            return "prepared-\(w.nextPreparedNumber).recycled"
+            return preparedFileName(w.nextPreparedNumber, recycled: true)
         }
         guard let name else { return false }
         do {
@@ -336,7 +336,6 @@ final class Maintenance: @unchecked Sendable {
         var bytesMoved = 0
         var readNanos: UInt64 = 0
         for plan in plans {
-            let path = plan.reader.file.path
             // Liveness is checked in chunks, so the store's lock is never held for long.
             var keep: [Bool] = []
             keep.reserveCapacity(plan.entries.count)
@@ -346,18 +345,8 @@ final class Maintenance: @unchecked Sendable {
             }
             for (n, entry) in plan.entries.enumerated() where keep[n] {
                 let tr = monotonicNanoseconds()
-                let record = try [UInt8](unsafeUninitializedCapacity: Int(entry.recordLength)) { raw, count in
-                    count = try plan.reader.file.read(into: UnsafeMutableRawBufferPointer(raw), at: Int64(entry.offset))
-                }
+                let (record, _) = try plan.reader.readRecord(at: entry.offset, length: Int(entry.recordLength), version: entry.version, what: "during compaction")
                 readNanos += monotonicNanoseconds() - tr
-                try record.withUnsafeBytes { raw in
-                    do {
-                        let view = try RecordView.parse(raw, at: 0)
-                        guard view.version == entry.version else { throw RecordView.Problem.badFields }
-                    } catch {
-                        throw JellyError(.corruption, "\(path) at offset \(entry.offset): record failed verification during compaction (\(error)); run `jelly check`")
-                    }
-                }
                 let out = try outputWithRoom(for: record.count)
                 let offset = try out.append(record: record, entry: entry)
                 moved.append((entry.meta, out.id, offset, (plan.id, UInt32(entry.offset))))

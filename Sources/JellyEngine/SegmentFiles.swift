@@ -291,10 +291,3 @@ extension HintEntry {
         )
     }
 }
-
-/// Segment ids at or above this are compaction outputs (see CompactionOutput). The log's own
-/// segments stay below it. The highest id on each side is the only segment of its side that may
-/// be unsealed and end in a torn write.
-let compactedSegmentIDBase: UInt32 = 0x8000_0000
-
-func isCompactionOutput(_ id: UInt32) -> Bool { id >= compactedSegmentIDBase }
