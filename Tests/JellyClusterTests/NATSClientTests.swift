@@ -10,7 +10,7 @@ import Testing
         var options = NATSOptions(servers: try NATSServerAddress.list(servers.urls))
         options.reconnectWait = .milliseconds(20)
         configure(&options)
-        return try await NATSConnection.connect(options: options, timeout: .seconds(2))
+        return try await NATSConnection.connect(options: options, timeout: .seconds(10))
     }
 
     @Test func publishSubscribeRequestAndHeaders() async throws {

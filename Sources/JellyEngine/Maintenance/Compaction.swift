@@ -1,236 +1,9 @@
-import CJellySystem
-import Dispatch
 import JellyCore
-import Synchronization
 
-/// The background worker: starts the log's next segment ahead of time, writes hint files of
-/// sealed segments, keeps spare segment files (recycled, or zero-filled when there is none),
-/// and compacts segments whose garbage passed the threshold.
-final class Maintenance: @unchecked Sendable {
-    // Immutable after init except `output` (see there).
-    private let shared: EngineShared
-    private let configuration: EmbeddedStoreConfiguration
-    private let wake = DispatchSemaphore(value: 0)
-    private let startDone = DispatchSemaphore(value: 0)
-    private let thread = OSThread(name: "jelly-maint")
-    private let work = Mutex(Work())
-    /// Where compaction copies live records; touched only on the worker thread, and by `stop`
-    /// after it has exited.
-    private var output: CompactionOutput?
-    let compactionStats = Mutex(CompactionStats())
-    /// Index updates made per hold of the store's lock during compaction.
-    static let lockChunk = 4096
-    /// Spare segment files kept for reuse (recycled or zero-filled).
-    static let sparesMax = 4
-
-    struct Work {
-        var hints: [(segment: UInt32, bytes: [UInt8])] = []
-        var prepared: [String] = []
-        var nextPreparedNumber = 0
-        /// The id of the next compaction output segment.
-        var nextOutputID = compactedSegmentIDBase
-        var stopping = false
-        var running = false
-        var compactRequests: [CompactionRequest] = []
-        /// The log's next segment, started ahead of the committer's need.
-        var startAhead = StartAhead<StartedSegment>()
-    }
-
-    init(shared: EngineShared, configuration: EmbeddedStoreConfiguration, prepared: [String], nextPreparedNumber: Int, nextOutputID: UInt32) {
-        self.shared = shared
-        self.configuration = configuration
-        work.withLock {
-            $0.prepared = prepared
-            $0.nextPreparedNumber = nextPreparedNumber
-            $0.nextOutputID = nextOutputID
-        }
-    }
-
-    func start() {
-        work.withLock { $0.running = true }
-        thread.start { [self] in run() }
-    }
-
-    /// Stops the worker. The compaction output is sealed and trimmed, or with `crash` left as
-    /// a crash would leave it (recovery seals it).
-    func stop(crash: Bool = false) {
-        let wasRunning = work.withLock { w -> Bool in
-            let r = w.running
-            w.stopping = true
-            w.running = false
-            return r
-        }
-        if wasRunning {
-            wake.signal()
-            thread.join()
-        }
-        // A started segment stays on disk: the next open reuses it (it holds no blocks).
-        work.withLock { $0.startAhead.leftover }?.file.close()
-        if crash {
-            output?.abandon()
-            output = nil
-            return
-        }
-        writePendingHints()
-        // Not sealed, it is sealed by the next open: nothing is lost either way.
-        do { try sealOutput(trim: true) } catch { output?.abandon(); output = nil }
-    }
-
-    func writeHint(segment: UInt32, bytes: [UInt8]) {
-        work.withLock { $0.hints.append((segment, bytes)) }
-        wake.signal()
-    }
-
-    // MARK: Starting log segments
-
-    /// Asks the worker to start log segment `id` now (`startSegment`), so that the committer's
-    /// next rotation only seals: renaming a file, writing a header and syncing the file and the
-    /// directory take a millisecond or more, during which every writer would wait.
-    func startAhead(id: UInt32) {
-        work.withLock { $0.startAhead.want(id) }
-        wake.signal()
-    }
-
-    /// Log segment `id` if the worker started it (waiting if it is starting it now); otherwise
-    /// nil, and the caller starts it itself.
-    func takeStarted(id: UInt32) -> StartedSegment? {
-        while true {
-            switch work.withLock({ $0.startAhead.take(id) }) {
-            case .ready(let segment): return segment
-            case .startItYourself: return nil
-            case .wait: startDone.wait()
-            }
-        }
-    }
-
-    /// Starts the segment the committer asked for, if any.
-    private func startWanted() {
-        guard let id = work.withLock({ $0.startAhead.beginStart() }) else { return }
-        let made = try? startSegment(id: id)
-        let waiters = work.withLock { $0.startAhead.finish(made) }
-        for _ in 0..<waiters { startDone.signal() }
-    }
-
-    /// Makes a spare file (recycled, or zero-filled now) log segment `id`: header written and
-    /// synced, then renamed into place and the directory synced. It holds no block yet;
-    /// recovery reuses such a segment.
-    ///
-    /// The header is durable before the file takes the segment's name, so a file under a
-    /// segment's name always names that segment: a recycled spare still holds the header and
-    /// the blocks of the segment it was, which must never be read as this one's.
-    func startSegment(id: UInt32) throws -> StartedSegment {
-        let prepared = try work.withLock({ $0.prepared.popLast() }) ?? prepareFile()
-        wake.signal()
-        let staging = try shared.storage.openLog(path: prepared, create: false, direct: configuration.directIO)
-        do {
-            defer { staging.close() }
-            let floor = shared.state.withLock { $0.nextVersion }
-            let header = AlignedBuffer(capacity: Format.segmentHeaderBytes)
-            SegmentHeader(segmentID: UInt64(id), versionFloor: floor, createdAtMilliseconds: configuration.clock.nowMilliseconds()).encode(into: header.pointer)
-            try staging.write(header.bytes(Format.segmentHeaderBytes), at: 0)
-            try staging.sync()
-        }
-        let path = shared.path(segmentFileName(id))
-        try shared.storage.rename(prepared, path)
-        try shared.storage.syncDirectory(shared.directory)
-        let file = try shared.storage.openLog(path: path, create: false, direct: configuration.directIO)
-        return StartedSegment(id: id, path: path, file: file)
-    }
-
-    private func run() {
-        // Compaction, hints and zero-fills give way to the log's writes and syncs.
-        _ = jelly_set_thread_io_low()
-        let interval = configuration.compaction.checkIntervalMilliseconds
-        while true {
-            _ = wake.wait(timeout: .now() + .milliseconds(interval))
-            if work.withLock({ $0.stopping }) { return }
-            startWanted()
-            writePendingHints()
-            let requests = work.withLock { w -> [CompactionRequest] in
-                let r = w.compactRequests
-                w.compactRequests = []
-                return r
-            }
-            for request in requests {
-                do {
-                    request.done(.success(try compact(force: request.force, progress: request.progress)))
-                } catch {
-                    request.done(.failure((error as? JellyError) ?? JellyError(.io, "\(error)")))
-                }
-            }
-            // Compaction first: dead segments it removes are recycled as spare files, which is
-            // far cheaper than zero-filling new ones.
-            if configuration.compaction.automatic && requests.isEmpty {
-                _ = try? compact(force: false, progress: nil)
-            }
-            if work.withLock({ $0.prepared.isEmpty }) {
-                do {
-                    let path = try prepareFile()
-                    work.withLock { $0.prepared.append(path) }
-                } catch {
-                    // The committer prepares its own file when it needs one and reports failures.
-                }
-            }
-        }
-    }
-
-    private func writePendingHints() {
-        let hints = work.withLock { w -> [(segment: UInt32, bytes: [UInt8])] in
-            let h = w.hints
-            w.hints = []
-            return h
-        }
-        for hint in hints {
-            // A hint that cannot be written is rebuilt from its segment on the next open.
-            try? SegmentFiles.writeAtomically(shared.storage, directory: shared.directory, name: hintFileName(hint.segment), bytes: hint.bytes)
-        }
-    }
-
-    /// Creates a segment-sized file full of zeros, synced: appending into written blocks lets
-    /// `fdatasync` skip the filesystem journal (unwritten extents from fallocate alone do not).
-    private func prepareFile() throws -> String {
-        let number = work.withLock { w -> Int in
-            w.nextPreparedNumber += 1
-            return w.nextPreparedNumber
-        }
-        let segmentBytes = configuration.segmentBytes
-        try SegmentFiles.writeAtomically(
-            shared.storage, directory: shared.directory, temporary: "prepared-\(number).tmp",
-            name: preparedFileName(number, recycled: false), direct: configuration.directIO
-        ) { file in
-            let chunk = AlignedBuffer(capacity: 1 << 20)
-            chunk.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: chunk.capacity)
-            var offset = 0
-            while offset < segmentBytes {
-                let n = min(chunk.capacity, segmentBytes - offset)
-                try file.write(chunk.bytes(n), at: Int64(offset))
-                offset += n
-            }
-        }
-        compactionStats.withLock { $0.preparedBytes += configuration.segmentBytes }
-        return shared.path(preparedFileName(number, recycled: false))
-    }
-
-    /// Keeps a compacted full-size segment file for reuse, up to `sparesMax` spare files.
-    private func recycle(_ path: String) -> Bool {
-        let name = work.withLock { w -> String? in
-            guard w.prepared.count < Maintenance.sparesMax else { return nil }
-            w.nextPreparedNumber += 1
-            return preparedFileName(w.nextPreparedNumber, recycled: true)
-        }
-        guard let name else { return false }
-        do {
-            try shared.storage.rename(path, shared.path(name))
-        } catch {
-            return false
-        }
-        work.withLock { $0.prepared.append(shared.path(name)) }
-        compactionStats.withLock { $0.segmentsRecycled += 1 }
-        return true
-    }
-
-    // MARK: Compaction
-
+/// Compaction: picking the segments whose garbage passed the threshold, copying their live
+/// records into the compaction output (`CompactionOutput`), repointing the index, removing or
+/// recycling the inputs.
+extension Maintenance {
     func requestCompaction(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?, done: @escaping @Sendable (Result<CompactionReport, JellyError>) -> Void) {
         let accepted = work.withLock { w -> Bool in
             guard w.running else { return false }
@@ -245,7 +18,7 @@ final class Maintenance: @unchecked Sendable {
     /// sealed record bytes and `garbageBytesAllowance`, the segment with the most garbage first.
     /// Waiting lets segments of hot data become almost all garbage before they are touched, so
     /// compaction copies little. Small segments (left by early seals and by compaction) are merged.
-    private func compact(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?) throws -> CompactionReport {
+    func compact(force: Bool, progress: (@Sendable (CompactionProgress) -> Void)?) throws -> CompactionReport {
         var report = CompactionReport()
         var done = Set<UInt32>()
         let plannedCount = force ? pick(force: true, excluding: []).count : 0
@@ -273,7 +46,7 @@ final class Maintenance: @unchecked Sendable {
     }
 
     /// The next segments to compact together, or none.
-    private func pick(force: Bool, excluding done: Set<UInt32>) -> [UInt32] {
+    func pick(force: Bool, excluding done: Set<UInt32>) -> [UInt32] {
         let ratio = configuration.compaction.garbageRatio
         let allowance = configuration.compaction.garbageBytesAllowance
         let segmentBytes = Int64(configuration.segmentBytes)
@@ -316,7 +89,7 @@ final class Maintenance: @unchecked Sendable {
     /// starting the next one on the way), syncs it, points the index at the copies, then removes
     /// the inputs. A crash at any point leaves either the inputs or both; both is harmless
     /// because a slot's state is its highest version.
-    private func compactSegments(_ inputs: [UInt32], report: inout CompactionReport) throws {
+    func compactSegments(_ inputs: [UInt32], report: inout CompactionReport) throws {
         let storage = shared.storage
         var plans: [(id: UInt32, entries: [HintEntry], reader: SegmentReader, fileBytes: Int64)] = []
         for id in inputs {
@@ -402,7 +175,7 @@ final class Maintenance: @unchecked Sendable {
 
     /// Runs `body` on every element under the store's lock, taken once per `lockChunk` elements,
     /// so writers wait at most one chunk.
-    private func forEachUnderLock<Element>(_ items: [Element], _ body: (inout EngineState, Element) -> Void) {
+    func forEachUnderLock<Element>(_ items: [Element], _ body: (inout EngineState, Element) -> Void) {
         for start in stride(from: 0, to: items.count, by: Maintenance.lockChunk) {
             let part = items[start..<min(start + Maintenance.lockChunk, items.count)]
             shared.state.withLock { state in
@@ -412,7 +185,7 @@ final class Maintenance: @unchecked Sendable {
     }
 
     /// The open output when `length` more bytes fit in it; otherwise seals it and starts the next.
-    private func outputWithRoom(for length: Int) throws -> CompactionOutput {
+    func outputWithRoom(for length: Int) throws -> CompactionOutput {
         if let out = output, out.fits(length) { return out }
         try sealOutput(trim: false)
         let id = work.withLock { w -> UInt32 in
@@ -428,7 +201,7 @@ final class Maintenance: @unchecked Sendable {
 
     /// Seals the open output, if any: seal block, sync, hint file; from then on it is a sealed
     /// segment like any other (and compaction may pick it).
-    private func sealOutput(trim: Bool) throws {
+    func sealOutput(trim: Bool) throws {
         guard let out = output else { return }
         let version = shared.state.withLock { $0.nextVersion - 1 }
         // On failure the output stays open (and the only unsealed one): the next round retries.
@@ -438,13 +211,6 @@ final class Maintenance: @unchecked Sendable {
         try? SegmentFiles.writeAtomically(shared.storage, directory: shared.directory, name: hintFileName(out.id), bytes: hint)
         shared.state.withLock { $0.index.markSealed(out.id, dataEnd: dataEnd) }
     }
-}
-
-/// A log segment started ahead of its use (`Maintenance.startSegment`).
-struct StartedSegment {
-    let id: UInt32
-    let path: String
-    let file: any StorageFile
 }
 
 public struct CompactionReport: Sendable, Equatable {

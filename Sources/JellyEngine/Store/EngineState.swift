@@ -1,0 +1,123 @@
+import Dispatch
+import JellyCore
+import Synchronization
+
+// The engine's shared state: what the store's API, the committer, the maintenance worker and
+// recovery hand each other. Changes that touch several parts of it (a commit applied, a
+// segment opened) are named operations here, so every caller keeps the same rules (every
+// indexed segment has a reader; the overlay forgets a write once the index has it).
+
+/// An object key of a partition, for the pending overlay.
+struct ObjectRef: Hashable, Sendable {
+    var partition: ByteName
+    var key: ByteName
+}
+
+/// Writes queued but not yet durable, for condition checks (reads never see them).
+struct PendingObject: Sendable {
+    /// The newest pending version; nil when the newest pending write is a delete.
+    var version: UInt64?
+    var count = 0
+
+    mutating func push(version: UInt64?) {
+        self.version = version
+        count += 1
+    }
+}
+
+/// The store's mutable state, behind one mutex (held briefly, never across I/O).
+struct EngineState: Sendable {
+    var index = StoreIndex()
+    var overlay: [ObjectRef: PendingObject] = [:]
+    var queue = CommitQueue()
+    var nextVersion: UInt64 = 1
+    /// Set when a write or sync failed: the store refuses writes from then on.
+    var failure: JellyError?
+    var closed = false
+    var readers: [UInt32: SegmentReader] = [:]
+    var activeSegment: UInt32 = 0
+
+    var writeBlocker: JellyError? {
+        if let failure { return failure }
+        if closed { return JellyError(.unavailable, "the store is closed") }
+        return nil
+    }
+
+    /// A group commit is durable (as its durability mode asks) at `locations` of `segment`, whose
+    /// data now ends at `blockEnd`: its records go into the index, so reads see them, and the
+    /// pending overlay forgets them. Leases were decided when the requests were queued.
+    mutating func applyCommitted(_ group: [CommitRequest], segment: UInt32, locations: [UInt32], blockEnd: Int64) {
+        var li = 0
+        for request in group {
+            for (i, meta) in request.metas.enumerated() where request.include[i] {
+                index.apply(meta, version: request.version, segment: segment, offset: locations[li], updateLeases: false)
+                li += 1
+                if meta.kind != .lease && meta.kind != .unlease {
+                    settlePending(ObjectRef(partition: meta.partition, key: meta.slot))
+                }
+            }
+        }
+        index.segments[segment, default: SegmentStats()].fileBytes = blockEnd
+    }
+
+    /// One queued write of `ref` is now in the index: the overlay forgets it once none is left.
+    /// One hash lookup.
+    mutating func settlePending(_ ref: ObjectRef) {
+        guard let i = overlay.index(forKey: ref) else { return }
+        if overlay.values[i].count <= 1 {
+            overlay.remove(at: i)
+        } else {
+            overlay.values[i].count -= 1
+        }
+    }
+
+    /// The version a condition sees: the newest queued write, else the committed object.
+    func currentVersion(_ ref: ObjectRef) -> UInt64? {
+        if let pending = overlay[ref] { return pending.version }
+        guard let entry = index.entry(partition: ref.partition, slot: ref.key), entry.kind == .put else { return nil }
+        return entry.version
+    }
+}
+
+/// What the store's threads share.
+final class EngineShared: Sendable {
+    let state: Mutex<EngineState>
+    let committerWake = DispatchSemaphore(value: 0)
+    let directory: String
+    let storage: any StorageSystem
+    let directoryLock: Mutex<(any StorageFile)?>
+
+    init(state: EngineState, directory: String, storage: any StorageSystem, directoryLock: any StorageFile) {
+        self.state = Mutex(state)
+        self.directory = directory
+        self.storage = storage
+        self.directoryLock = Mutex(directoryLock)
+    }
+
+    func releaseDirectory() {
+        let lock = directoryLock.withLock { l -> (any StorageFile)? in
+            let v = l
+            l = nil
+            return v
+        }
+        lock?.close()
+    }
+
+    func path(_ name: String) -> String { directory + "/" + name }
+
+    /// Makes a started segment (the log's next one, or a compaction output) readable and known
+    /// to the index, still unsealed. On failure its file is closed.
+    func openForReads(_ started: StartedSegment) throws {
+        let reader: SegmentReader
+        do {
+            reader = SegmentReader(id: started.id, file: try storage.openRead(path: started.path))
+        } catch {
+            started.file.close()
+            throw error
+        }
+        state.withLock { state in
+            state.readers[started.id] = reader
+            state.index.segments[started.id] = SegmentStats(recordBytes: 0, liveBytes: 0, fileBytes: Int64(Format.segmentHeaderBytes), sealed: false)
+        }
+    }
+}
