@@ -63,7 +63,7 @@ struct APIError: Error {
         switch error {
         case let error as APIError: self = error
         case let error as JellyError: self.init(error)
-        case let error as DecodingError: self = .badRequest("the JSON body does not match the API: \(describe(error))")
+        case let error as DecodingError: self = .badRequest("the JSON body does not match the API: \(error.readableDescription)")
         default: self.init(status: .internalServerError, code: "internal", message: "\(error)")
         }
     }
@@ -90,20 +90,6 @@ func answering(_ body: () async throws -> Response) async -> Response {
         return try await body()
     } catch {
         return APIError(error).response
-    }
-}
-
-func describe(_ error: DecodingError) -> String {
-    func path(_ context: DecodingError.Context) -> String {
-        let p = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-        return p.isEmpty ? "the body" : p
-    }
-    switch error {
-    case .typeMismatch(_, let c): return "\(path(c)) has the wrong type (\(c.debugDescription))"
-    case .valueNotFound(_, let c): return "\(path(c)) is null or missing"
-    case .keyNotFound(let key, let c): return "\(path(c)) lacks the field \"\(key.stringValue)\""
-    case .dataCorrupted(let c): return "\(path(c)): \(c.debugDescription)"
-    @unknown default: return "\(error)"
     }
 }
 

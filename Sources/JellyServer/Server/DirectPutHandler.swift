@@ -122,19 +122,8 @@ final class DirectPutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The PUT this handler answers itself (with `value` readied for its body), or nil to pass
     /// the request on.
     private func direct(_ head: HTTPRequest) -> DirectPut? {
-        guard head.method == .put, let path = head.path else { return nil }
-        let prefix = "/v1/partitions/"
-        guard path.hasPrefix(prefix) else { return nil }
-        let rest = path.utf8.dropFirst(prefix.utf8.count)
-        guard let slash = rest.firstIndex(of: UInt8(ascii: "/")) else { return nil }
-        let rawPartition = Substring(path.utf8[rest.startIndex..<slash])
-        let afterPartition = Substring(path.utf8[slash...])
-        let objects = "/objects/"
-        guard !rawPartition.isEmpty, afterPartition.hasPrefix(objects) else { return nil }
-        let rawKey = afterPartition.dropFirst(objects.count)
-        guard !rawKey.isEmpty, !rawKey.utf8.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) else {
-            return nil
-        }
+        guard head.method == .put, let path = head.path, let names = Route.putObject.pattern.match(path), names.count == 2 else { return nil }
+        let (rawPartition, rawKey) = (names[0], names[1])
         let fields = head.headerFields
         guard fields[.expect] == nil, let text = fields[.contentLength], let length = Int(text), length >= 0,
               length <= shared.api.valueBytesMax,

@@ -1,0 +1,90 @@
+import HTTPTypes
+
+/// A route's path as the router takes it (`/v1/partitions/:partition/objects/:key`): literal
+/// segments and `:name` parameters, each one non-empty path segment.
+struct RoutePattern: Sendable {
+    let text: String
+    private let parts: [Part]
+    private enum Part: Sendable { case literal(String), parameter }
+
+    init(_ text: String) {
+        self.text = text
+        parts = text.split(separator: "/").map { $0.hasPrefix(":") ? .parameter : .literal(String($0)) }
+    }
+
+    /// The parameters' raw (still percent-encoded) values when `path` is exactly this route
+    /// (no query, no fragment, no trailing slash), else nil.
+    func match(_ path: String) -> [Substring]? {
+        var captures: [Substring] = []
+        var rest = Substring(path)
+        for part in parts {
+            guard rest.utf8.first == UInt8(ascii: "/") else { return nil }
+            rest = rest.dropFirst()
+            let end = rest.utf8.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? rest.endIndex
+            let segment = rest[..<end]
+            switch part {
+            case .literal(let literal): guard segment == literal else { return nil }
+            case .parameter:
+                guard !segment.isEmpty else { return nil }
+                captures.append(segment)
+            }
+            rest = rest[end...]
+        }
+        return rest.isEmpty ? captures : nil
+    }
+}
+
+/// Every route of HTTP API v1, in one table (docs/http-api.md): the router registers each, and
+/// the direct PUT path (`DirectPutHandler`) matches `putObject` with the same pattern. The raw
+/// value is the route's name in metrics and request logs.
+enum Route: String, CaseIterable, Sendable {
+    case putObject = "put_object"
+    case getObject = "get_object"
+    case deleteObject = "delete_object"
+    case listObjects = "list_objects"
+    case batch
+    case acquireLock = "acquire_lock"
+    case inspectLock = "inspect_lock"
+    case releaseLock = "release_lock"
+    case renewLock = "renew_lock"
+    case transferLock = "transfer_lock"
+    case breakLock = "break_lock"
+    case health
+    case openAPI = "openapi"
+    case metrics
+
+    static let object = RoutePattern("/v1/partitions/:partition/objects/:key")
+    static let objects = RoutePattern("/v1/partitions/:partition/objects")
+    static let batchPath = RoutePattern("/v1/partitions/:partition/batch")
+    static let lock = RoutePattern("/v1/partitions/:partition/lock")
+    static let lockRenew = RoutePattern("/v1/partitions/:partition/lock/renew")
+    static let lockTransfer = RoutePattern("/v1/partitions/:partition/lock/transfer")
+    static let lockBreak = RoutePattern("/v1/partitions/:partition/lock/break")
+    static let healthPath = RoutePattern("/v1/health")
+    static let openAPIPath = RoutePattern("/v1/openapi.yaml")
+    static let metricsPath = RoutePattern("/metrics")
+
+    var method: HTTPRequest.Method {
+        switch self {
+        case .putObject: .put
+        case .getObject, .listObjects, .inspectLock, .health, .openAPI, .metrics: .get
+        case .deleteObject, .releaseLock: .delete
+        case .batch, .acquireLock, .renewLock, .transferLock, .breakLock: .post
+        }
+    }
+
+    var pattern: RoutePattern {
+        switch self {
+        case .putObject, .getObject, .deleteObject: Route.object
+        case .listObjects: Route.objects
+        case .batch: Route.batchPath
+        case .acquireLock, .inspectLock, .releaseLock: Route.lock
+        case .renewLock: Route.lockRenew
+        case .transferLock: Route.lockTransfer
+        case .breakLock: Route.lockBreak
+        case .health: Route.healthPath
+        case .openAPI: Route.openAPIPath
+        case .metrics: Route.metricsPath
+        }
+    }
+}
