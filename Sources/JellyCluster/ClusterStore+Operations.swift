@@ -37,44 +37,34 @@ extension ClusterStore {
     // MARK: Locks
 
     public func acquireLock(partition: String, owner: String, ttlMilliseconds: Int64) async throws -> LockInfo {
-        try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
-        try limits.checkTTL(ttlMilliseconds)
-        guard let info = try await leaseOperation(partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds)) else {
-            throw JellyError(.io, "internal error: an acquire granted no lease")
-        }
-        return info
+        try await grantedLease(partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds))
     }
 
     public func acquireLockAndLoad(partition: String, owner: String, ttlMilliseconds: Int64) async throws -> (lock: LockInfo, objects: [StoredObject]) {
-        try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
-        try limits.checkTTL(ttlMilliseconds)
-        guard let info = try await leaseOperation(partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds)) else {
-            throw JellyError(.io, "internal error: an acquire granted no lease")
-        }
+        let info = try await grantedLease(partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds))
         // The load ran after the lock's publish was acknowledged, through the stream leader.
         let s = subjects(partition)
         let (entries, _) = try await readAll(s, after: nil, limit: nil)
         try await partitions.exclusive(partition) { cache in
             guard cache != nil else { return }
-            for (key, state, _) in entries { cache?.objects[key] = state }
+            for (key, state, _) in entries { cache?.objects[ByteName(key)] = state }
             cache?.complete = true
         }
         return (info, entries.compactMap { $0.2 })
     }
 
     public func renewLock(partition: String, token: LockToken, ttlMilliseconds: Int64) async throws -> LockInfo {
-        try limits.checkTTL(ttlMilliseconds)
-        guard let info = try await leaseOperation(partition, .renew(token: token, ttlMilliseconds: ttlMilliseconds)) else {
-            throw JellyError(.io, "internal error: a renew returned no lease")
-        }
-        return info
+        try await grantedLease(partition, .renew(token: token, ttlMilliseconds: ttlMilliseconds))
     }
 
     public func transferLock(partition: String, token: LockToken, to owner: String, ttlMilliseconds: Int64) async throws -> LockInfo {
-        try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
-        try limits.checkTTL(ttlMilliseconds)
-        guard let info = try await leaseOperation(partition, .transfer(token: token, toOwner: owner, ttlMilliseconds: ttlMilliseconds)) else {
-            throw JellyError(.io, "internal error: a transfer granted no lease")
+        try await grantedLease(partition, .transfer(token: token, toOwner: owner, ttlMilliseconds: ttlMilliseconds))
+    }
+
+    /// `leaseOperation` for requests that always leave a lease (acquire, renew, transfer).
+    private func grantedLease(_ partition: String, _ request: LeaseRequest) async throws -> LockInfo {
+        guard let info = try await leaseOperation(partition, request) else {
+            throw JellyError(.io, "internal error: \(request) left no lease")
         }
         return info
     }
@@ -92,7 +82,7 @@ extension ClusterStore {
     /// with that message's sequence as the expectation: if anyone changed the lock meanwhile,
     /// JetStream refuses it and the request is decided again on the new state.
     func leaseOperation(_ partition: String, _ request: LeaseRequest) async throws -> LockInfo? {
-        try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
+        try request.validate(partition: partition, limits: limits)
         try checkReady()
         let s = subjects(partition)
         return try await decided(partition, what: "the lock of partition \(Names.quoted(partition))") { cache in
@@ -138,25 +128,14 @@ extension ClusterStore {
     @discardableResult
     public func write(partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool) async throws -> WriteResult {
         let limits = self.limits
-        try WriteRules.validateBatch(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
-        var seen = Set<String>(minimumCapacity: operations.count)
-        var total = 0
-        for op in operations {
-            try WriteRules.validate(op, limits: limits)
-            if !seen.insert(op.key).inserted { throw WriteRules.duplicateKeyError(op.key) }
-            if case .put(_, let value, _, _, _) = op { total += value.count }
-            total += op.key.utf8.count + 64
-        }
-        if total > limits.batchBytesMax {
-            throw JellyError(.tooLarge, "the batch holds \(total) bytes; the limit is \(limits.batchBytesMax) bytes; write large values one at a time")
-        }
+        try WriteRules.validateWrite(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
         try checkReady()
         let s = subjects(partition)
         return try await decided(partition, what: "partition \(Names.quoted(partition))") { cache in
             var (c, fromCache) = try await lockState(s, cached: cache)
             // Objects this node has not seen yet are read from the leader.
-            let missing = c.complete ? [] : operations.map(\.key).filter { c.objects[$0] == nil }
-            for (key, (state, _)) in zip(missing, try await readObjects(s, keys: missing)) { c.objects[key] = state }
+            let missing = c.complete ? [] : operations.map(\.key).filter { c.objects[ByteName($0)] == nil }
+            for (key, (state, _)) in zip(missing, try await readObjects(s, keys: missing)) { c.objects[ByteName(key)] = state }
             cache = c
             if let error = LeaseRules.checkWrite(token: lockToken, current: c.lease, partition: partition, now: clock.nowMilliseconds(), requireLocks: false) {
                 throw fromCache ? StaleCache() : error
@@ -166,7 +145,7 @@ extension ClusterStore {
             var previous = [UInt64?](repeating: nil, count: operations.count)
             var written: [(key: String, isPut: Bool)] = [] // one per object message, in order
             for (i, op) in operations.enumerated() {
-                let state = c.objects[op.key] ?? .init(sequence: 0, version: nil)
+                let state = c.objects[ByteName(op.key)] ?? .init(sequence: 0, version: nil)
                 previous[i] = state.version
                 let condition: WriteCondition
                 switch op {
@@ -208,7 +187,7 @@ extension ClusterStore {
             let ack = try await whileElecting { try await js.publishAtomic(messages) }
             let first = ack.seq - UInt64(n - 1)
             for (position, w) in written.enumerated() {
-                c.objects[w.key] = .init(sequence: first + UInt64(position), version: w.isPut ? ack.seq : nil)
+                c.objects[ByteName(w.key)] = .init(sequence: first + UInt64(position), version: w.isPut ? ack.seq : nil)
             }
             if releaseLock {
                 c.lockSequence = ack.seq

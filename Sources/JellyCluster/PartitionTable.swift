@@ -14,7 +14,8 @@ struct PartitionCache: Sendable {
     }
     var lockSequence: UInt64
     var lease: Lease?
-    var objects: [String: Object] = [:]
+    /// Keyed byte for byte, like every name ("é" precomposed and decomposed are two keys).
+    var objects: [ByteName: Object] = [:]
     /// `objects` holds every object subject of the partition (after a full load), so a key
     /// not in it has never been written.
     var complete = false
@@ -29,7 +30,8 @@ final class PartitionTable: Sendable {
         var cache: PartitionCache?
     }
 
-    private let entries = Mutex<[String: Entry]>([:])
+    /// Keyed byte for byte, like every name.
+    private let entries = Mutex<[ByteName: Entry]>([:])
     /// Most partitions whose cache is kept; beyond it idle caches are dropped.
     let cachedPartitionsMax: Int
 
@@ -38,7 +40,8 @@ final class PartitionTable: Sendable {
     }
 
     /// Runs `body` alone among this node's operations on `partition`, with its cache.
-    func exclusive<T: Sendable>(_ partition: String, _ body: (inout PartitionCache?) async throws -> T) async throws -> T {
+    func exclusive<T: Sendable>(_ name: String, _ body: (inout PartitionCache?) async throws -> T) async throws -> T {
+        let partition = ByteName(name)
         await acquire(partition)
         var cache = entries.withLock { $0[partition]?.cache }
         do {
@@ -51,7 +54,7 @@ final class PartitionTable: Sendable {
         }
     }
 
-    private func acquire(_ partition: String) async {
+    private func acquire(_ partition: ByteName) async {
         let mustWait = entries.withLock { e -> Bool in
             if e[partition]?.busy == true { return true }
             e[partition, default: Entry()].busy = true
@@ -71,7 +74,7 @@ final class PartitionTable: Sendable {
         }
     }
 
-    private func release(_ partition: String, cache: PartitionCache?) {
+    private func release(_ partition: ByteName, cache: PartitionCache?) {
         let next = entries.withLock { e -> CheckedContinuation<Void, Never>? in
             guard var entry = e[partition] else { return nil }
             entry.cache = cache

@@ -32,6 +32,26 @@ public enum LeaseRequest: Hashable, Sendable {
     case breakLock
 }
 
+extension LeaseRequest {
+    /// The argument checks of every lock operation, the same on every backend, before anything
+    /// is read: the owner's name and the TTL's range (when the request has them), then the
+    /// partition's name.
+    ///
+    /// - Throws: `.invalidArgument` naming the bad argument.
+    public func validate(partition: String, limits: JellyLimits) throws {
+        switch self {
+        case .acquire(let owner, let ttl), .transfer(_, let owner, let ttl):
+            try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
+            try limits.checkTTL(ttl)
+        case .renew(_, let ttl):
+            try limits.checkTTL(ttl)
+        case .release, .breakLock:
+            break
+        }
+        try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
+    }
+}
+
 public enum LeaseDecision: Equatable, Sendable {
     /// Write a lease for `owner` until `expiresAtMilliseconds` with a new token: the version
     /// of the commit that writes it.

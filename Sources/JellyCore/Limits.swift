@@ -14,9 +14,10 @@ public struct JellyLimits: Sendable, Equatable {
     public var valueBytesMax: Int = 16 << 20
     /// Most operations in one atomic batch.
     public var batchOperationsMax: Int = 1000
-    /// Largest atomic batch, in bytes of encoded records (values plus names plus 48 bytes
-    /// of framing per object). Default 64 MiB; must be at least `valueBytesMax` plus framing.
-    public var batchBytesMax: Int = 64 << 20
+    /// Largest atomic batch, in bytes as `WriteRules.batchBytes` counts them: values, names and
+    /// content types plus 40 bytes of framing per object. Default 32 MiB; must be at least
+    /// `valueBytesMax` plus 2 KiB.
+    public var batchBytesMax: Int = 32 << 20
     /// Shortest and longest lock lease.
     public var lockTTLMillisecondsMin: Int64 = 100
     public var lockTTLMillisecondsMax: Int64 = 24 * 3600 * 1000

@@ -30,6 +30,45 @@ public enum WriteRules {
         }
     }
 
+    /// Every argument check of a write, the same on every backend, before anything is read or
+    /// queued: the batch's shape, each operation, no key named twice, and the batch's size as
+    /// `batchBytes` counts it.
+    ///
+    /// - Throws: `.invalidArgument` or `.tooLarge`, naming what is wrong.
+    public static func validateWrite(
+        partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool, limits: JellyLimits
+    ) throws {
+        try validateBatch(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
+        let partitionBytes = partition.utf8.count
+        var total = 0
+        // Byte for byte, like every name: "é" precomposed and decomposed are two keys.
+        var seen = Set<ByteName>(minimumCapacity: operations.count > 1 ? operations.count : 0)
+        for op in operations {
+            try validate(op, limits: limits)
+            if operations.count > 1 && !seen.insert(ByteName(op.key)).inserted { throw duplicateKeyError(op.key) }
+            total += batchBytes(partitionBytes: partitionBytes, op)
+        }
+        if total > limits.batchBytesMax {
+            throw JellyError(.tooLarge, "the batch is \(total) bytes (values, names and \(recordFramingBytes) bytes of framing per object); the limit is \(limits.batchBytesMax) bytes; write large values one at a time")
+        }
+    }
+
+    /// Bytes of fixed fields per object that count toward `JellyLimits.batchBytesMax` (the
+    /// embedded store's record header and trailer, docs/format.md), on every backend.
+    public static let recordFramingBytes = 40
+
+    /// What one operation counts toward `JellyLimits.batchBytesMax`: its value, key, partition
+    /// and content type, plus `recordFramingBytes`. It is exactly the size of the embedded
+    /// store's record for it.
+    public static func batchBytes(partitionBytes: Int, _ operation: WriteOperation) -> Int {
+        switch operation {
+        case .put(let key, let value, let contentType, _, _):
+            return recordFramingBytes + partitionBytes + key.utf8.count + (contentType ?? defaultContentType).utf8.count + value.count
+        case .delete(let key, _):
+            return recordFramingBytes + partitionBytes + key.utf8.count
+        }
+    }
+
     public static func duplicateKeyError(_ key: String) -> JellyError {
         JellyError(.invalidArgument, "key \(Names.quoted(key)) is named twice in one batch")
     }

@@ -195,6 +195,10 @@ public enum ConformanceSuite {
             try await s.put(partition: "p", key: "e\u{301}", value: bytes("decomposed"))
             try expect(try await s.get(partition: "p", key: "é")?.value == bytes("precomposed"), "precomposed")
             try expect(try await s.get(partition: "p", key: "e\u{301}")?.value == bytes("decomposed"), "decomposed")
+            // In one batch they are two keys, not one named twice.
+            let r = try await s.write(partition: "p", [.put(key: "é", value: bytes("1")), .put(key: "e\u{301}", value: bytes("2"))], lockToken: nil, releaseLock: false)
+            try expect(r.applied == [true, true], "a batch of both forms writes both: \(r.applied)")
+            try expect(try await s.get(partition: "p", key: "e\u{301}")?.value == bytes("2"), "decomposed, from the batch")
         },
         ConformanceCase(name: "invalid names are rejected and nothing is written") { h in
             let s = h.store

@@ -198,7 +198,10 @@ import Testing
                 }
             }
         }
+        // Kill once the load is well under way (at least 0.7 s and 100 acknowledged saves, at
+        // most 20 s on a slow machine), so the kill lands among saves in flight.
         try await Task.sleep(nanoseconds: 700_000_000)
+        for _ in 0..<193 where acked.count <= 100 { try await Task.sleep(nanoseconds: 100_000_000) }
         _ = server.kill(signal: SIGKILL)
         // Writers stop on their first failed request (the server is gone). They are not
         // cancelled: cancelling URLSession requests can deadlock FoundationNetworking.

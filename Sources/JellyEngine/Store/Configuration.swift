@@ -99,7 +99,6 @@ public struct EmbeddedStoreConfiguration: Sendable {
 
     public init(directory: String) {
         self.directory = directory
-        self.limits.batchBytesMax = 32 << 20
     }
 
     func validate() throws {

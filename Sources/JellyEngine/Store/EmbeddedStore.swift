@@ -60,7 +60,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
     ) {
         let limits = self.limits
         do {
-            try WriteRules.validateBatch(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
+            try WriteRules.validateWrite(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
         } catch {
             return completion(.failure(error))
         }
@@ -72,27 +72,12 @@ public final class EmbeddedStore: JellyStore, Sendable {
         var conditions: [WriteCondition] = []
         conditions.reserveCapacity(operations.count)
         var total = 0
-        var seen = Set<ObjectRef>(minimumCapacity: operations.count > 1 ? operations.count : 0)
         for op in operations {
-            do {
-                try WriteRules.validate(op, limits: limits)
-            } catch {
-                return completion(.failure(error))
-            }
-            let ref = ObjectRef(partition: pk, key: ByteName(op.key))
-            if operations.count > 1 && !seen.insert(ref).inserted { return completion(.failure(WriteRules.duplicateKeyError(op.key))) }
-            refs.append(ref)
+            refs.append(ObjectRef(partition: pk, key: ByteName(op.key)))
             switch op {
-            case .put(let key, let value, let contentType, let condition, _):
-                conditions.append(condition)
-                total += EncodedRecords.size(partition: partitionBytes, key: key.utf8.count, contentType: (contentType ?? defaultContentType).utf8.count, value: value.count)
-            case .delete(let key, let condition):
-                conditions.append(condition)
-                total += EncodedRecords.size(partition: partitionBytes, key: key.utf8.count, contentType: 0, value: 0)
+            case .put(_, _, _, let condition, _), .delete(_, let condition): conditions.append(condition)
             }
-        }
-        if total > limits.batchBytesMax {
-            return completion(.failure(JellyError(.tooLarge, "the batch encodes to \(total) bytes; the limit is \(limits.batchBytesMax) bytes; write large values one at a time")))
+            total += WriteRules.batchBytes(partitionBytes: partitionBytes, op)
         }
 
         var records = EncodedRecords(capacity: total + Format.recordOverheadBytes * 2 + partitionBytes)
@@ -174,12 +159,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
     // MARK: Locks
 
     public func acquireLock(partition: String, owner: String, ttlMilliseconds: Int64) async throws -> LockInfo {
-        try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
-        try limits.checkTTL(ttlMilliseconds)
-        guard let info = try await leaseOperation(partition: partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds)) else {
-            throw JellyError(.io, "internal error: acquire produced no lease")
-        }
-        return info
+        try await grantedLease(partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds))
     }
 
     public func acquireLockAndLoad(partition: String, owner: String, ttlMilliseconds: Int64) async throws -> (lock: LockInfo, objects: [StoredObject]) {
@@ -188,20 +168,11 @@ public final class EmbeddedStore: JellyStore, Sendable {
     }
 
     public func renewLock(partition: String, token: LockToken, ttlMilliseconds: Int64) async throws -> LockInfo {
-        try limits.checkTTL(ttlMilliseconds)
-        guard let info = try await leaseOperation(partition: partition, .renew(token: token, ttlMilliseconds: ttlMilliseconds)) else {
-            throw JellyError(.io, "internal error: renew produced no lease")
-        }
-        return info
+        try await grantedLease(partition, .renew(token: token, ttlMilliseconds: ttlMilliseconds))
     }
 
     public func transferLock(partition: String, token: LockToken, to owner: String, ttlMilliseconds: Int64) async throws -> LockInfo {
-        try Names.validate(owner, as: .owner, maxBytes: limits.ownerBytesMax)
-        try limits.checkTTL(ttlMilliseconds)
-        guard let info = try await leaseOperation(partition: partition, .transfer(token: token, toOwner: owner, ttlMilliseconds: ttlMilliseconds)) else {
-            throw JellyError(.io, "internal error: transfer produced no lease")
-        }
-        return info
+        try await grantedLease(partition, .transfer(token: token, toOwner: owner, ttlMilliseconds: ttlMilliseconds))
     }
 
     public func releaseLock(partition: String, token: LockToken) async throws {
@@ -221,11 +192,19 @@ public final class EmbeddedStore: JellyStore, Sendable {
         try await leaseOperation(partition: partition, .breakLock)
     }
 
+    /// `leaseOperation` for requests that always leave a lease (acquire, renew, transfer).
+    private func grantedLease(_ partition: String, _ request: LeaseRequest) async throws -> LockInfo {
+        guard let info = try await leaseOperation(partition: partition, request) else {
+            throw JellyError(.io, "internal error: \(request) left no lease")
+        }
+        return info
+    }
+
     /// Decides a lease request under the lock, writes its record, waits until it is durable.
     /// Returns the lease after the operation (nil after a release or break, or the broken
     /// lease for `.breakLock`).
     private func leaseOperation(partition: String, _ request: LeaseRequest) async throws -> LockInfo? {
-        try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
+        try request.validate(partition: partition, limits: limits)
         let pk = ByteName(partition)
         let clock = self.clock
         let shared = self.shared
