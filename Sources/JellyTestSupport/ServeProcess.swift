@@ -2,6 +2,10 @@ import Foundation
 
 /// A real `jelly serve` process on a free loopback port (the port is read from its
 /// "listening on" line).
+///
+/// `@unchecked Sendable`: `port` is set once in `init`, before the instance is shared; `process`
+/// (Foundation's `Process`, not Sendable) is only signalled and waited on, which it allows from
+/// any thread.
 public final class JellyServeProcess: @unchecked Sendable {
     public let process = Process()
     public private(set) var port = 0
@@ -57,6 +61,9 @@ public final class JellyServeProcess: @unchecked Sendable {
 }
 
 /// Collects what a child process writes to stdout and stderr, as it arrives.
+///
+/// `@unchecked Sendable`: `collected` is read and written only under `lock`; the pipe's reading
+/// handler runs on Foundation's queue and takes the same lock.
 public final class OutputCollector: @unchecked Sendable {
     private let pipe = Pipe()
     private let lock = NSLock()

@@ -479,6 +479,10 @@ public struct NATSSubscription: Sendable {
 }
 
 /// The pipeline end of one connection: the handshake, then forwarding to `NATSConnection`.
+///
+/// `@unchecked Sendable`: NIO calls a handler only on its channel's event loop, and every
+/// mutable property (`phase`, `info`, `handshakeDone`) is touched only from those callbacks;
+/// the rest is immutable. It is Sendable only so that the connection can keep a reference.
 final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ServerOp
     typealias OutboundOut = ByteBuffer

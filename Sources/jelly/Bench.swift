@@ -1,3 +1,5 @@
+import Dispatch
+import Foundation
 import ArgumentParser
 import JellyClient
 import JellyCore
@@ -344,11 +346,8 @@ func log(_ text: String) { printError(text) }
 
 func crcKind() -> String { "hardware (SSE4.2/ARMv8) when available" }
 
-func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
+/// The monotonic clock (CLOCK_MONOTONIC on Linux), in nanoseconds.
+func monotonicNanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
 func monotonicSeconds() -> Double { Double(monotonicNanos()) / 1e9 }
 
@@ -371,20 +370,11 @@ enum ProcessIO {
         var w: Int64 = 0, r: Int64 = 0
         for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
             let parts = line.split(separator: ":")
-            guard parts.count == 2, let v = Int64(parts[1].trimmingCharacters(in: " ")) else { continue }
+            guard parts.count == 2, let v = Int64(parts[1].trimmingWhitespace()) else { continue }
             if parts[0] == "write_bytes" { w = v }
             if parts[0] == "read_bytes" { r = v }
         }
         return (w, r)
-    }
-}
-
-extension Substring {
-    func trimmingCharacters(in set: Character) -> Substring {
-        var s = self
-        while s.first == set { s = s.dropFirst() }
-        while s.last == set { s = s.dropLast() }
-        return s
     }
 }
 
@@ -417,20 +407,9 @@ enum DiskProbe {
     }
 }
 
+/// Removes a benchmark's scratch store.
 func removeTree(_ path: String) {
-    guard let dir = opendir(path) else { unlink(path); return }
-    var names: [String] = []
-    while let entry = readdir(dir) {
-        let name = withUnsafePointer(to: entry.pointee.d_name) { $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    closedir(dir)
-    for name in names {
-        let child = path + "/" + name
-        var st = stat()
-        if lstat(child, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { removeTree(child) } else { unlink(child) }
-    }
-    rmdir(path)
+    try? FileManager.default.removeItem(atPath: path)
 }
 
 enum ProcessEnvironment {

@@ -21,30 +21,6 @@ struct SeededRandom: RandomNumberGenerator {
     mutating func below(_ n: Int) -> Int { n <= 0 ? 0 : Int(next() % UInt64(n)) }
 }
 
-/// Reads a file's bytes.
-func readFileBytes(_ path: String) throws -> [UInt8] {
-    let file = try PosixStorage().openRead(path: path)
-    defer { file.close() }
-    let size = Int(try file.size())
-    return try [UInt8](unsafeUninitializedCapacity: size) { raw, n in n = try file.read(into: UnsafeMutableRawBufferPointer(raw), at: 0) }
-}
-
-/// Overwrites bytes of a file in place.
-func patchFile(_ path: String, at offset: Int, with patch: [UInt8]) throws {
-    let file = try PosixStorage().openWrite(path: path, truncate: false)
-    defer { file.close() }
-    try patch.withUnsafeBytes { try file.write($0, at: Int64(offset)) }
-    try file.sync()
-}
-
-func segmentPaths(_ directory: String) throws -> [String] {
-    try PosixStorage().listDirectory(directory).filter { $0.hasSuffix(".log") }.sorted().map { directory + "/" + $0 }
-}
-
-func hintPaths(_ directory: String) throws -> [String] {
-    try PosixStorage().listDirectory(directory).filter { $0.hasSuffix(".hint") }.sorted().map { directory + "/" + $0 }
-}
-
 /// Offsets of block headers in a segment's bytes.
 func blockOffsets(_ data: [UInt8], segment: UInt64) -> [Int] {
     var offsets: [Int] = []

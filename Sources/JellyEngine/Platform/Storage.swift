@@ -169,7 +169,7 @@ public struct PosixStorage: StorageSystem {
             var buf = [UInt8](repeating: 0, count: 64)
             let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 64, 0) }
             if n > 0 {
-                holder = " (process " + String(decoding: buf[0..<n], as: UTF8.self).trimmingNewlines() + ")"
+                holder = " (process " + String(decoding: buf[0..<n], as: UTF8.self).trimmingWhitespace() + ")"
             }
             _ = Glibc_close(fd)
             if err == EWOULDBLOCK || err == EAGAIN {
@@ -196,13 +196,6 @@ func Glibc_close(_ fd: Int32) -> Int32 {
     #endif
 }
 
-extension String {
-    func trimmingNewlines() -> String {
-        var s = Substring(self)
-        while let last = s.last, last == "\n" || last == "\r" || last == " " { s = s.dropLast() }
-        return String(s)
-    }
-}
 
 /// A file descriptor. Safe to share across threads: pread/pwrite/fdatasync on one descriptor are
 /// thread-safe, and `fd` is immutable until `close`, which the owner calls once no one else

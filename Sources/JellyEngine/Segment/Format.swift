@@ -246,6 +246,8 @@ struct EncodedRecords: Sendable {
     mutating func seal(version: UInt64) {
         let records = self.records
         bytes.withUnsafeMutableBytes { raw in
+            // Non-empty whenever `records` is (each record is at least 40 bytes), and the loop
+            // below does nothing otherwise: the address is never used when it is nil.
             let base = raw.baseAddress.unsafelyUnwrapped
             for record in records {
                 let r = base + record.offset
@@ -283,6 +285,7 @@ struct HintEntry: Equatable, Sendable {
         out.append(contentsOf: repeatElement(0, count: size))
         var partition = partition, key = key, contentType = contentType
         out.withUnsafeMutableBytes { raw in
+            // Non-empty: `size` (at least the fixed 48 bytes) was appended just above.
             let p = raw.baseAddress.unsafelyUnwrapped + start
             p.storeBytes(of: kind.rawValue, toByteOffset: 4, as: UInt8.self)
             p.storeBytes(of: UInt8(partition.utf8.count), toByteOffset: 5, as: UInt8.self)
@@ -323,6 +326,7 @@ struct HintHeader: Equatable {
     func encode(into out: inout [UInt8]) {
         var header = [UInt8](repeating: 0, count: Format.hintHeaderBytes)
         header.withUnsafeMutableBytes { raw in
+            // Non-empty: `hintHeaderBytes` long.
             let p = raw.baseAddress.unsafelyUnwrapped
             p.putLE(HintHeader.magic, at: 0)
             p.putLE(Format.formatVersion, at: 8)
