@@ -188,6 +188,20 @@ final class RawConnection {
         return String(decoding: received, as: UTF8.self)
     }
 
+    /// What the server sends within `milliseconds`, and whether it closed the connection then.
+    func read(for milliseconds: Int) -> (text: String, closed: Bool) {
+        var timeout = timeval(tv_sec: milliseconds / 1000, tv_usec: Int((milliseconds % 1000) * 1000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return (String(decoding: received, as: UTF8.self), true) }
+            if n < 0 { return (String(decoding: received, as: UTF8.self), false) }
+            received += chunk[0..<n]
+        }
+    }
+
     /// Sends `request` (which should ask for `Connection: close`) and returns the answer.
     func exchange(_ request: String) throws -> String {
         try send(request)

@@ -5,14 +5,15 @@ import HummingbirdCore
 import JellyCore
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 
 /// Answers the request a game server sends most — `PUT /v1/partitions/{p}/objects/{key}` with an
 /// API key (or without auth) — on the connection's event loop, without a Swift task: the body
 /// is gathered here, the store's callback `write` queues the commit, and the committer's
 /// completion hops back to this event loop to write the answer. Everything else, and any PUT
-/// this handler does not take (a client token, no `Content-Length`, `Expect`, a query, an odd
-/// path), passes through to Hummingbird's router unchanged.
+/// this handler does not take (a client token, no `Content-Length`, an expectation it does not
+/// meet, a query, an odd path), passes through to Hummingbird's router unchanged.
 ///
 /// Why: on this 2-core machine, handing each PUT to a Swift task and back (NIOAsyncChannel,
 /// the task's wake-ups, the response writer) cost about as much CPU as the rest of the
@@ -63,6 +64,8 @@ final class DirectPutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var held = CircularBuffer<HTTPRequestPart>()
     /// A read the channel asked for while a direct PUT was committing.
     private var readWanted = false
+    /// The `Date` header, formatted once per second.
+    private var date = HTTPDate()
 
     private var isCommitting: Bool {
         if case .committing = state { return true }
@@ -170,6 +173,7 @@ final class DirectPutHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var head = HTTPResponse(status: answer.status, headerFields: answer.headers)
         head.headerFields[.contentLength] = String(answer.body.readableBytes)
         head.headerFields[.server] = shared.serverName
+        head.headerFields[.date] = date.now()
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if answer.body.readableBytes > 0 { context.write(wrapOutboundOut(.body(answer.body)), promise: nil) }
         let closing = put.head.headerFields[.connection]?.lowercased() == "close"
@@ -193,7 +197,8 @@ final class DirectPutHandler: ChannelDuplexHandler, RemovableChannelHandler {
 }
 
 /// Hummingbird's HTTP/1.1 child channel with a `DirectPutHandler` after its connection-state
-/// handler (so idle timeouts and graceful shutdown count the direct requests too).
+/// handler (so idle timeouts and graceful shutdown count the direct requests too), and the
+/// HTTP/1 rules Hummingbird leaves to us (`HTTP1ProtocolHandler`) right after the decoder.
 struct DirectPutHTTP1Channel: ServerChildChannel {
     typealias Value = HTTP1Channel.Value
     let base: HTTP1Channel
@@ -205,6 +210,9 @@ struct DirectPutHTTP1Channel: ServerChildChannel {
             let pipeline = channel.pipeline.syncOperations
             let state = try pipeline.handler(type: HTTPConnectionStateHandler.self)
             try pipeline.addHandler(DirectPutHandler(shared), position: .after(state))
+            // On the raw HTTP/1 request, before it becomes an `HTTPRequest` (which has no version).
+            let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try pipeline.addHandler(HTTP1ProtocolHandler(bodyBytesMax: max(shared.api.bodyBytesMax, shared.api.valueBytesMax), serverName: shared.serverName), position: .after(decoder))
             return value
         }
     }

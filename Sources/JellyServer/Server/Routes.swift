@@ -14,7 +14,9 @@ extension JellyHTTPServer {
         store: any JellyStore, configuration: JellyServerConfiguration, auth: Authenticator,
         metrics: MetricsEndpoint?, logger: Logger
     ) -> (Router<BasicRequestContext>, DirectPutHandler.Shared) {
-        let router = Router()
+        // HEAD is answered wherever GET is, with the GET's headers and no body (RFC 9110 §9.3.2).
+        let router = Router(options: .autoGenerateHeadEndpoints)
+        router.add(middleware: NotFoundAsJSON())
         let api = API(
             store: store, auth: auth,
             bodyBytesMax: min(configuration.requestBodyBytesMax, max(store.limits.valueBytesMax, store.limits.batchBytesMax)),
@@ -84,15 +86,32 @@ extension JellyHTTPServer {
             }
         }
 
-        // A wrong method on a known path is 405 `bad_request`.
-        let all: [HTTPRequest.Method] = [.get, .put, .post, .delete, .patch, .head, .options]
-        for (path, methods) in registered {
+        // A wrong method on a known path is 405 `bad_request`, with `Allow` naming the right ones.
+        let all: [HTTPRequest.Method] = [.get, .put, .post, .delete, .patch, .head, .options, .trace, .connect]
+        for (path, registeredMethods) in registered {
+            var methods = registeredMethods
+            if methods.contains(.get) { methods.insert(.head) }
+            let allow = methods.map(\.rawValue).sorted().joined(separator: ", ")
             for method in all where !methods.contains(method) {
                 router.on(RouterPath(path), method: method) { request, _ in
-                    APIError.methodNotAllowed(request.method, request.uri.path).response
+                    var response = APIError.methodNotAllowed(request.method, request.uri.path).response
+                    response.headers[.allow] = allow
+                    return response
                 }
             }
         }
         return (router, DirectPutHandler.Shared(api: api, recorder: putObject, serverName: serverName))
+    }
+}
+
+/// A request for no route at all is answered like every other error, with a JSON body
+/// (Hummingbird's own 404 has none).
+struct NotFoundAsJSON<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            return APIError.notFound("no route for \(request.method) \(request.uri.path); the routes are listed in /v1/openapi.yaml").response
+        }
     }
 }
