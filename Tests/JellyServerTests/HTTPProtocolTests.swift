@@ -98,6 +98,49 @@ import Testing
     }
 }
 
+/// One rule for whole numbers (tokens, versions, TTLs, limits), in headers, queries and bodies.
+@Suite(.serialized) struct WholeNumberTests {
+    @Test func wholeNumbersFollowOneRuleEverywhere() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try await ServerProcess(directory: dir.path + "/data").use { s in
+            let p = s.base + "/v1/partitions/p"
+            for (body, field) in [
+                (#"{"owner": "o", "ttl_ms": 1000.5}"#, "ttl_ms"), (#"{"owner": "o", "ttl_ms": 20000.0}"#, "ttl_ms"),
+                (#"{"owner": "o", "ttl_ms": 2e4}"#, "ttl_ms"), (#"{"owner": "o", "ttl_ms": "20000"}"#, "ttl_ms"),
+                (#"{"owner": "o", "ttl_ms": true}"#, "ttl_ms"),
+            ] {
+                let r = try await http("POST", p + "/lock", body: Data(body.utf8))
+                #expect(r.status == 400 && (r.json["message"] as? String ?? "").hasPrefix("\(field) must be a whole number"), "\(body): \(r.text)")
+            }
+            for (body, field) in [
+                (#"{"operations": [{"op": "delete", "key": "a", "if_version": -1}]}"#, "operations[0].if_version"),
+                (#"{"lock_token": 1e30, "release_lock": true, "operations": []}"#, "lock_token"),
+            ] {
+                let r = try await http("POST", p + "/batch", body: Data(body.utf8))
+                #expect(r.status == 400 && (r.json["message"] as? String ?? "").hasPrefix("\(field) must be a whole number"), "\(body): \(r.text)")
+            }
+            let lock = try await http("POST", p + "/lock", body: Data(#"{"owner": "o", "ttl_ms": 20000}"#.utf8))
+            #expect(lock.status == 200, "digits are a whole number: \(lock.text)")
+            let token = lock.json["token"] as? Int ?? 0
+            for header in ["+\(token)", "\(token).0", "\(token)e0", "-\(token)", "0x\(token)"] {
+                let r = try await http("PUT", p + "/objects/k", headers: ["Jelly-Lock-Token": header], body: Data("v".utf8))
+                #expect(r.status == 400, "Jelly-Lock-Token: \(header) is not a whole number: \(r.status) \(r.text)")
+            }
+            let spaced = try await http("PUT", p + "/objects/k", headers: ["Jelly-Lock-Token": " \(token) "], body: Data("v".utf8))
+            #expect(spaced.status == 201, "spaces around a header's value are not part of it: \(spaced.text)")
+            for bad in ["+5", "5.0", "-1"] {
+                let r = try await http("GET", p + "/objects?limit=\(bad)")
+                #expect(r.status == 400, "limit=\(bad): \(r.text)")
+            }
+            let match = try await http("DELETE", p + "/objects/k", headers: ["Jelly-Lock-Token": "\(token)", "If-Match": "\"+1\""])
+            #expect(match.status == 400, "If-Match: \"+1\": \(match.text)")
+            let notJSON = try await http("POST", p + "/lock", body: Data("{\"owner\": ".utf8))
+            #expect(notJSON.status == 400 && notJSON.text.contains("not valid JSON"), "\(notJSON.text)")
+        }
+    }
+}
+
 extension RawConnection {
     /// Sends `request`, then what comes back within `milliseconds` and whether the server closed.
     func read(afterSending request: String, for milliseconds: Int) throws -> (text: String, closed: Bool) {

@@ -165,7 +165,7 @@ extension API {
         let query = request.uri.queryParameters
         var limit = 100
         if let text = query.get("limit") {
-            guard let n = Int(text), n >= 1, n <= store.limits.listLimitMax else {
+            guard let n = WholeNumbers.parse(text).map({ Int(clamping: $0) }), n >= 1, n <= store.limits.listLimitMax else {
                 throw APIError.badRequest("limit must be a whole number from 1 to \(store.limits.listLimitMax)")
             }
             limit = n

@@ -70,8 +70,8 @@ struct API: Sendable {
 
     func lockToken(_ headers: HTTPFields) throws -> LockToken? {
         guard let text = headers[jellyLockToken] else { return nil }
-        guard let value = UInt64(text.trimmingOWS()) else {
-            throw APIError.badRequest("Jelly-Lock-Token must be a whole number, not \(Names.quoted(text))")
+        guard let value = WholeNumbers.parse(text.trimmingOWS()) else {
+            throw APIError.badRequest("Jelly-Lock-Token must be a whole number (digits only, no sign, fraction or exponent), not \(Names.quoted(text))")
         }
         return LockToken(value)
     }
@@ -80,8 +80,8 @@ struct API: Sendable {
     func ifMatchCondition(_ headers: HTTPFields) throws -> WriteCondition {
         guard let text = headers[.ifMatch] else { return .none }
         let t = text.trimmingOWS()
-        guard t.count >= 3, t.first == "\"", t.last == "\"", let v = UInt64(t.dropFirst().dropLast()) else {
-            throw APIError.badRequest("If-Match must be a quoted version, like \"42\"")
+        guard t.count >= 3, t.first == "\"", t.last == "\"", let v = WholeNumbers.parse(t.dropFirst().dropLast()) else {
+            throw APIError.badRequest("If-Match must be a quoted version (digits only), like \"42\"")
         }
         return .ifVersion(v)
     }
@@ -111,8 +111,10 @@ struct API: Sendable {
     func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
         let buffer = try await collect(request, limit: bodyBytesMax, what: "request body")
         guard buffer.readableBytes > 0 else { throw APIError.badRequest("the request needs a JSON body") }
+        let data = Data(buffer.readableBytesView)
+        try WholeNumbers.checkJSON(data)
         do {
-            return try JSONDecoder().decode(type, from: Data(buffer.readableBytesView))
+            return try JSONDecoder().decode(type, from: data)
         } catch let error as DecodingError {
             throw error
         } catch {

@@ -1,0 +1,67 @@
+import Foundation
+
+/// One rule for every whole number a request carries (lock tokens, versions, TTLs, list
+/// limits), wherever it is written: decimal digits only, with no sign, fraction, exponent or
+/// quotes, and within the field's range. `20` is a token; `+20`, `20.0`, `2e1`, `-1` and `"20"`
+/// are not, in a header, a query or a JSON body alike. (Spaces around a header's value are
+/// HTTP's optional whitespace, not part of the value.)
+enum WholeNumbers {
+    /// The fields of JSON bodies that hold whole numbers.
+    static let jsonFields: Set<String> = ["ttl_ms", "token", "lock_token", "if_version"]
+
+    /// `text` as a whole number, or nil when it breaks the rule or overflows.
+    static func parse<S: StringProtocol>(_ text: S) -> UInt64? {
+        guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return UInt64(text)
+    }
+
+    /// Checks every whole-number field of a JSON body (at any depth) before the body is decoded,
+    /// so a wrong kind of number gets a message naming the field instead of "not valid JSON".
+    ///
+    /// - Throws: 400 naming the field, or saying the body is not JSON at all.
+    static func checkJSON(_ data: Data) throws {
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        } catch {
+            // Foundation's own description says nothing more ("not in the correct format").
+            throw APIError.badRequest("the body is not valid JSON; send a JSON object as docs/http-api.md shows")
+        }
+        try check(object, path: "")
+    }
+
+    private static func check(_ value: Any, path: String) throws {
+        if let object = value as? [String: Any] {
+            for (key, child) in object {
+                let childPath = path.isEmpty ? key : "\(path).\(key)"
+                if jsonFields.contains(key) {
+                    try checkNumber(child, path: childPath)
+                } else {
+                    try check(child, path: childPath)
+                }
+            }
+        } else if let array = value as? [Any] {
+            for (i, child) in array.enumerated() { try check(child, path: "\(path)[\(i)]") }
+        }
+    }
+
+    private static func checkNumber(_ value: Any, path: String) throws {
+        if value is NSNull { return } // an optional field sent as null: the decoder decides
+        let rule = "\(path) must be a whole number: digits only, no sign, fraction or exponent"
+        // A JSON boolean is an NSNumber too, told apart by its type code ("c") below; `is Bool`
+        // cannot tell them apart (an NSNumber 1 bridges to Bool).
+        guard let number = value as? NSNumber else {
+            throw APIError.badRequest("\(rule); got \(value is String ? "a string" : "\(type(of: value))")")
+        }
+        switch UInt8(bitPattern: number.objCType.pointee) {
+        case UInt8(ascii: "d"), UInt8(ascii: "f"):
+            throw APIError.badRequest("\(rule); got \(number.stringValue)")
+        case UInt8(ascii: "c"), UInt8(ascii: "B"):
+            throw APIError.badRequest("\(rule); got a boolean")
+        default:
+            if number.int64Value < 0 && number.objCType.pointee != CChar(UInt8(ascii: "Q")) {
+                throw APIError.badRequest("\(rule); got \(number.stringValue)")
+            }
+        }
+    }
+}
