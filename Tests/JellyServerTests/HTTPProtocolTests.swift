@@ -106,8 +106,8 @@ import Testing
         try await ServerProcess(directory: dir.path + "/data").use { s in
             let p = s.base + "/v1/partitions/p"
             for (body, field) in [
-                (#"{"owner": "o", "ttl_ms": 1000.5}"#, "ttl_ms"), (#"{"owner": "o", "ttl_ms": 20000.0}"#, "ttl_ms"),
-                (#"{"owner": "o", "ttl_ms": 2e4}"#, "ttl_ms"), (#"{"owner": "o", "ttl_ms": "20000"}"#, "ttl_ms"),
+                (#"{"owner": "o", "ttl_ms": 1000.5}"#, "ttl_ms"), (#"{"owner": "o", "ttl_ms": -20000}"#, "ttl_ms"),
+                (#"{"owner": "o", "ttl_ms": 1e30}"#, "ttl_ms"), (#"{"owner": "o", "ttl_ms": "20000"}"#, "ttl_ms"),
                 (#"{"owner": "o", "ttl_ms": true}"#, "ttl_ms"),
             ] {
                 let r = try await http("POST", p + "/lock", body: Data(body.utf8))
@@ -119,6 +119,11 @@ import Testing
             ] {
                 let r = try await http("POST", p + "/batch", body: Data(body.utf8))
                 #expect(r.status == 400 && (r.json["message"] as? String ?? "").hasPrefix("\(field) must be a whole number"), "\(body): \(r.text)")
+            }
+            // In JSON a whole number is a number whose value is whole (JSON Schema's integer).
+            for spelling in ["20000.0", "2e4"] {
+                let r = try await http("POST", s.base + "/v1/partitions/q/lock", body: Data(#"{"owner": "o", "ttl_ms": \#(spelling)}"#.utf8))
+                #expect(r.status == 200, "ttl_ms: \(spelling) is 20000: \(r.text)")
             }
             let lock = try await http("POST", p + "/lock", body: Data(#"{"owner": "o", "ttl_ms": 20000}"#.utf8))
             #expect(lock.status == 200, "digits are a whole number: \(lock.text)")

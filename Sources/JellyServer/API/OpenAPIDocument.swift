@@ -18,7 +18,11 @@ enum OpenAPIDocument {
         configured, every path but /v1/health and /v1/openapi.yaml needs a bearer credential (an
         API key or a client JWT): 401 when it is missing or invalid, 403 without the right. PUT
         takes Jelly-Read (server|owner|public) and Jelly-Write (server|owner) headers; GET
-        answers carry them.
+        answers carry them. Whole numbers (tokens, versions, TTLs, limits) are decimal digits only,
+        in headers, queries and JSON bodies: no sign, fraction, exponent or quotes. HEAD is
+        answered wherever GET is; a wrong method on a known path is 405 with Allow; an unknown
+        path 404; both with an Error body. Expect: 100-continue is answered at once (any other
+        expectation 417); HTTP/1.1 requests need Host (400 without).
     security:
       - bearer: []
       - {}
@@ -44,11 +48,12 @@ enum OpenAPIDocument {
         put:
           parameters:
             - {$ref: "#/components/parameters/lockToken"}
-            - {name: If-Match, in: header, schema: {type: string}, description: 'Quoted version, "V": write only if the object is at V.'}
-            - {name: If-None-Match, in: header, schema: {type: string, const: "*"}, description: "Write only if the object does not exist."}
+            - {$ref: "#/components/parameters/ifMatch"}
+            - {name: If-None-Match, in: header, schema: {type: string, const: "*"}, description: "Write only if the object does not exist (not with If-Match)."}
+            - {name: Content-Type, in: header, schema: {$ref: "#/components/schemas/ContentType"}, description: "Stored with the value (default application/octet-stream; curl --data-binary sends application/x-www-form-urlencoded unless told otherwise)."}
             - {name: Jelly-Read, in: header, schema: {type: string, enum: [server, owner, public]}, description: "Who may read the object (game servers only set it; default server)."}
             - {name: Jelly-Write, in: header, schema: {type: string, enum: [server, owner]}, description: "Who may write the object (game servers only set it; default server)."}
-          requestBody: {required: true, content: {"*/*": {schema: {type: string, format: binary}}}}
+          requestBody: {required: true, content: {"*/*": {schema: {type: string, format: binary, maxLength: 16777216}}}}
           responses:
             "200": {description: "Replaced.", headers: {ETag: {$ref: "#/components/headers/ETag"}}, content: {application/json: {schema: {$ref: "#/components/schemas/Written"}}}}
             "201": {description: "Created.", headers: {ETag: {$ref: "#/components/headers/ETag"}}, content: {application/json: {schema: {$ref: "#/components/schemas/Written"}}}}
@@ -80,7 +85,7 @@ enum OpenAPIDocument {
         delete:
           parameters:
             - {$ref: "#/components/parameters/lockToken"}
-            - {name: If-Match, in: header, schema: {type: string}, description: 'Quoted version, "V": delete only if the object is at V.'}
+            - {$ref: "#/components/parameters/ifMatch"}
           responses:
             "204":
               description: "Deleted."
@@ -95,7 +100,7 @@ enum OpenAPIDocument {
         parameters: [{$ref: "#/components/parameters/partition"}]
         get:
           parameters:
-            - {name: after, in: query, schema: {type: string}, description: "The page starts after this key (the previous page's next)."}
+            - {name: after, in: query, schema: {$ref: "#/components/schemas/Key"}, description: "The page starts after this key (the previous page's next)."}
             - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 1000, default: 100}}
           responses:
             "200": {description: "A page in ascending byte order of key; a client sees only what it may read.", content: {application/json: {schema: {$ref: "#/components/schemas/Listing"}}}}
@@ -132,7 +137,7 @@ enum OpenAPIDocument {
             "403": {$ref: "#/components/responses/Forbidden"}
             "404": {$ref: "#/components/responses/NotFound"}
         delete:
-          parameters: [{$ref: "#/components/parameters/lockToken"}]
+          parameters: [{name: Jelly-Lock-Token, in: header, required: true, schema: {$ref: "#/components/schemas/TokenText"}, description: "The lock's token (400 without it)."}]
           responses:
             "204": {description: "Released."}
             "400": {$ref: "#/components/responses/BadRequest"}
@@ -142,7 +147,7 @@ enum OpenAPIDocument {
       /v1/partitions/{partition}/lock/renew:
         parameters: [{$ref: "#/components/parameters/partition"}]
         post:
-          requestBody: {required: true, content: {application/json: {schema: {type: object, required: [token, ttl_ms], properties: {token: {type: integer}, ttl_ms: {type: integer}}}}}}
+          requestBody: {required: true, content: {application/json: {schema: {type: object, required: [token, ttl_ms], properties: {token: {$ref: "#/components/schemas/Token"}, ttl_ms: {$ref: "#/components/schemas/TTL"}}}}}}
           responses:
             "200": {description: "Renewed.", content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
             "400": {$ref: "#/components/responses/BadRequest"}
@@ -152,7 +157,7 @@ enum OpenAPIDocument {
       /v1/partitions/{partition}/lock/transfer:
         parameters: [{$ref: "#/components/parameters/partition"}]
         post:
-          requestBody: {required: true, content: {application/json: {schema: {type: object, required: [token, to_owner, ttl_ms], properties: {token: {type: integer}, to_owner: {type: string}, ttl_ms: {type: integer}}}}}}
+          requestBody: {required: true, content: {application/json: {schema: {type: object, required: [token, to_owner, ttl_ms], properties: {token: {$ref: "#/components/schemas/Token"}, to_owner: {$ref: "#/components/schemas/Owner"}, ttl_ms: {$ref: "#/components/schemas/TTL"}}}}}}
           responses:
             "200": {description: "Transferred with a new token.", content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
             "400": {$ref: "#/components/responses/BadRequest"}
@@ -180,9 +185,10 @@ enum OpenAPIDocument {
       securitySchemes:
         bearer: {type: http, scheme: bearer, description: "An API key from the config file, or a client JWT whose sub is a partition."}
       parameters:
-        partition: {name: partition, in: path, required: true, schema: {type: string, minLength: 1}}
-        key: {name: key, in: path, required: true, schema: {type: string, minLength: 1}}
-        lockToken: {name: Jelly-Lock-Token, in: header, schema: {type: string, pattern: "^[0-9]+$"}}
+        partition: {name: partition, in: path, required: true, schema: {$ref: "#/components/schemas/Partition"}}
+        key: {name: key, in: path, required: true, schema: {$ref: "#/components/schemas/Key"}}
+        lockToken: {name: Jelly-Lock-Token, in: header, schema: {$ref: "#/components/schemas/TokenText"}, description: "The lock's token, when the partition is locked."}
+        ifMatch: {name: If-Match, in: header, schema: {type: string, pattern: '^ *"[0-9]{1,20}" *$'}, description: 'Quoted version, "V": write only if the object is at V.'}
       headers:
         ETag: {required: true, description: 'The version, quoted: "V".', schema: {type: string, pattern: '^"[0-9]+"$'}}
         JellyRead: {required: true, schema: {type: string, enum: [server, owner, public]}}
@@ -198,6 +204,14 @@ enum OpenAPIDocument {
         Unavailable: {description: "Try again: the store cannot serve now, or a client's write kept losing its compare-and-set.", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
       schemas:
         Health: {type: object, required: [status], properties: {status: {type: string, const: ok}}}
+        Partition: {type: string, minLength: 1, maxLength: 128, pattern: "^[^/\\u0000-\\u001f\\u007f-\\u009f]+$", not: {enum: [".", ".."]}, description: "1-128 bytes of UTF-8 (percent-encoded in paths)."}
+        Key: {type: string, minLength: 1, maxLength: 512, pattern: "^[^/\\u0000-\\u001f\\u007f-\\u009f]+$", not: {enum: [".", ".."]}, description: "1-512 bytes of UTF-8 (percent-encoded in paths)."}
+        Owner: {type: string, minLength: 1, maxLength: 128, pattern: "^[^/\\u0000-\\u001f\\u007f-\\u009f]+$", not: {enum: [".", ".."]}, description: "1-128 bytes of UTF-8."}
+        ContentType: {type: string, maxLength: 255, pattern: "^[\\u0020-\\u007e]*$", description: "Printable ASCII, up to 255 bytes."}
+        Token: {type: integer, minimum: 0, maximum: 18446744073709551615, description: "A lock token: a whole number (stale unless it is the partition's live lock: 423)."}
+        TokenText: {type: string, pattern: "^ *[0-9]{1,20} *$", description: "A lock token, as decimal digits."}
+        Version: {type: integer, minimum: 0, maximum: 18446744073709551615}
+        TTL: {type: integer, minimum: 100, maximum: 86400000, description: "Lease length in ms, within the server's lock_ttl_ms_min and _max (defaults 100 ms and 24 h)."}
         Unhealthy: {type: object, required: [status, detail], properties: {status: {type: string, const: unavailable}, detail: {type: string}}}
         Read: {type: string, enum: [server, owner, public], description: "Who may read an object: game servers, also its partition's client, or every client."}
         Write: {type: string, enum: [server, owner], description: "Who may write an object: game servers, or also its partition's client (while unlocked)."}
@@ -230,22 +244,33 @@ enum OpenAPIDocument {
           type: object
           required: [operations]
           properties:
-            lock_token: {type: [integer, "null"]}
-            release_lock: {type: boolean}
+            lock_token: {oneOf: [{$ref: "#/components/schemas/Token"}, {type: "null"}]}
+            release_lock: {type: [boolean, "null"], description: "Release the lock in the same commit (needs lock_token)."}
             operations:
               type: array
+              maxItems: 1000
+              description: "At least one, unless release_lock (a bare release); no key twice; put without content_type stores application/octet-stream."
               items:
                 type: object
                 required: [op, key]
                 properties:
                   op: {type: string, enum: [put, delete]}
-                  key: {type: string}
-                  value_base64: {type: string}
-                  content_type: {type: string}
-                  if_version: {type: integer}
-                  if_absent: {type: boolean}
-                  read: {$ref: "#/components/schemas/Read"}
-                  write: {$ref: "#/components/schemas/Write"}
+                  key: {$ref: "#/components/schemas/Key"}
+                  value_base64: {type: [string, "null"], contentEncoding: base64}
+                  content_type: {oneOf: [{$ref: "#/components/schemas/ContentType"}, {type: "null"}]}
+                  if_version: {oneOf: [{$ref: "#/components/schemas/Version"}, {type: "null"}]}
+                  if_absent: {type: [boolean, "null"]}
+                  read: {oneOf: [{$ref: "#/components/schemas/Read"}, {type: "null"}]}
+                  write: {oneOf: [{$ref: "#/components/schemas/Write"}, {type: "null"}]}
+                allOf:
+                  - if: {properties: {op: {const: put}}, required: [op]}
+                    then: {required: [value_base64], properties: {value_base64: {type: string}}}
+                    else: {not: {anyOf: [{properties: {value_base64: {type: string}}, required: [value_base64]}, {properties: {if_absent: {const: true}}, required: [if_absent]}]}}
+                  - not: {properties: {if_absent: {const: true}, if_version: {type: integer}}, required: [if_version, if_absent]}
+          allOf:
+            - if: {properties: {release_lock: {const: true}}, required: [release_lock]}
+              then: {required: [lock_token], properties: {lock_token: {$ref: "#/components/schemas/Token"}}}
+              else: {properties: {operations: {minItems: 1}}}
         BatchResult:
           type: object
           required: [version, versions, previous_versions]
@@ -253,7 +278,7 @@ enum OpenAPIDocument {
             version: {type: [integer, "null"], description: "The batch's one version; null when nothing was written (only deletes of missing objects, or a bare release)."}
             versions: {type: object, additionalProperties: {type: integer}, description: "Every key written, with the batch's version."}
             previous_versions: {type: object, additionalProperties: {type: [integer, "null"]}, description: "Every key of the batch with its version before the batch; null when it did not exist."}
-        Acquire: {type: object, required: [owner, ttl_ms], properties: {owner: {type: string}, ttl_ms: {type: integer}, load: {type: boolean, description: "Also return the partition's objects (lock and load)."}}}
+        Acquire: {type: object, required: [owner, ttl_ms], properties: {owner: {$ref: "#/components/schemas/Owner"}, ttl_ms: {$ref: "#/components/schemas/TTL"}, load: {type: [boolean, "null"], description: "Also return the partition's objects (lock and load)."}}}
         Lock:
           type: object
           required: [token, owner, expires_at_ms]

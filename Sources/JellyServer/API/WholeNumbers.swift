@@ -1,10 +1,12 @@
 import Foundation
 
 /// One rule for every whole number a request carries (lock tokens, versions, TTLs, list
-/// limits), wherever it is written: decimal digits only, with no sign, fraction, exponent or
-/// quotes, and within the field's range. `20` is a token; `+20`, `20.0`, `2e1`, `-1` and `"20"`
-/// are not, in a header, a query or a JSON body alike. (Spaces around a header's value are
-/// HTTP's optional whitespace, not part of the value.)
+/// limits): a whole number, not negative, within the field's range, written the way its
+/// format writes numbers. In a header or a query that is decimal digits only (`+20`, `20.0`,
+/// `2e1`, `-1` are refused; spaces around a header's value are HTTP's optional whitespace, not
+/// part of it). In a JSON body it is a JSON number whose value is whole: JSON Schema's
+/// `integer`, which the OpenAPI document promises, so `20`, `20.0` and `2e1` are all 20, while
+/// `1000.5`, `-1`, `1e30`, `"20"` and `true` are refused with the field's name.
 enum WholeNumbers {
     /// The fields of JSON bodies that hold whole numbers.
     static let jsonFields: Set<String> = ["ttl_ms", "token", "lock_token", "if_version"]
@@ -47,7 +49,7 @@ enum WholeNumbers {
 
     private static func checkNumber(_ value: Any, path: String) throws {
         if value is NSNull { return } // an optional field sent as null: the decoder decides
-        let rule = "\(path) must be a whole number: digits only, no sign, fraction or exponent"
+        let rule = "\(path) must be a whole number from 0 to 18446744073709551615"
         // A JSON boolean is an NSNumber too, told apart by its type code ("c") below; `is Bool`
         // cannot tell them apart (an NSNumber 1 bridges to Bool).
         guard let number = value as? NSNumber else {
@@ -55,7 +57,11 @@ enum WholeNumbers {
         }
         switch UInt8(bitPattern: number.objCType.pointee) {
         case UInt8(ascii: "d"), UInt8(ascii: "f"):
-            throw APIError.badRequest("\(rule); got \(number.stringValue)")
+            // 2^64 is the first double above UInt64's range.
+            let d = number.doubleValue
+            guard d.rounded(.towardZero) == d, d >= 0, d < 18_446_744_073_709_551_616.0 else {
+                throw APIError.badRequest("\(rule); got \(number.stringValue)")
+            }
         case UInt8(ascii: "c"), UInt8(ascii: "B"):
             throw APIError.badRequest("\(rule); got a boolean")
         default:

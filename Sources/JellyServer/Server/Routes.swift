@@ -87,7 +87,8 @@ extension JellyHTTPServer {
         }
 
         // A wrong method on a known path is 405 `bad_request`, with `Allow` naming the right ones.
-        let all: [HTTPRequest.Method] = [.get, .put, .post, .delete, .patch, .head, .options, .trace, .connect]
+        var all: [HTTPRequest.Method] = [.get, .put, .post, .delete, .patch, .head, .options, .trace, .connect]
+        if let query = HTTPRequest.Method("QUERY") { all.append(query) } // the safe method with a body (IETF draft)
         for (path, registeredMethods) in registered {
             var methods = registeredMethods
             if methods.contains(.get) { methods.insert(.head) }
