@@ -7,22 +7,31 @@ import Testing
 /// A write returns only once its block is durable, and no read sees it before then: the log's
 /// sync is frozen (held by the fault-injecting storage) while the test looks at the store.
 @Suite struct AcknowledgementTests {
-    @Test func noWriteReturnsAndNoReadSeesItWhileItsSyncIsPending() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.remove() }
+    /// A store over the fault-injecting storage with `p/k` durable at the returned version, then
+    /// `write` started while the log's syncs are held, and returned once its block waits at its
+    /// sync.
+    func writeHeldAtItsSync<T: Sendable>(
+        _ dir: TemporaryDirectory, _ write: @escaping @Sendable (EmbeddedStore) async throws -> T
+    ) async throws -> (EmbeddedStore, EmbeddedStoreConfiguration, FaultInjectingStorage, durable: UInt64, Task<T, any Error>) {
         let (config, fault) = EmbeddedStoreConfiguration.faultInjected(directory: dir.path, clock: ManualClock())
         let store = try EmbeddedStore.open(config)
         let durable = try await store.put(partition: "p", key: "k", value: bytes("durable"))
-
         fault.holdSyncs(pathSuffix: ".log")
+        let writer = Task { try await write(store) }
+        for _ in 0..<2500 where fault.heldSyncs == 0 { try await Task.sleep(nanoseconds: 2_000_000) }
+        try #require(fault.heldSyncs == 1, "the committer reached the sync of the block")
+        return (store, config, fault, durable, writer)
+    }
+
+    @Test func noWriteReturnsAndNoReadSeesItWhileItsSyncIsPending() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
         let returned = Flag()
-        let writer = Task {
+        let (store, _, fault, durable, writer) = try await writeHeldAtItsSync(dir) { store in
             let version = try await store.put(partition: "p", key: "k", value: bytes("pending"))
             returned.set()
             return version
         }
-        for _ in 0..<2500 where fault.heldSyncs == 0 { try await Task.sleep(nanoseconds: 2_000_000) }
-        try #require(fault.heldSyncs == 1, "the committer reached the sync of the block")
         // Time for a writer resumed too early to return.
         try await Task.sleep(nanoseconds: 100_000_000)
         #expect(!returned.isSet, "a write returned while its block's sync was pending")
@@ -46,14 +55,9 @@ import Testing
     @Test func aPowerCutAtTheSyncFailsTheWriteItCarried() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let (config, fault) = EmbeddedStoreConfiguration.faultInjected(directory: dir.path, clock: ManualClock())
-        let store = try EmbeddedStore.open(config)
-        let durable = try await store.put(partition: "p", key: "k", value: bytes("durable"))
-
-        fault.holdSyncs(pathSuffix: ".log")
-        let writer = Task { try await store.put(partition: "p", key: "k", value: bytes("lost with the power")) }
-        for _ in 0..<2500 where fault.heldSyncs == 0 { try await Task.sleep(nanoseconds: 2_000_000) }
-        try #require(fault.heldSyncs == 1, "the committer reached the sync of the block")
+        let (store, config, fault, durable, writer) = try await writeHeldAtItsSync(dir) { store in
+            try await store.put(partition: "p", key: "k", value: bytes("lost with the power"))
+        }
         fault.cutPower()
         fault.stopHoldingSyncs()
         let result = await writer.result
