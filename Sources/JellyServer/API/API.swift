@@ -112,10 +112,12 @@ struct API: Sendable {
         let buffer = try await collect(request, limit: bodyBytesMax, what: "request body")
         guard buffer.readableBytes > 0 else { throw APIError.badRequest("the request needs a JSON body") }
         let data = Data(buffer.readableBytesView)
-        try WholeNumbers.checkJSON(data)
         do {
             return try JSONDecoder().decode(type, from: data)
         } catch let error as DecodingError {
+            // The decoder's message for a wrong kind of number is "not valid JSON"; find the
+            // field. Only on failure: a body the decoder takes has whole numbers already.
+            try WholeNumbers.checkJSON(data)
             throw error
         } catch {
             throw APIError.badRequest("the body is not valid JSON")

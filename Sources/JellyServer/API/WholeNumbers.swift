@@ -17,8 +17,8 @@ enum WholeNumbers {
         return UInt64(text)
     }
 
-    /// Checks every whole-number field of a JSON body (at any depth) before the body is decoded,
-    /// so a wrong kind of number gets a message naming the field instead of "not valid JSON".
+    /// Checks every whole-number field of a JSON body (at any depth), after the decoder refused
+    /// it, so a wrong kind of number gets a message naming the field instead of "not valid JSON".
     ///
     /// - Throws: 400 naming the field, or saying the body is not JSON at all.
     static func checkJSON(_ data: Data) throws {

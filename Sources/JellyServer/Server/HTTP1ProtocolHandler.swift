@@ -45,10 +45,17 @@ final class HTTP1ProtocolHandler: ChannelDuplexHandler, RemovableChannelHandler 
             if head.version.major == 1 && head.version.minor >= 1 && !head.headers.contains(name: "host") {
                 return refuse(context: context, status: .badRequest, code: "bad_request", message: "an HTTP/1.1 request needs a Host header")
             }
-            let connection = head.headers[canonicalForm: "connection"].map { $0.lowercased() }
+            // Most requests (HTTP/1.1, no Connection header) need no look at the tokens.
             let isHTTP10 = head.version.major == 1 && head.version.minor == 0
-            let after: Persistence = connection.contains("close") || (isHTTP10 && !connection.contains("keep-alive"))
-                ? .close : isHTTP10 ? .keepHTTP10 : .keep
+            var after: Persistence = isHTTP10 ? .close : .keep
+            if head.headers.contains(name: "connection") {
+                let tokens = head.headers[canonicalForm: "connection"].map { $0.lowercased() }
+                if tokens.contains("close") {
+                    after = .close
+                } else if isHTTP10 && tokens.contains("keep-alive") {
+                    after = .keepHTTP10
+                }
+            }
             if let expect = head.headers.first(name: "expect") {
                 guard expect.lowercased() == "100-continue" else {
                     return refuse(context: context, status: .expectationFailed, code: "bad_request", message: "the only expectation this server meets is Expect: 100-continue, not \(expect)")
@@ -72,7 +79,7 @@ final class HTTP1ProtocolHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
-        case .head(var head) where head.status.code >= 200:
+        case .head(var head) where head.status.code >= 200 && persistence.first != .keep:
             switch persistence.first {
             case .close: head.headers.replaceOrAdd(name: "connection", value: "close")
             // An HTTP/1.0 client assumes a close unless told otherwise.
