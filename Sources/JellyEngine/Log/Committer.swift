@@ -51,7 +51,7 @@ final class Committer: @unchecked Sendable {
     private func run() {
         let groupMax = configuration.groupCommitBytesMax
         while !crashed.load(ordering: .acquiring) {
-            let step = shared.state.withLock { $0.queue.next(maxBytes: groupMax) }
+            let step = shared.state.withLock { $0.takeGroup(maxBytes: groupMax) }
             switch step {
             case .group(let group):
                 var timing = GroupTiming(requests: group.count)
@@ -192,11 +192,7 @@ final class Committer: @unchecked Sendable {
             .unavailable,
             "the store stopped taking writes after a disk failure: \(reason). Writes acknowledged before it are safe; restart the process to recover from the log"
         )
-        let (rest, first) = shared.state.withLock { state -> ([CommitRequest], JellyError) in
-            if state.failure == nil { state.failure = failure }
-            state.overlay.removeAll()
-            return (state.queue.drain(), state.failure ?? failure)
-        }
+        let (rest, first) = shared.state.withLock { $0.poison(failure) }
         for request in requests + rest { request.completion.finish(.failure(first)) }
     }
 
@@ -215,13 +211,13 @@ final class Committer: @unchecked Sendable {
     /// the file is cut to its data (an early seal at close); a full segment keeps its size so
     /// that compaction can recycle the file.
     private func sealActive(trim: Bool, _ timing: inout GroupTiming) throws {
-        let maxAssigned = shared.state.withLock { $0.nextVersion - 1 }
+        let maxAssigned = shared.state.withLock { $0.highestIssuedVersion }
         try log.appendSeal(version: maxAssigned, buffer: buffer)
         try syncActive(&timing)
         let (dataEnd, hint) = try log.sealed(trim: trim)
         maintenance.writeHint(segment: log.id, bytes: hint)
         let id = log.id
-        shared.state.withLock { $0.index.markSealed(id, dataEnd: dataEnd) }
+        shared.state.withLock { $0.markSealed(id, dataEnd: dataEnd) }
         log.file.close()
     }
 
@@ -231,7 +227,7 @@ final class Committer: @unchecked Sendable {
     func activate(id: UInt32) throws {
         let started = try maintenance.takeStarted(id: id) ?? maintenance.startSegment(id: id)
         try shared.openForReads(started)
-        shared.state.withLock { $0.activeSegment = id }
+        shared.state.withLock { $0.activate(segment: id) }
         log = SegmentWriter(id: id, file: started.file)
         unsynced = false
         stats.withLock { $0.segmentsStarted += 1 }
@@ -243,10 +239,7 @@ final class Committer: @unchecked Sendable {
     /// Stops taking writes, commits what is queued, seals the active segment (unless it is
     /// empty), syncs, then calls `handler`.
     func close(_ handler: @escaping @Sendable (Result<Void, JellyError>) -> Void) {
-        let action = shared.state.withLock { state -> CommitQueue.EnqueueAction in
-            state.closed = true
-            return state.queue.close()
-        }
+        let action = shared.state.withLock { $0.beginClose() }
         if action == .wakeCommitter { shared.committerWake.signal() }
         thread.join()
         handler(closeResult.withLock { $0 })
@@ -266,7 +259,7 @@ final class Committer: @unchecked Sendable {
         } else {
             log.file.close()
         }
-        shared.state.withLock { $0.readers.removeAll() }
+        shared.state.withLock { $0.closeReaders() }
         closeResult.withLock { $0 = result }
     }
 
@@ -274,16 +267,12 @@ final class Committer: @unchecked Sendable {
     func crash() {
         crashed.store(true, ordering: .releasing)
         let failure = JellyError(.unavailable, "the store was stopped (simulated crash)")
-        let rest = shared.state.withLock { state -> [CommitRequest] in
-            state.closed = true
-            state.failure = failure
-            return state.queue.drain()
-        }
+        let rest = shared.state.withLock { $0.crash(failure) }
         shared.committerWake.signal()
         thread.join()
         for request in rest { request.completion.finish(.failure(failure)) }
         log.file.close()
-        shared.state.withLock { $0.readers.removeAll() }
+        shared.state.withLock { $0.closeReaders() }
     }
 }
 

@@ -52,10 +52,7 @@ extension Maintenance {
         let segmentBytes = Int64(configuration.segmentBytes)
         let small = segmentBytes / 8
         return shared.state.withLock { state -> [UInt32] in
-            let sealed = state.index.segments
-                .filter { $0.value.sealed && $0.key != state.activeSegment && !done.contains($0.key) }
-                .map { (id: $0.key, stats: $0.value) }
-                .sorted { $0.id < $1.id }
+            let sealed = state.compactableSegments(excluding: done)
             // Merge small segments, up to half a segment of live data at a time.
             let smallOnes = sealed.filter { $0.stats.fileBytes < small }
             if smallOnes.count > 1 {
@@ -101,7 +98,7 @@ extension Maintenance {
             } else {
                 entries = try SegmentFiles.scan(SegmentFiles.readAll(storage, path: segmentPath), path: segmentPath, mayBeUnsealed: false).entries
             }
-            guard let reader = shared.state.withLock({ $0.readers[id] }) else { continue }
+            guard let reader = shared.state.withLock({ $0.reader(id) }) else { continue }
             plans.append((id, entries, reader, (try? reader.file.size()) ?? 0))
         }
 
@@ -114,7 +111,7 @@ extension Maintenance {
             keep.reserveCapacity(plan.entries.count)
             forEachUnderLock(plan.entries) { state, entry in
                 let meta = entry.meta
-                keep.append(state.index.liveness(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset)) == .keep)
+                keep.append(state.mustCopy(meta, segment: plan.id, offset: UInt32(entry.offset)))
             }
             for (n, entry) in plan.entries.enumerated() where keep[n] {
                 let tr = monotonicNanoseconds()
@@ -131,7 +128,7 @@ extension Maintenance {
         if let out = output {
             try out.sync()
             let end = Int64(out.offset)
-            shared.state.withLock { $0.index.segments[out.id, default: SegmentStats()].fileBytes = end }
+            shared.state.withLock { $0.setDataEnd(out.id, end) }
         }
         let ts2 = monotonicNanoseconds()
         compactionStats.withLock {
@@ -142,16 +139,15 @@ extension Maintenance {
         // wait at most one chunk. Between chunks every entry points at a readable file: the
         // inputs stay open until the end.
         forEachUnderLock(moved) { state, m in
-            state.index.apply(m.meta, segment: m.segment, offset: m.offset, moveOf: m.from, updateLeases: false)
+            state.recordMoved(m.meta, to: m.segment, offset: m.offset, from: m.from)
         }
         for plan in plans {
             forEachUnderLock(plan.entries) { state, entry in
                 let meta = entry.meta
-                state.index.forget(partition: meta.partition, slot: meta.slot, segment: plan.id, offset: UInt32(entry.offset))
+                state.forgetRecord(meta, segment: plan.id, offset: UInt32(entry.offset))
             }
             shared.state.withLock { state in
-                state.index.segments[plan.id] = nil
-                state.readers[plan.id] = nil
+                state.removeSegment(plan.id)
             }
         }
         report.bytesMoved += bytesMoved
@@ -203,13 +199,13 @@ extension Maintenance {
     /// segment like any other (and compaction may pick it).
     func sealOutput(trim: Bool) throws {
         guard let out = output else { return }
-        let version = shared.state.withLock { $0.nextVersion - 1 }
+        let version = shared.state.withLock { $0.highestIssuedVersion }
         // On failure the output stays open (and the only unsealed one): the next round retries.
         let (dataEnd, hint) = try out.seal(sealVersion: version, trim: trim)
         output = nil
         // A hint that cannot be written is rebuilt from the segment on the next open.
         try? SegmentFiles.writeAtomically(shared.storage, directory: shared.directory, name: hintFileName(out.id), bytes: hint)
-        shared.state.withLock { $0.index.markSealed(out.id, dataEnd: dataEnd) }
+        shared.state.withLock { $0.markSealed(out.id, dataEnd: dataEnd) }
     }
 }
 

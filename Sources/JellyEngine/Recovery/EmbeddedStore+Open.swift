@@ -122,12 +122,11 @@ extension EmbeddedStore {
             }
         }
 
-        var state = EngineState()
-        state.index = index
-        state.nextVersion = max(maxVersion + 1, versionFloor, 1)
+        var readers: [UInt32: SegmentReader] = [:]
         for id in index.segments.keys {
-            state.readers[id] = SegmentReader(id: id, file: try storage.openRead(path: path(segmentFileName(id))))
+            readers[id] = SegmentReader(id: id, file: try storage.openRead(path: path(segmentFileName(id))))
         }
+        let state = EngineState(recovered: index, readers: readers, nextVersion: max(maxVersion + 1, versionFloor, 1))
         let shared = EngineShared(state: state, directory: directory, storage: storage, directoryLock: lock)
         let maintenance = Maintenance(shared: shared, configuration: configuration, prepared: prepared, nextPreparedNumber: preparedNumber, nextOutputID: nextOutputID)
         let committer: Committer
@@ -136,7 +135,7 @@ extension EmbeddedStore {
                 shared: shared, configuration: configuration, maintenance: maintenance,
                 log: SegmentWriter(id: reuse.id, file: reuse.file)
             )
-            shared.state.withLock { $0.activeSegment = reuse.id }
+            shared.state.withLock { $0.activate(segment: reuse.id) }
             maintenance.startAhead(id: reuse.id + 1)
         } else {
             committer = Committer(shared: shared, configuration: configuration, maintenance: maintenance, log: nil)

@@ -37,10 +37,98 @@ struct EngineState: Sendable {
     var readers: [UInt32: SegmentReader] = [:]
     var activeSegment: UInt32 = 0
 
+    init() {}
+
     var writeBlocker: JellyError? {
         if let failure { return failure }
         if closed { return JellyError(.unavailable, "the store is closed") }
         return nil
+    }
+
+    // MARK: Named operations
+    //
+    // The committer, the maintenance worker and recovery change the state only through these,
+    // so the rules between its parts hold in one place: every indexed segment has a reader and
+    // loses it with its index entry; the queue, the failure and `closed` change together.
+
+    /// The committer's next step: a group of queued requests, sleep, or exit.
+    mutating func takeGroup(maxBytes: Int) -> CommitQueue.NextStep { queue.next(maxBytes: maxBytes) }
+
+    /// The highest version issued so far (queued or committed): what a seal block records.
+    var highestIssuedVersion: UInt64 { nextVersion - 1 }
+
+    /// A write or sync failed: the store refuses writes from now on. Returns the requests still
+    /// queued, to be failed, and the failure they get (the first one, if it failed before).
+    mutating func poison(_ error: JellyError) -> (queued: [CommitRequest], failure: JellyError) {
+        if failure == nil { failure = error }
+        overlay.removeAll()
+        return (queue.drain(), failure ?? error)
+    }
+
+    /// Closing: no more writes are taken; the committer drains the queue, then exits.
+    mutating func beginClose() -> CommitQueue.EnqueueAction {
+        closed = true
+        return queue.close()
+    }
+
+    /// A simulated crash: closed and failed at once; returns the queued requests to fail.
+    mutating func crash(_ error: JellyError) -> [CommitRequest] {
+        closed = true
+        failure = error
+        return queue.drain()
+    }
+
+    /// Segment `id` is the log's active one.
+    mutating func activate(segment id: UInt32) { activeSegment = id }
+
+    /// Segment `id` is sealed with its data ending at `dataEnd`.
+    mutating func markSealed(_ id: UInt32, dataEnd: Int) { index.markSealed(id, dataEnd: dataEnd) }
+
+    /// The unsealed segment `id` (the compaction output) is durable through `dataEnd`.
+    mutating func setDataEnd(_ id: UInt32, _ dataEnd: Int64) {
+        index.segments[id, default: SegmentStats()].fileBytes = dataEnd
+    }
+
+    /// Every segment's reader is closed (the store stopped).
+    mutating func closeReaders() { readers.removeAll() }
+
+    /// The reader of segment `id`, if it is indexed.
+    func reader(_ id: UInt32) -> SegmentReader? { readers[id] }
+
+    /// Sealed segments compaction may take (not the active one, not those in `excluded`), by id.
+    func compactableSegments(excluding excluded: Set<UInt32>) -> [(id: UInt32, stats: SegmentStats)] {
+        index.segments
+            .filter { $0.value.sealed && $0.key != activeSegment && !excluded.contains($0.key) }
+            .map { (id: $0.key, stats: $0.value) }
+            .sorted { $0.id < $1.id }
+    }
+
+    /// Whether compaction must copy the record at (segment, offset).
+    func mustCopy(_ meta: RecordMeta, segment: UInt32, offset: UInt32) -> Bool {
+        index.liveness(partition: meta.partition, slot: meta.slot, segment: segment, offset: offset) == .keep
+    }
+
+    /// Compaction copied a record from `from` to (segment, offset): the index points at the copy.
+    mutating func recordMoved(_ meta: RecordMeta, to segment: UInt32, offset: UInt32, from: (segment: UInt32, offset: UInt32)) {
+        index.apply(meta, segment: segment, offset: offset, moveOf: from, updateLeases: false)
+    }
+
+    /// A record of segment `id` leaves the disk with it.
+    mutating func forgetRecord(_ meta: RecordMeta, segment id: UInt32, offset: UInt32) {
+        index.forget(partition: meta.partition, slot: meta.slot, segment: id, offset: offset)
+    }
+
+    /// Segment `id` was compacted away: its index entry and its reader go together.
+    mutating func removeSegment(_ id: UInt32) {
+        index.segments[id] = nil
+        readers[id] = nil
+    }
+
+    /// Recovery's result: the index, every indexed segment's reader, and the next version.
+    init(recovered index: StoreIndex, readers: [UInt32: SegmentReader], nextVersion: UInt64) {
+        self.index = index
+        self.readers = readers
+        self.nextVersion = nextVersion
     }
 
     /// A group commit is durable (as its durability mode asks) at `locations` of `segment`, whose
