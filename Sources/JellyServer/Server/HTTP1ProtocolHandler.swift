@@ -40,8 +40,11 @@ final class HTTP1ProtocolHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !refusing, case .body = unwrapInboundIn(data) {
+            return context.fireChannelRead(data) // the common case first: nothing to look at
+        }
         switch unwrapInboundIn(data) {
-        case .head(var head):
+        case .head(let head):
             if head.version.major == 1 && head.version.minor >= 1 && !head.headers.contains(name: "host") {
                 return refuse(context: context, status: .badRequest, code: "bad_request", message: "an HTTP/1.1 request needs a Host header")
             }
@@ -56,18 +59,21 @@ final class HTTP1ProtocolHandler: ChannelDuplexHandler, RemovableChannelHandler 
                     after = .keepHTTP10
                 }
             }
-            if let expect = head.headers.first(name: "expect") {
-                guard expect.lowercased() == "100-continue" else {
-                    return refuse(context: context, status: .expectationFailed, code: "bad_request", message: "the only expectation this server meets is Expect: 100-continue, not \(expect)")
-                }
-                head.headers.remove(name: "expect")
-                let declared = head.headers.first(name: "content-length").flatMap { Int($0) }
-                if declared.map({ $0 <= bodyBytesMax }) ?? true {
-                    context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
-                }
-            }
             persistence.append(after)
-            context.fireChannelRead(wrapInboundOut(.head(head)))
+            guard let expect = head.headers.first(name: "expect") else {
+                return context.fireChannelRead(data) // unchanged: no new box for the head
+            }
+            guard expect.lowercased() == "100-continue" else {
+                persistence.removeLast()
+                return refuse(context: context, status: .expectationFailed, code: "bad_request", message: "the only expectation this server meets is Expect: 100-continue, not \(expect)")
+            }
+            var met = head
+            met.headers.remove(name: "expect")
+            let declared = head.headers.first(name: "content-length").flatMap { Int($0) }
+            if declared.map({ $0 <= bodyBytesMax }) ?? true {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
+            context.fireChannelRead(wrapInboundOut(.head(met)))
         case .body, .end:
             if refusing {
                 if case .end = unwrapInboundIn(data) { refusing = false }
