@@ -166,7 +166,7 @@ import Testing
     /// The seed fixes the operations, which writes are in flight, the sync the power cut catches
     /// and how many unsynced bytes of each file survive, so a failing seed replays the same
     /// history (only the spare files the background worker prepares meanwhile may differ).
-    @Test(arguments: 1...12)
+    @Test(arguments: 1...48)
     func crashPropertyTest(seed: UInt64) async throws {
         var rng = SeededRandom(seed: seed)
         let clock = ManualClock()
