@@ -125,8 +125,7 @@ final class DirectPutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The PUT this handler answers itself (with `value` readied for its body), or nil to pass
     /// the request on.
     private func direct(_ head: HTTPRequest) -> DirectPut? {
-        guard head.method == .put, let path = head.path, let names = Route.putObject.pattern.match(path), names.count == 2 else { return nil }
-        let (rawPartition, rawKey) = (names[0], names[1])
+        guard head.method == .put, let path = head.path, let (rawPartition, rawKey) = Route.putObject.pattern.matchTwo(path) else { return nil }
         let fields = head.headerFields
         guard fields[.expect] == nil, let text = fields[.contentLength], let length = Int(text), length >= 0,
               length <= shared.api.valueBytesMax,

@@ -16,21 +16,36 @@ struct RoutePattern: Sendable {
     /// (no query, no fragment, no trailing slash), else nil.
     func match(_ path: String) -> [Substring]? {
         var captures: [Substring] = []
+        return scan(path) { captures.append($0) } ? captures : nil
+    }
+
+    /// `match` for a pattern of two parameters (the direct PUT's partition and key), without
+    /// allocating: it runs for every PUT.
+    func matchTwo(_ path: String) -> (Substring, Substring)? {
+        var first: Substring?
+        var second: Substring?
+        guard scan(path, { if first == nil { first = $0 } else { second = $0 } }), let first, let second else { return nil }
+        return (first, second)
+    }
+
+    /// Walks `path` against the pattern, handing each parameter's segment to `visit`; false
+    /// when the path is not this route.
+    private func scan(_ path: String, _ visit: (Substring) -> Void) -> Bool {
         var rest = Substring(path)
         for part in parts {
-            guard rest.utf8.first == UInt8(ascii: "/") else { return nil }
+            guard rest.utf8.first == UInt8(ascii: "/") else { return false }
             rest = rest.dropFirst()
             let end = rest.utf8.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? rest.endIndex
             let segment = rest[..<end]
             switch part {
-            case .literal(let literal): guard segment == literal else { return nil }
+            case .literal(let literal): guard segment == literal else { return false }
             case .parameter:
-                guard !segment.isEmpty else { return nil }
-                captures.append(segment)
+                guard !segment.isEmpty else { return false }
+                visit(segment)
             }
             rest = rest[end...]
         }
-        return rest.isEmpty ? captures : nil
+        return rest.isEmpty
     }
 }
 
