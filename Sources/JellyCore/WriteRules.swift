@@ -34,10 +34,12 @@ public enum WriteRules {
     /// queued: the batch's shape, each operation, no key named twice, and the batch's size as
     /// `batchBytes` counts it.
     ///
+    /// - Returns: the batch's size as `batchBytes` counts it (the embedded store's encoded size).
     /// - Throws: `.invalidArgument` or `.tooLarge`, naming what is wrong.
+    @discardableResult
     public static func validateWrite(
         partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool, limits: JellyLimits
-    ) throws {
+    ) throws -> Int {
         try validateBatch(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
         let partitionBytes = partition.utf8.count
         var total = 0
@@ -51,6 +53,7 @@ public enum WriteRules {
         if total > limits.batchBytesMax {
             throw JellyError(.tooLarge, "the batch is \(total) bytes (values, names and \(recordFramingBytes) bytes of framing per object); the limit is \(limits.batchBytesMax) bytes; write large values one at a time")
         }
+        return total
     }
 
     /// Bytes of fixed fields per object that count toward `JellyLimits.batchBytesMax` (the

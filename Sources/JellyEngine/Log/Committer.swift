@@ -122,27 +122,29 @@ final class Committer: @unchecked Sendable {
         let tb = monotonicNanoseconds()
         buffer.reserve(blockBytes)
         let base = buffer.pointer
+        // The block goes at the segment's current end: each record's place is known as it is copied.
+        let blockOffset = log.offset
         var at = Format.blockHeaderBytes
         var count: UInt32 = 0
-        var within: [Int] = []
-        within.reserveCapacity(group.count)
+        var locations: [UInt32] = []
+        locations.reserveCapacity(group.count)
         for request in group {
             request.records.bytes.withUnsafeBytes { raw in
                 guard let src = raw.baseAddress else { return }
                 for (i, r) in request.records.records.enumerated() where request.include[i] {
                     (base + at).copyMemory(from: src + r.offset, byteCount: r.length)
-                    within.append(at)
+                    locations.append(UInt32(blockOffset + at))
                     at += r.length
                     count += 1
                 }
             }
         }
         let tw = monotonicNanoseconds()
-        let blockOffset = try log.appendBlock(buffer, payloadBytes: payload, recordCount: count)
+        let written = try log.appendBlock(buffer, payloadBytes: payload, recordCount: count)
+        assert(written == blockOffset, "a block is appended at the segment's end")
         let tw2 = monotonicNanoseconds()
         unsynced = true
 
-        let locations = within.map { UInt32(blockOffset + $0) }
         var li = 0
         for request in group {
             for (i, meta) in request.metas.enumerated() where request.include[i] {
@@ -278,11 +280,14 @@ final class Committer: @unchecked Sendable {
 
 /// Where one group's time went, gathered on the committer thread and added to
 /// `CommitterStats` under one lock, so the commit loop itself reads as the algorithm it is.
-struct GroupTiming {
+/// Added up, the same fields are the committer's totals since open.
+struct GroupTiming: Sendable {
     var requests: Int
     var records = 0
     var blocks = 0
-    var blockBytes = 0
+    /// Bytes written to the log: blocks with their headers and padding.
+    var logBytes = 0
+    /// Bytes of records in those blocks.
     var payloadBytes = 0
     var buildNanos: UInt64 = 0
     var writeNanos: UInt64 = 0
@@ -292,17 +297,42 @@ struct GroupTiming {
     var syncMaxNanos: UInt64 = 0
     var rotations = 0
     var rotationNanos: UInt64 = 0
+    /// The part of rotations spent sealing (seal block, sync); the rest starts the next segment.
     var sealNanos: UInt64 = 0
+    /// Where the committer's CPU goes, per block: copying records into the block (build),
+    /// encoding hint entries, waiting for the store's lock, applying the block to the index,
+    /// resuming the writers (JELLY_BENCH_VERBOSE shows them as committer_*_us).
     var lockWaitNanos: UInt64 = 0
     var applyNanos: UInt64 = 0
     var resumeNanos: UInt64 = 0
 
     init(requests: Int) { self.requests = requests }
 
+    /// Adds another group's (or total's) figures; maxima stay maxima.
+    mutating func add(_ t: GroupTiming) {
+        requests += t.requests
+        records += t.records
+        blocks += t.blocks
+        logBytes += t.logBytes
+        payloadBytes += t.payloadBytes
+        buildNanos += t.buildNanos
+        writeNanos += t.writeNanos
+        hintNanos += t.hintNanos
+        syncs += t.syncs
+        syncNanos += t.syncNanos
+        syncMaxNanos = max(syncMaxNanos, t.syncMaxNanos)
+        rotations += t.rotations
+        rotationNanos += t.rotationNanos
+        sealNanos += t.sealNanos
+        lockWaitNanos += t.lockWaitNanos
+        applyNanos += t.applyNanos
+        resumeNanos += t.resumeNanos
+    }
+
     mutating func wrote(records: Int, blockBytes: Int, payloadBytes: Int, build: UInt64, write: UInt64, hint: UInt64) {
         self.records += records
         blocks += 1
-        self.blockBytes += blockBytes
+        logBytes += blockBytes
         self.payloadBytes += payloadBytes
         buildNanos += build
         writeNanos += write
@@ -328,62 +358,29 @@ struct GroupTiming {
     }
 }
 
+/// The committer's figures since open, for benchmarks and `info`: the groups' timings added up,
+/// and what only the whole run has (maxima per group, sleeps, group sizes).
 struct CommitterStats: Sendable {
-    var blocks = 0
-    var records = 0
-    /// Bytes written to the log: blocks with their headers and padding.
-    var logBytes = 0
-    /// Bytes of records in those blocks.
-    var payloadBytes = 0
-    var syncs = 0
-    var syncNanos: UInt64 = 0
-    var syncMaxNanos: UInt64 = 0
-    var writeNanos: UInt64 = 0
+    var totals = GroupTiming(requests: 0)
+    /// The slowest block write and the slowest rotation.
     var writeMaxNanos: UInt64 = 0
-    var rotations = 0
-    var rotationNanos: UInt64 = 0
     var rotationMaxNanos: UInt64 = 0
-    /// The part of rotations spent sealing (seal block, sync); the rest starts the next segment.
-    var sealNanos: UInt64 = 0
     /// Groups whose write and sync took over 10 ms (the disk stalled): what makes p99.
     var groupsOver10ms = 0
     var segmentsStarted = 0
     /// Times the committer found nothing queued and waited to be woken.
     var sleeps = 0
-    /// Where the committer's CPU goes, per block: copying records into the block, encoding
-    /// hint entries, waiting for the store's lock, applying the block to the index, resuming
-    /// the writers (JELLY_BENCH_VERBOSE shows them as committer_*_us).
-    var buildNanos: UInt64 = 0
-    var hintNanos: UInt64 = 0
-    var lockWaitNanos: UInt64 = 0
-    var applyNanos: UInt64 = 0
-    var resumeNanos: UInt64 = 0
     /// Groups by number of requests: 1, 2–3, 4–7, 8–15, 16–31, 32–63, 64+.
     var groupSizes = [Int](repeating: 0, count: 7)
 
     mutating func record(_ t: GroupTiming) {
+        totals.add(t)
         if t.requests > 0 {
             groupSizes[min(6, Int.bitWidth - 1 - t.requests.leadingZeroBitCount)] += 1
         }
-        blocks += t.blocks
-        records += t.records
-        logBytes += t.blockBytes
-        payloadBytes += t.payloadBytes
-        buildNanos += t.buildNanos
-        writeNanos += t.writeNanos
         if t.blocks > 0 { writeMaxNanos = max(writeMaxNanos, t.writeNanos) }
-        hintNanos += t.hintNanos
-        syncs += t.syncs
-        syncNanos += t.syncNanos
-        syncMaxNanos = max(syncMaxNanos, t.syncMaxNanos)
-        rotations += t.rotations
-        rotationNanos += t.rotationNanos
         if t.rotations > 0 { rotationMaxNanos = max(rotationMaxNanos, t.rotationNanos) }
-        sealNanos += t.sealNanos
         if t.writeNanos + t.syncNanos > 10_000_000 { groupsOver10ms += 1 }
-        lockWaitNanos += t.lockWaitNanos
-        applyNanos += t.applyNanos
-        resumeNanos += t.resumeNanos
     }
 }
 

@@ -48,7 +48,7 @@ extension EmbeddedStore {
         let compaction = maintenance.compactionStats.withLock { $0 }
         let ioMode = committer.ioMode
         let cache = values.statistics
-        let perBlock = { (nanos: UInt64) in Double(nanos) / 1e3 / Double(max(1, committerStats.blocks)) }
+        let perBlock = { (nanos: UInt64) in Double(nanos) / 1e3 / Double(max(1, committerStats.totals.blocks)) }
         return shared.state.withLock { state in
             let segs = state.index.segments
             let record = segs.values.reduce(Int64(0)) { $0 + $1.recordBytes }
@@ -64,26 +64,26 @@ extension EmbeddedStore {
                 garbageRatio: record == 0 ? 0 : Double(record - live) / Double(record),
                 ioMode: ioMode, durability: configuration.durability, nextVersion: state.nextVersion,
                 recoveryNotes: recoveryNotes,
-                blocksWritten: committerStats.blocks, recordsWritten: committerStats.records,
-                logBytesWritten: committerStats.logBytes, recordBytesWritten: committerStats.payloadBytes,
-                syncs: committerStats.syncs, syncNanoseconds: committerStats.syncNanos,
+                blocksWritten: committerStats.totals.blocks, recordsWritten: committerStats.totals.records,
+                logBytesWritten: committerStats.totals.logBytes, recordBytesWritten: committerStats.totals.payloadBytes,
+                syncs: committerStats.totals.syncs, syncNanoseconds: committerStats.totals.syncNanos,
                 preparedBytesWritten: compaction.preparedBytes, segmentsCompacted: compaction.segmentsCompacted,
                 compactionBytesMoved: compaction.bytesMoved,
                 valueCache: cache,
                 timings: [
-                    "sync_max_ms": Double(committerStats.syncMaxNanos) / 1e6,
-                    "write_mean_ms": Double(committerStats.writeNanos) / 1e6 / Double(max(1, committerStats.blocks)),
+                    "sync_max_ms": Double(committerStats.totals.syncMaxNanos) / 1e6,
+                    "write_mean_ms": Double(committerStats.totals.writeNanos) / 1e6 / Double(max(1, committerStats.totals.blocks)),
                     "write_max_ms": Double(committerStats.writeMaxNanos) / 1e6,
-                    "rotations": Double(committerStats.rotations),
-                    "rotation_mean_ms": Double(committerStats.rotationNanos) / 1e6 / Double(max(1, committerStats.rotations)),
+                    "rotations": Double(committerStats.totals.rotations),
+                    "rotation_mean_ms": Double(committerStats.totals.rotationNanos) / 1e6 / Double(max(1, committerStats.totals.rotations)),
                     "rotation_max_ms": Double(committerStats.rotationMaxNanos) / 1e6,
                     "groups_over_10ms": Double(committerStats.groupsOver10ms),
                     "committer_sleeps": Double(committerStats.sleeps),
-                    "committer_build_us": perBlock(committerStats.buildNanos),
-                    "committer_hint_us": perBlock(committerStats.hintNanos),
-                    "committer_lock_wait_us": perBlock(committerStats.lockWaitNanos),
-                    "committer_apply_us": perBlock(committerStats.applyNanos),
-                    "committer_resume_us": perBlock(committerStats.resumeNanos),
+                    "committer_build_us": perBlock(committerStats.totals.buildNanos),
+                    "committer_hint_us": perBlock(committerStats.totals.hintNanos),
+                    "committer_lock_wait_us": perBlock(committerStats.totals.lockWaitNanos),
+                    "committer_apply_us": perBlock(committerStats.totals.applyNanos),
+                    "committer_resume_us": perBlock(committerStats.totals.resumeNanos),
                     "groups_of_1": Double(committerStats.groupSizes[0]),
                     "groups_of_2_3": Double(committerStats.groupSizes[1]),
                     "groups_of_4_7": Double(committerStats.groupSizes[2]),
@@ -91,7 +91,7 @@ extension EmbeddedStore {
                     "groups_of_16_31": Double(committerStats.groupSizes[4]),
                     "groups_of_32_63": Double(committerStats.groupSizes[5]),
                     "groups_of_64_up": Double(committerStats.groupSizes[6]),
-                    "rotation_seal_mean_ms": Double(committerStats.sealNanos) / 1e6 / Double(max(1, committerStats.rotations)),
+                    "rotation_seal_mean_ms": Double(committerStats.totals.sealNanos) / 1e6 / Double(max(1, committerStats.totals.rotations)),
                     "compaction_seconds": Double(compaction.compactionNanos) / 1e9,
                     "compaction_read_seconds": Double(compaction.readNanos) / 1e9,
                     "compaction_sync_seconds": Double(compaction.outputSyncNanos) / 1e9,

@@ -59,8 +59,9 @@ public final class EmbeddedStore: JellyStore, Sendable {
         completion: @escaping @Sendable (Result<WriteResult, any Error>) -> Void
     ) {
         let limits = self.limits
+        let total: Int
         do {
-            try WriteRules.validateWrite(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
+            total = try WriteRules.validateWrite(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
         } catch {
             return completion(.failure(error))
         }
@@ -71,13 +72,11 @@ public final class EmbeddedStore: JellyStore, Sendable {
         refs.reserveCapacity(operations.count)
         var conditions: [WriteCondition] = []
         conditions.reserveCapacity(operations.count)
-        var total = 0
         for op in operations {
             refs.append(ObjectRef(partition: pk, key: ByteName(op.key)))
             switch op {
             case .put(_, _, _, let condition, _), .delete(_, let condition): conditions.append(condition)
             }
-            total += WriteRules.batchBytes(partitionBytes: partitionBytes, op)
         }
 
         var records = EncodedRecords(capacity: total + Format.recordOverheadBytes * 2 + partitionBytes)

@@ -6,7 +6,8 @@ import Foundation
 /// `2e1`, `-1` are refused; spaces around a header's value are HTTP's optional whitespace, not
 /// part of it). In a JSON body it is a JSON number whose value is whole: JSON Schema's
 /// `integer`, which the OpenAPI document promises, so `20`, `20.0` and `2e1` are all 20, while
-/// `1000.5`, `-1`, `1e30`, `"20"` and `true` are refused with the field's name.
+/// `1000.5`, `1e30`, `"20"` and `true` are refused with the field's name, and so is `-1` for a
+/// token or version (a negative TTL reaches the lease rules, whose range error names the TTL).
 enum WholeNumbers {
     /// The fields of JSON bodies that hold whole numbers.
     static let jsonFields: Set<String> = ["ttl_ms", "token", "lock_token", "if_version"]
