@@ -47,7 +47,9 @@ public final class JellyClient: JellyStore {
         self.configuration = configuration
         var config = HTTPClient.Configuration()
         config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.connectionsPerHost)
-        config.timeout = .init(connect: .seconds(5), read: .milliseconds(configuration.requestTimeoutMilliseconds))
+        // Each request has its own deadline; the read timeout leaves room for a change feed's
+        // long-poll, which is silent until a change or the end of its wait.
+        config.timeout = .init(connect: .seconds(5), read: .milliseconds(configuration.requestTimeoutMilliseconds + Int64(configuration.limits.changesWaitMillisecondsMax)))
         config.redirectConfiguration = .disallow
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
@@ -215,15 +217,16 @@ public final class JellyClient: JellyStore {
         return "/v1/partitions/\(PercentEncoding.escape(partition))/lock"
     }
 
-    private func send(_ method: HTTPMethod, _ path: String, json: [String: Any], idempotent: Bool = false) async throws -> Reply {
+    func send(_ method: HTTPMethod, _ path: String, json: [String: Any], idempotent: Bool = false) async throws -> Reply {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         let data = try JSONSerialization.data(withJSONObject: json)
         return try await send(method, path, headers: headers, body: [UInt8](data), idempotent: idempotent)
     }
 
-    private func send(
-        _ method: HTTPMethod, _ path: String, headers: HTTPHeaders = [:], body: [UInt8]? = nil, idempotent: Bool = false
+    func send(
+        _ method: HTTPMethod, _ path: String, headers: HTTPHeaders = [:], body: [UInt8]? = nil, idempotent: Bool = false,
+        timeoutMilliseconds: Int64? = nil
     ) async throws -> Reply {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
@@ -233,7 +236,7 @@ public final class JellyClient: JellyStore {
         var attempt = 0
         while true {
             do {
-                let response = try await http.execute(request, timeout: .milliseconds(configuration.requestTimeoutMilliseconds))
+                let response = try await http.execute(request, timeout: .milliseconds(timeoutMilliseconds ?? configuration.requestTimeoutMilliseconds))
                 let buffer = try await response.body.collect(upTo: max(limits.valueBytesMax, limits.batchBytesMax) * 2)
                 let reply = Reply(status: Int(response.status.code), headers: response.headers, body: Array(buffer.readableBytesView))
                 if reply.status == 503 && idempotent && attempt < configuration.retries {
@@ -264,7 +267,7 @@ private func readAccess(_ text: String?) -> ObjectAccess.Read { text.flatMap(Obj
 private func writeAccess(_ text: String?) -> ObjectAccess.Write { text.flatMap(ObjectAccess.Write.init(name:)) ?? .server }
 
 /// A response, read whole.
-private struct Reply {
+struct Reply {
     var status: Int
     var headers: HTTPHeaders
     var body: [UInt8]
@@ -274,24 +277,29 @@ private struct Reply {
         guard status >= 400 else { return }
         let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:]
         let message = object["message"] as? String ?? "HTTP \(status)"
-        let code: JellyError.Code
-        switch object["error"] as? String {
-        case "bad_request": code = .invalidArgument
-        case "too_large": code = .tooLarge
-        case "locked": code = .locked
-        case "precondition_failed": code = .preconditionFailed
-        case "unavailable": code = .unavailable
-        case "unauthorized": code = .unauthorized
-        case "forbidden": code = .forbidden
-        case "not_found": code = .notFound
-        default: code = status == 503 ? .unavailable : .io
-        }
+        var code = Self.code(forAPIError: object["error"] as? String ?? "")
+        if code == .io && status == 503 { code = .unavailable }
         var holder: LockInfo?
         if let owner = object["owner"] as? String, let expires = (object["expires_at_ms"] as? NSNumber)?.int64Value {
             // The holder's token is never sent to others (it would let them write).
             holder = LockInfo(partition: "", owner: owner, token: LockToken(0), expiresAtMilliseconds: expires)
         }
         throw JellyError(code, message, holder: holder)
+    }
+
+    /// The contract's error code for HTTP API v1's `error` field.
+    static func code(forAPIError name: String) -> JellyError.Code {
+        switch name {
+        case "bad_request": return .invalidArgument
+        case "too_large": return .tooLarge
+        case "locked": return .locked
+        case "precondition_failed": return .preconditionFailed
+        case "unavailable": return .unavailable
+        case "unauthorized": return .unauthorized
+        case "forbidden": return .forbidden
+        case "not_found": return .notFound
+        default: return .io
+        }
     }
 
     func etagVersion() throws -> UInt64 {

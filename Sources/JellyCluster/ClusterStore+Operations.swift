@@ -19,7 +19,7 @@ extension ClusterStore {
         if let after { try Names.validate(after, as: .key, maxBytes: limits.keyBytesMax) }
         try checkReady()
         let limit = max(1, min(limit, limits.listLimitMax))
-        let (entries, more) = try await readAll(subjects(partition), after: after, limit: limit)
+        let (entries, more) = try await readAll(subjects(partition), after: after, limit: limit, includeSystem: false)
         let objects = entries.compactMap { $0.2 }.map {
             ObjectSummary(key: $0.key, version: $0.version, size: $0.value.count, contentType: $0.contentType, access: $0.access)
         }
@@ -44,13 +44,13 @@ extension ClusterStore {
         let info = try await grantedLease(partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds))
         // The load ran after the lock's publish was acknowledged, through the stream leader.
         let s = subjects(partition)
-        let (entries, _) = try await readAll(s, after: nil, limit: nil)
+        let (entries, _) = try await readAll(s, after: nil, limit: nil, includeSystem: true)
         try await partitions.exclusive(partition) { cache in
             guard cache != nil else { return }
             for (key, state, _) in entries { cache?.objects[ByteName(key)] = state }
             cache?.complete = true
         }
-        return (info, entries.compactMap { $0.2 })
+        return (info, entries.compactMap { SystemKeys.isSystem($0.0) ? nil : $0.2 })
     }
 
     public func renewLock(partition: String, token: LockToken, ttlMilliseconds: Int64) async throws -> LockInfo {
@@ -127,8 +127,13 @@ extension ClusterStore {
     /// marker (expecting it through `Nats-Expected-Last-Subject-Sequence-Subject`).
     @discardableResult
     public func write(partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool) async throws -> WriteResult {
+        try await write(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, allowSystemKeys: false)
+    }
+
+    /// `write`, also for the store's own system keys (`SystemKeys`) when `allowSystemKeys`.
+    func write(partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool, allowSystemKeys: Bool) async throws -> WriteResult {
         let limits = self.limits
-        try WriteRules.validateWrite(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
+        try WriteRules.validateWrite(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits, allowSystemKeys: allowSystemKeys)
         try checkReady()
         let s = subjects(partition)
         return try await decided(partition, what: "partition \(Names.quoted(partition))") { cache in

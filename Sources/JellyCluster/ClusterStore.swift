@@ -17,6 +17,8 @@ public final class ClusterStore: JellyStore, Sendable {
     public let connection: NATSConnection
     let js: JetStream
     let partitions = PartitionTable()
+    /// Pushes to one partition through this node run one at a time.
+    let syncGate = PartitionGate()
     private let readiness: Mutex<Readiness>
     private let preparer = Mutex<Task<Void, Never>?>(nil)
 
@@ -25,6 +27,8 @@ public final class ClusterStore: JellyStore, Sendable {
         var closed = false
         var problem = "connecting to NATS"
         var limits: JellyLimits
+        /// Each shard stream's epoch (its `jelly_epoch` metadata), for the change feed.
+        var epochs: [String] = []
     }
 
     var clock: any JellyClock { configuration.clock }
@@ -130,14 +134,19 @@ public final class ClusterStore: JellyStore, Sendable {
         config.discard = "old"
         config.allowAtomic = true
         config.allowDirect = false
-        config.metadata = ["jelly_shards": String(configuration.shards), "jelly_format": "1"]
+        // A new random epoch each time a stream is made: a recreated stream is another history.
+        config.metadata = ["jelly_shards": String(configuration.shards), "jelly_format": "1", "jelly_epoch": String(UInt64.random(in: 1...UInt64.max), radix: 16)]
         return config
     }
 
     private func ensureStreams() async throws {
+        var epochs: [String] = []
+        defer { readiness.withLock { $0.epochs = epochs } }
         for shard in 0..<configuration.shards {
             let wanted = streamConfig(shard: shard)
             if let info = try await js.streamInfo(wanted.name) {
+                // Streams made before epochs existed: their name stands for it.
+                epochs.append(info.config.metadata?["jelly_epoch"] ?? wanted.name)
                 let have = info.config
                 if let shards = have.metadata?["jelly_shards"], shards != String(configuration.shards) {
                     throw JellyError(.invalidArgument, "stream \(wanted.name) belongs to a cluster of \(shards) shards, but this node is configured with \(configuration.shards); use the same shards setting on every node")
@@ -150,6 +159,7 @@ public final class ClusterStore: JellyStore, Sendable {
                 }
             } else {
                 _ = try await js.createStream(wanted)
+                epochs.append(wanted.metadata?["jelly_epoch"] ?? wanted.name)
             }
             // A new (or recovering) replicated stream answers only once its Raft group has a leader.
             if configuration.replicas > 1 {
@@ -180,6 +190,12 @@ public final class ClusterStore: JellyStore, Sendable {
 
     func subjects(_ partition: String) -> PartitionSubjects {
         PartitionSubjects(partition: partition, shards: configuration.shards, streamPrefix: configuration.streamPrefix, subjectPrefix: configuration.subjectPrefix)
+    }
+
+    /// The epoch of the shard stream holding `partition` (the change feed's).
+    func epoch(of partition: String) -> String {
+        let shard = Int(PartitionSubjects.hash(partition) % UInt64(configuration.shards))
+        return readiness.withLock { shard < $0.epochs.count ? $0.epochs[shard] : "" }
     }
 
     func checkReady() throws {
@@ -295,8 +311,8 @@ extension ClusterStore {
     /// An object subject's last message as (sequence, object or nil when deleted).
     static func object(of m: StoredMessage, key: String) throws -> (PartitionCache.Object, StoredObject?) {
         let h = m.headers
-        if h?[Header.deleted] != nil { return (.init(sequence: m.sequence, version: nil), nil) }
         let offset = UInt64(h?[Header.commitOffset] ?? "0") ?? 0
+        if h?[Header.deleted] != nil { return (.init(sequence: m.sequence, version: nil, tombstone: m.sequence + offset), nil) }
         guard let access = ObjectAccess(flags: UInt8(h?[Header.access] ?? "0") ?? 0xFF) else {
             throw JellyError(.corruption, "the object message at sequence \(m.sequence) on \(m.subject) has unknown access flags")
         }
@@ -314,9 +330,10 @@ extension ClusterStore {
 
     /// Every object subject of the partition with its last message, keys in byte order,
     /// tombstones included (as nil objects). Reads go through the stream leader.
-    func readAll(_ s: PartitionSubjects, after: String?, limit: Int?) async throws -> (objects: [(String, PartitionCache.Object, StoredObject?)], more: Bool) {
+    func readAll(_ s: PartitionSubjects, after: String?, limit: Int?, includeSystem: Bool) async throws -> (objects: [(String, PartitionCache.Object, StoredObject?)], more: Bool) {
         let subjects = try await call("listing a partition") { try await js.subjects(stream: s.stream, filter: s.objectPrefix + ">") }
         var keys = subjects.keys.compactMap { s.key(ofSubject: $0) }
+        if !includeSystem { keys.removeAll(where: SystemKeys.isSystem) }
         keys.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         if let after { keys = keys.filter { after.utf8.lexicographicallyPrecedes($0.utf8) } }
         var out: [(String, PartitionCache.Object, StoredObject?)] = []

@@ -11,6 +11,8 @@ struct PartitionCache: Sendable {
         var sequence: UInt64
         /// The object's version, nil when absent (never written or deleted).
         var version: UInt64?
+        /// A deleted object's tombstone version (its commit's), when known.
+        var tombstone: UInt64? = nil
     }
     var lockSequence: UInt64
     var lease: Lease?

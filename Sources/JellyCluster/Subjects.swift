@@ -14,6 +14,8 @@ struct PartitionSubjects: Sendable {
     let lock: String
     let fence: String
     let objectPrefix: String
+    /// Every subject of the partition (lock, fence, objects).
+    let partitionWildcard: String
 
     init(partition: String, shards: Int, streamPrefix: String, subjectPrefix: String) {
         let shard = Int(PartitionSubjects.hash(partition) % UInt64(shards))
@@ -22,6 +24,7 @@ struct PartitionSubjects: Sendable {
         lock = base + ".l"
         fence = base + ".f"
         objectPrefix = base + ".o."
+        partitionWildcard = base + ".>"
     }
 
     func object(_ key: String) -> String { objectPrefix + Base64URL.encode(Array(key.utf8)) }

@@ -72,11 +72,40 @@ public protocol JellyStore: Sendable {
     @discardableResult
     func breakLock(partition: String) async throws -> LockInfo?
 
+    /// The partition's changes after cursor `since` (0: the whole state), in version order, at
+    /// most `limit` (up to `limits.changesLimitMax`; a page never splits a commit). `epoch` is
+    /// the caller's last known epoch: another store's, or `since` below the floor, answers a
+    /// reset. `role` `.owner` leaves out objects the partition's client may not read; the
+    /// cursor still moves past them. See docs/sync.md.
+    func changes(partition: String, since: UInt64, limit: Int, epoch: String?, role: SyncRole) async throws -> ChangeBatch
+
+    /// Waits until a commit on the partition (an object, a tombstone or its lock) has a version
+    /// above `after`, or `timeoutMilliseconds` pass (up to `limits.changesWaitMillisecondsMax`).
+    /// Woken by the commit, not by polling. Returns whether something changed.
+    func waitForChanges(partition: String, after: UInt64, timeoutMilliseconds: Int) async throws -> Bool
+
+    /// A client replica's push: `mutations` of client `clientID`, decided in order and committed
+    /// in one batch with the client's progress (docs/sync.md): a duplicate gets its first result,
+    /// a mutation whose base version is not the object's current version a conflict with the
+    /// current object, one `role` may not make is rejected, the rest applied. While a game
+    /// server holds the lock the whole push fails with `.locked` and nothing is processed.
+    func sync(partition: String, clientID: String, mutations: [ClientMutation], role: SyncRole) async throws -> SyncResult
+
     /// Finishes in-flight writes, syncs and releases the store.
     func close() async throws
 }
 
 extension JellyStore {
+    /// `changes` for a game server, without an epoch check.
+    public func changes(partition: String, since: UInt64, limit: Int = 1000) async throws -> ChangeBatch {
+        try await changes(partition: partition, since: since, limit: limit, epoch: nil, role: .server)
+    }
+
+    /// `sync` as a game server (every object writable).
+    public func sync(partition: String, clientID: String, mutations: [ClientMutation]) async throws -> SyncResult {
+        try await sync(partition: partition, clientID: clientID, mutations: mutations, role: .server)
+    }
+
     public func write(
         partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool,
         completion: @escaping @Sendable (Result<WriteResult, any Error>) -> Void

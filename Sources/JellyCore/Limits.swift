@@ -23,6 +23,22 @@ public struct JellyLimits: Sendable, Equatable {
     public var lockTTLMillisecondsMax: Int64 = 24 * 3600 * 1000
     /// Most objects returned by one list call.
     public var listLimitMax: Int = 1000
+    /// Most changes in one page of a partition's change feed (a page never splits a commit,
+    /// so it may hold up to one batch more).
+    public var changesLimitMax: Int = 1000
+    /// Longest a change feed request may wait for a change (long-poll), in milliseconds.
+    public var changesWaitMillisecondsMax: Int = 60_000
+    /// Most mutations in one client push (`sync`). A push also writes up to three system
+    /// records in the same batch, so at most `batchOperationsMax - 3`.
+    public var syncMutationsMax: Int = 500
+    /// Sync clients a partition remembers; beyond it the one that pushed least recently is
+    /// forgotten (docs/sync.md says what that costs it).
+    public var syncClientsMax: Int = 64
+    /// Results a partition keeps per sync client, for answering a retried push: at least
+    /// `syncMutationsMax`.
+    public var syncResultsKept: Int = 1000
+    /// Longest sync client id, in UTF-8 bytes (the same characters as a partition name).
+    public var clientIDBytesMax: Int = 128
 
     public init() {}
 
@@ -43,6 +59,12 @@ public struct JellyLimits: Sendable, Equatable {
         try check(batchBytesMax <= 512 << 20, "batchBytesMax must be at most 512 MiB")
         try check(lockTTLMillisecondsMin >= 1 && lockTTLMillisecondsMin <= lockTTLMillisecondsMax, "lock TTL range is empty")
         try check(listLimitMax >= 1, "listLimitMax must be at least 1")
+        try check(changesLimitMax >= 1, "changesLimitMax must be at least 1")
+        try check(changesWaitMillisecondsMax >= 0, "changesWaitMillisecondsMax must not be negative")
+        try check(syncMutationsMax >= 1 && syncMutationsMax <= batchOperationsMax - 3, "syncMutationsMax must be 1...batchOperationsMax - 3")
+        try check(syncClientsMax >= 1, "syncClientsMax must be at least 1")
+        try check(syncResultsKept >= syncMutationsMax, "syncResultsKept must be at least syncMutationsMax")
+        try check((1...128).contains(clientIDBytesMax), "clientIDBytesMax must be 1...128")
     }
 
     /// Throws `.invalidArgument` when `ttl` is outside the lock TTL range.

@@ -12,6 +12,8 @@ public enum NameKind: String, Sendable {
     case partition
     case key
     case owner
+    /// A sync client's id (`JellyStore.sync`).
+    case clientID = "sync client id"
 }
 
 public enum Names {

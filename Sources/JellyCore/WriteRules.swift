@@ -20,8 +20,10 @@ public enum WriteRules {
     }
 
     /// Checks one operation: its key, its value's size, its content type.
-    public static func validate(_ operation: WriteOperation, limits: JellyLimits) throws {
-        try Names.validate(operation.key, as: .key, maxBytes: limits.keyBytesMax)
+    public static func validate(_ operation: WriteOperation, limits: JellyLimits, allowSystemKeys: Bool = false) throws {
+        if !(allowSystemKeys && SystemKeys.isSystem(operation.key)) {
+            try Names.validate(operation.key, as: .key, maxBytes: limits.keyBytesMax)
+        }
         if case .put(let key, let value, let contentType, _, _) = operation {
             if value.count > limits.valueBytesMax {
                 throw JellyError(.tooLarge, "value of key \(Names.quoted(key)) is \(value.count) bytes; the limit is \(limits.valueBytesMax) bytes")
@@ -32,13 +34,14 @@ public enum WriteRules {
 
     /// Every argument check of a write, the same on every backend, before anything is read or
     /// queued: the batch's shape, each operation, no key named twice, and the batch's size as
-    /// `batchBytes` counts it.
+    /// `batchBytes` counts it. `allowSystemKeys` is for a store's own records (`SystemKeys`).
     ///
     /// - Returns: the batch's size as `batchBytes` counts it (the embedded store's encoded size).
     /// - Throws: `.invalidArgument` or `.tooLarge`, naming what is wrong.
     @discardableResult
     public static func validateWrite(
-        partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool, limits: JellyLimits
+        partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool, limits: JellyLimits,
+        allowSystemKeys: Bool = false
     ) throws -> Int {
         try validateBatch(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
         let partitionBytes = partition.utf8.count
@@ -46,7 +49,7 @@ public enum WriteRules {
         // Byte for byte, like every name: "é" precomposed and decomposed are two keys.
         var seen = Set<ByteName>(minimumCapacity: operations.count > 1 ? operations.count : 0)
         for op in operations {
-            try validate(op, limits: limits)
+            try validate(op, limits: limits, allowSystemKeys: allowSystemKeys)
             if operations.count > 1 && !seen.insert(ByteName(op.key)).inserted { throw duplicateKeyError(op.key) }
             total += batchBytes(partitionBytes: partitionBytes, op)
         }

@@ -103,6 +103,12 @@ struct RecordMeta: Sendable {
 /// The reserved slot of a partition's lease.
 let leaseSlot = ByteName("")
 
+/// The key of a partition's feed floor record: a delete record (never a user key: control
+/// characters are not allowed in keys) whose version is the highest tombstone version
+/// compaction dropped from the partition. Kept by compaction like live data (docs/format.md).
+let floorSlotKey = "\u{0}floor"
+let floorSlot = ByteName(floorSlotKey)
+
 struct SegmentStats: Sendable, Equatable {
     /// Bytes of records written to the segment.
     var recordBytes: Int64 = 0
@@ -237,7 +243,24 @@ struct StoreIndex: Sendable {
         guard let entry = partitions[partition]?[slot], entry.segment == segment, entry.offset == offset else {
             return .dead
         }
-        if entry.isLiveData || entry.deadCount != 0 { return .keep }
+        if entry.isLiveData || entry.deadCount != 0 || slot == floorSlot { return .keep }
         return .drop
+    }
+
+    /// How many tombstones of `partition` are newer than `version` (its floor record aside),
+    /// counting up to `limit`.
+    func newerTombstones(partition: ByteName, than version: UInt64, limit: Int) -> Int {
+        guard let slots = partitions[partition], slots.count > limit else { return 0 }
+        var n = 0
+        for (slot, e) in slots where e.kind == .delete && e.version > version && slot != floorSlot {
+            n += 1
+            if n >= limit { break }
+        }
+        return n
+    }
+
+    /// The partition's feed floor (0 when compaction never dropped one of its tombstones).
+    func floor(partition: ByteName) -> UInt64 {
+        partitions[partition]?[floorSlot]?.version ?? 0
     }
 }

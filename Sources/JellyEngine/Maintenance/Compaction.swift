@@ -105,13 +105,23 @@ extension Maintenance {
         var moved: [(meta: RecordMeta, segment: UInt32, offset: UInt32, from: (segment: UInt32, offset: UInt32))] = []
         var bytesMoved = 0
         var readNanos: UInt64 = 0
+        // Partitions whose tombstones this round drops, with the highest version dropped.
+        var floors: [ByteName: UInt64] = [:]
+        let now = configuration.clock.nowMilliseconds()
+        let policy = configuration.compaction
         for plan in plans {
             // Liveness is checked in chunks, so the store's lock is never held for long.
             var keep: [Bool] = []
             keep.reserveCapacity(plan.entries.count)
             forEachUnderLock(plan.entries) { state, entry in
                 let meta = entry.meta
-                keep.append(state.mustCopy(meta, segment: plan.id, offset: UInt32(entry.offset)))
+                switch state.fate(meta, version: entry.version, segment: plan.id, offset: UInt32(entry.offset), now: now, policy: policy) {
+                case .copy: keep.append(true)
+                case .leave: keep.append(false)
+                case .dropTombstone:
+                    keep.append(false)
+                    floors[meta.partition] = max(floors[meta.partition] ?? 0, entry.version)
+                }
             }
             for (n, entry) in plan.entries.enumerated() where keep[n] {
                 let tr = monotonicNanoseconds()
@@ -122,6 +132,21 @@ extension Maintenance {
                 moved.append((entry.meta, out.id, offset, (plan.id, UInt32(entry.offset))))
                 bytesMoved += record.count
             }
+        }
+        // Each partition that lost tombstones gets a floor record, durable with the copies and
+        // before the inputs go, so its change feed never answers a cursor it cannot answer exactly.
+        var floorRecords: [(meta: RecordMeta, segment: UInt32, offset: UInt32)] = []
+        for (partition, version) in floors.sorted(by: { $0.key < $1.key }) {
+            if shared.state.withLock({ $0.index.floor(partition: partition) }) >= version { continue }
+            var records = EncodedRecords(capacity: 256)
+            records.append(kind: .delete, partition: partition.string, key: floorSlotKey, expiresAtMilliseconds: now)
+            records.seal(version: version)
+            let record = records.bytes
+            let entry = HintEntry(kind: .delete, partition: partition.string, key: floorSlotKey, contentType: "", offset: 0, recordLength: UInt32(record.count), version: version, token: 0, expiresAtMilliseconds: now)
+            let out = try outputWithRoom(for: record.count)
+            let offset = try out.append(record: record, entry: entry)
+            floorRecords.append((entry.meta, out.id, offset))
+            bytesMoved += record.count
         }
         // Durable before anything points at it; the inputs stay until after.
         let ts = monotonicNanoseconds()
@@ -140,6 +165,9 @@ extension Maintenance {
         // inputs stay open until the end.
         forEachUnderLock(moved) { state, m in
             state.recordMoved(m.meta, to: m.segment, offset: m.offset, from: m.from)
+        }
+        forEachUnderLock(floorRecords) { state, f in
+            state.recordFloor(f.meta, segment: f.segment, offset: f.offset)
         }
         for plan in plans {
             forEachUnderLock(plan.entries) { state, entry in

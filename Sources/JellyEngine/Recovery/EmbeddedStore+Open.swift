@@ -127,7 +127,8 @@ extension EmbeddedStore {
             readers[id] = SegmentReader(id: id, file: try storage.openRead(path: path(segmentFileName(id))))
         }
         let state = EngineState(recovered: index, readers: readers, nextVersion: max(maxVersion + 1, versionFloor, 1))
-        let shared = EngineShared(state: state, directory: directory, storage: storage, directoryLock: lock)
+        let epoch = try Epoch.readOrCreate(storage, directory: directory)
+        let shared = EngineShared(state: state, directory: directory, storage: storage, directoryLock: lock, epoch: epoch)
         let maintenance = Maintenance(shared: shared, configuration: configuration, prepared: prepared, nextPreparedNumber: preparedNumber, nextOutputID: nextOutputID)
         let committer: Committer
         if let reuse {

@@ -57,6 +57,15 @@ public struct CompactionPolicy: Sendable, Equatable {
     public var garbageBytesAllowance: Int64 = 1 << 30
     /// How often the background worker looks for work.
     public var checkIntervalMilliseconds = 1000
+    /// How long compaction keeps a tombstone (a deleted object's record) that hides nothing any
+    /// more, so that a client replica offline that long still learns of the delete from the
+    /// change feed. Dropping one raises its partition's feed floor: a replica whose cursor is
+    /// below gets a reset. Cost: one record (about 40 bytes plus the names) and one index entry
+    /// per deleted object. Default 30 days.
+    public var tombstoneRetentionMilliseconds: Int64 = 30 * 24 * 3600 * 1000
+    /// Most tombstones kept per partition regardless of age; the oldest beyond it are dropped
+    /// (a partition that deletes heavily resets its stale replicas sooner). Default 10,000.
+    public var tombstonesPerPartitionMax = 10_000
 
     public init() {}
 }
@@ -116,6 +125,9 @@ public struct EmbeddedStoreConfiguration: Sendable {
         }
         if valueCacheBytes < 0 || valueCacheEntryBytesMax < 0 {
             throw JellyError(.invalidArgument, "valueCacheBytes and valueCacheEntryBytesMax must be 0 or more (0 turns the value cache off)")
+        }
+        if compaction.tombstoneRetentionMilliseconds < 0 || compaction.tombstonesPerPartitionMax < 0 {
+            throw JellyError(.invalidArgument, "compaction.tombstoneRetentionMilliseconds and tombstonesPerPartitionMax must not be negative")
         }
         if !(0.05...0.95).contains(compaction.garbageRatio) {
             throw JellyError(.invalidArgument, "compaction.garbageRatio must be between 0.05 and 0.95")

@@ -58,10 +58,18 @@ public final class EmbeddedStore: JellyStore, Sendable {
         partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool,
         completion: @escaping @Sendable (Result<WriteResult, any Error>) -> Void
     ) {
+        write(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, allowSystemKeys: false, completion: completion)
+    }
+
+    /// `write`, also for the store's own system keys (`SystemKeys`) when `allowSystemKeys`.
+    func write(
+        partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool, allowSystemKeys: Bool,
+        completion: @escaping @Sendable (Result<WriteResult, any Error>) -> Void
+    ) {
         let limits = self.limits
         let total: Int
         do {
-            total = try WriteRules.validateWrite(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits)
+            total = try WriteRules.validateWrite(partition: partition, operations, lockToken: lockToken, releaseLock: releaseLock, limits: limits, allowSystemKeys: allowSystemKeys)
         } catch {
             return completion(.failure(error))
         }
@@ -82,6 +90,8 @@ public final class EmbeddedStore: JellyStore, Sendable {
         var records = EncodedRecords(capacity: total + Format.recordOverheadBytes * 2 + partitionBytes)
         var metas: [RecordMeta] = []
         metas.reserveCapacity(operations.count + 1)
+        // A tombstone carries when it was made, for its retention (docs/format.md).
+        var deletedAt: Int64 = 0
         for op in operations {
             switch op {
             case .put(let key, let value, let contentType, _, let access):
@@ -89,8 +99,9 @@ public final class EmbeddedStore: JellyStore, Sendable {
                 records.append(kind: .put, partition: partition, key: key, contentType: ct, value: value, flags: access.flags)
                 metas.append(RecordMeta(kind: .put, partition: pk, key: key, contentType: ct, recordLength: UInt32(records.records[records.records.count - 1].length), version: 0, token: 0, expiresAtMilliseconds: 0, flags: access.flags))
             case .delete(let key, _):
-                records.append(kind: .delete, partition: partition, key: key)
-                metas.append(RecordMeta(kind: .delete, partition: pk, key: key, contentType: "", recordLength: UInt32(records.records[records.records.count - 1].length), version: 0, token: 0, expiresAtMilliseconds: 0))
+                if deletedAt == 0 { deletedAt = max(1, clock.nowMilliseconds()) }
+                records.append(kind: .delete, partition: partition, key: key, expiresAtMilliseconds: deletedAt)
+                metas.append(RecordMeta(kind: .delete, partition: pk, key: key, contentType: "", recordLength: UInt32(records.records[records.records.count - 1].length), version: 0, token: 0, expiresAtMilliseconds: deletedAt))
             }
         }
         if releaseLock, let lockToken {
@@ -281,7 +292,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
             guard let slots = state.index.partitions[ByteName(partition)] else { return ([], false, state.index.contentTypes) }
             var keys: [(ByteName, SlotEntry)] = []
             keys.reserveCapacity(slots.count)
-            for (k, e) in slots where e.kind == .put {
+            for (k, e) in slots where e.kind == .put && !SystemKeys.isSystem(k.string) {
                 if let cursor, !(cursor < k) { continue }
                 keys.append((k, e))
             }
@@ -331,7 +342,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
         let entries = try shared.state.withLock { state -> [(ByteName, SlotEntry, SegmentReader?)] in
             if state.closed { throw JellyError(.unavailable, "the store is closed") }
             guard let slots = state.index.partitions[pk] else { return [] }
-            return slots.filter { $0.value.kind == .put }.map { ($0.key, $0.value, state.readers[$0.value.segment]) }
+            return slots.filter { $0.value.kind == .put && !SystemKeys.isSystem($0.key.string) }.map { ($0.key, $0.value, state.readers[$0.value.segment]) }
         }.sorted { $0.0 < $1.0 }
         let cached = values.objects(entries.map { (ObjectRef(partition: pk, key: $0.0), $0.1.version) })
         let missing = entries.indices.filter { cached[$0] == nil }
@@ -394,6 +405,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
         maintenance.stop()
         readers.stop()
         shared.releaseDirectory()
+        shared.changeWaiters.wakeAll()
     }
 
     /// Stops the store as a crash would: no seal, no final sync, queued writes fail. For tests of

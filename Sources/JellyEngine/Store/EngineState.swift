@@ -108,6 +108,30 @@ struct EngineState: Sendable {
         index.liveness(partition: meta.partition, slot: meta.slot, segment: segment, offset: offset) == .keep
     }
 
+    /// What compaction does with a record: copy it, leave it (superseded), or drop it as a
+    /// tombstone past its retention (raising its partition's feed floor).
+    enum Fate { case copy, leave, dropTombstone }
+
+    func fate(_ meta: RecordMeta, version: UInt64, segment: UInt32, offset: UInt32, now: Int64, policy: CompactionPolicy) -> Fate {
+        switch index.liveness(partition: meta.partition, slot: meta.slot, segment: segment, offset: offset) {
+        case .dead: return .leave
+        case .keep: return .copy
+        case .drop:
+            // A tombstone hiding nothing: kept for the change feed while young and among the
+            // partition's newest (a time of 0 is a tombstone from before retention existed).
+            let young = meta.expiresAtMilliseconds > 0 && now - meta.expiresAtMilliseconds < policy.tombstoneRetentionMilliseconds
+            if young && index.newerTombstones(partition: meta.partition, than: version, limit: policy.tombstonesPerPartitionMax) < policy.tombstonesPerPartitionMax {
+                return .copy
+            }
+            return .dropTombstone
+        }
+    }
+
+    /// Compaction wrote a partition's new floor record at (segment, offset).
+    mutating func recordFloor(_ meta: RecordMeta, segment: UInt32, offset: UInt32) {
+        index.apply(meta, segment: segment, offset: offset, updateLeases: false)
+    }
+
     /// Compaction copied a record from `from` to (segment, offset): the index points at the copy.
     mutating func recordMoved(_ meta: RecordMeta, to segment: UInt32, offset: UInt32, from: (segment: UInt32, offset: UInt32)) {
         index.apply(meta, segment: segment, offset: offset, moveOf: from, updateLeases: false)
@@ -174,8 +198,15 @@ final class EngineShared: Sendable {
     let directory: String
     let storage: any StorageSystem
     let directoryLock: Mutex<(any StorageFile)?>
+    /// The store's history identifier (`Epoch`), for the change feed.
+    let epoch: String
+    /// Change feed callers waiting for a commit; the committer wakes them.
+    let changeWaiters = ChangeWaiters()
+    /// Pushes to one partition run one at a time.
+    let syncGate = PartitionGate()
 
-    init(state: EngineState, directory: String, storage: any StorageSystem, directoryLock: any StorageFile) {
+    init(state: EngineState, directory: String, storage: any StorageSystem, directoryLock: any StorageFile, epoch: String) {
+        self.epoch = epoch
         self.state = Mutex(state)
         self.directory = directory
         self.storage = storage

@@ -64,6 +64,8 @@ enum Route: String, CaseIterable, Sendable {
     case renewLock = "renew_lock"
     case transferLock = "transfer_lock"
     case breakLock = "break_lock"
+    case changes
+    case sync
     case health
     case openAPI = "openapi"
     case metrics
@@ -75,6 +77,8 @@ enum Route: String, CaseIterable, Sendable {
     static let lockRenew = RoutePattern("/v1/partitions/:partition/lock/renew")
     static let lockTransfer = RoutePattern("/v1/partitions/:partition/lock/transfer")
     static let lockBreak = RoutePattern("/v1/partitions/:partition/lock/break")
+    static let changesPath = RoutePattern("/v1/partitions/:partition/changes")
+    static let syncPath = RoutePattern("/v1/partitions/:partition/sync")
     static let healthPath = RoutePattern("/v1/health")
     static let openAPIPath = RoutePattern("/v1/openapi.yaml")
     static let metricsPath = RoutePattern("/metrics")
@@ -82,9 +86,9 @@ enum Route: String, CaseIterable, Sendable {
     var method: HTTPRequest.Method {
         switch self {
         case .putObject: .put
-        case .getObject, .listObjects, .inspectLock, .health, .openAPI, .metrics: .get
+        case .getObject, .listObjects, .inspectLock, .changes, .health, .openAPI, .metrics: .get
         case .deleteObject, .releaseLock: .delete
-        case .batch, .acquireLock, .renewLock, .transferLock, .breakLock: .post
+        case .batch, .acquireLock, .renewLock, .transferLock, .breakLock, .sync: .post
         }
     }
 
@@ -97,6 +101,8 @@ enum Route: String, CaseIterable, Sendable {
         case .renewLock: Route.lockRenew
         case .transferLock: Route.lockTransfer
         case .breakLock: Route.lockBreak
+        case .changes: Route.changesPath
+        case .sync: Route.syncPath
         case .health: Route.healthPath
         case .openAPI: Route.openAPIPath
         case .metrics: Route.metricsPath

@@ -58,6 +58,8 @@ extension JellyHTTPServer {
         route(.renewLock) { try await $0.renew($1, $2) }
         route(.transferLock) { try await $0.transfer($1, $2) }
         route(.breakLock) { try await $0.breakLock($1, $2) }
+        route(.changes) { try await $0.changes($1, $2) }
+        route(.sync) { try await $0.sync($1, $2) }
         // Health and the document are not counted as API requests.
         let health = configuration.health
         route(.health, nil) { _, _, _ in

@@ -1,0 +1,102 @@
+import JellyCore
+import NATSClient
+
+/// The change feed, waiting for changes and client pushes (docs/sync.md) on the cluster store.
+///
+/// The feed reads every object subject's last message of the partition through the stream
+/// leader (tombstones are kept: a deleted object's subject keeps its delete marker, so the floor
+/// is 0); the epoch is the shard stream's `jelly_epoch`, new whenever the stream is made. A wait
+/// subscribes to the partition's subjects, so a commit through any node wakes it.
+extension ClusterStore {
+    public func changes(partition: String, since: UInt64, limit: Int, epoch: String?, role: SyncRole) async throws -> ChangeBatch {
+        try ChangeFeed.validate(partition: partition, limit: limit, limits: limits)
+        try checkReady()
+        let s = subjects(partition)
+        let storeEpoch = self.epoch(of: partition)
+        async let lockRead = readLock(s)
+        let (entries, _) = try await readAll(s, after: nil, limit: nil, includeSystem: false)
+        let (lockSequence, lease) = try await lockRead
+        var slots: [ChangeFeed.Slot] = []
+        var objects: [String: StoredObject] = [:]
+        var highest = lockSequence
+        for (key, state, object) in entries {
+            if let object {
+                objects[key] = object
+                slots.append(ChangeFeed.Slot(key: key, version: object.version, deleted: false))
+                highest = max(highest, object.version)
+            } else {
+                let version = state.tombstone ?? state.sequence
+                slots.append(ChangeFeed.Slot(key: key, version: version, deleted: true))
+                highest = max(highest, version)
+            }
+        }
+        let page = ChangeFeed.page(slots: slots, highest: highest, since: since, floor: 0, epoch: storeEpoch, callerEpoch: epoch, limit: limit)
+        var changes: [Change] = []
+        for slot in page.slots {
+            if slot.deleted {
+                changes.append(Change(key: slot.key, version: slot.version, object: nil))
+            } else if let object = objects[slot.key], role.mayRead(object.access) {
+                changes.append(Change(key: slot.key, version: slot.version, object: object))
+            }
+        }
+        let live = lease.flatMap { $0.isLive(at: clock.nowMilliseconds()) ? $0.info(partition: partition) : nil }
+        return ChangeBatch(epoch: storeEpoch, floor: 0, next: page.next, reset: page.reset, changes: changes, more: page.more, lock: live)
+    }
+
+    public func waitForChanges(partition: String, after: UInt64, timeoutMilliseconds: Int) async throws -> Bool {
+        try ChangeFeed.validateWait(partition: partition, timeoutMilliseconds: timeoutMilliseconds, limits: limits)
+        try checkReady()
+        let s = subjects(partition)
+        // Every subject of the partition: its objects, its lock and its fence.
+        let subscription = try connection.subscribe(s.partitionWildcard)
+        defer { subscription.unsubscribe() }
+        // Subscribed first, then read, so a commit in between is not missed.
+        if try await highestVersion(s) > after { return true }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for await _ in subscription.messages { return true }
+                return false
+            }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(timeoutMilliseconds))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// The highest version of anything in the partition: its objects' and tombstones' commits
+    /// and its lock's last message.
+    func highestVersion(_ s: PartitionSubjects) async throws -> UInt64 {
+        let (entries, _) = try await readAll(s, after: nil, limit: nil, includeSystem: true)
+        var highest = try await readLock(s).sequence
+        for (_, state, object) in entries { highest = max(highest, object?.version ?? state.tombstone ?? state.sequence) }
+        return highest
+    }
+
+    public func sync(partition: String, clientID: String, mutations: [ClientMutation], role: SyncRole) async throws -> SyncResult {
+        try checkReady()
+        return try await ClientSync.push(SyncBackend(store: self), gate: syncGate, partition: partition, clientID: clientID, mutations: mutations, role: role)
+    }
+
+    /// The cluster store as `ClientSync` sees it: reads and writes of system keys allowed.
+    struct SyncBackend: ClientSyncBackend {
+        let store: ClusterStore
+        var limits: JellyLimits { store.limits }
+        var clock: any JellyClock { store.clock }
+
+        func syncRead(partition: String, keys: [String]) async throws -> [String: StoredObject] {
+            var out: [String: StoredObject] = [:]
+            for (key, (_, object)) in zip(keys, try await store.readObjects(store.subjects(partition), keys: keys)) {
+                if let object { out[key] = object }
+            }
+            return out
+        }
+
+        func syncWrite(partition: String, _ operations: [WriteOperation]) async throws -> WriteResult {
+            try await store.write(partition: partition, operations, lockToken: nil, releaseLock: false, allowSystemKeys: true)
+        }
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import JellyCore
+import NIOCore
+
+/// Client replicas: the change feed (long-poll) and the push (docs/sync.md).
+extension API {
+    /// `GET /v1/partitions/{p}/changes?since=V&limit=N&wait_ms=W&epoch=E`.
+    func changes(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let (partition, _) = try names(context, withKey: false)
+        let query = try FeedQuery(request.uri.queryParameters, limits: store.limits)
+        let role = try await syncRole(request, partition: partition)
+        return try json(ChangesResponseBody(try await changes(partition: partition, query: query, role: role)))
+    }
+
+    /// One long-poll: the changes after `since`, waiting up to `wait_ms` for the first one the
+    /// caller can see, or for the lock to be taken or released (a client's push waits for that).
+    /// Changes a client may not see move the cursor and the wait goes on.
+    func changes(partition: String, query: FeedQuery, role: SyncRole) async throws -> ChangeBatch {
+        var batch = try await store.changes(partition: partition, since: query.since, limit: query.limit, epoch: query.epoch, role: role)
+        let locked = batch.lock != nil
+        let deadline = ContinuousClock.now + .milliseconds(query.waitMilliseconds)
+        while batch.changes.isEmpty && !batch.reset && !batch.more && (batch.lock != nil) == locked {
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            let milliseconds = Int(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000)
+            guard milliseconds > 0 else { break }
+            let changed = try await store.waitForChanges(partition: partition, after: batch.next, timeoutMilliseconds: milliseconds)
+            if !changed { break }
+            batch = try await store.changes(partition: partition, since: batch.next, limit: query.limit, epoch: query.epoch, role: role)
+        }
+        return batch
+    }
+
+    /// `POST /v1/partitions/{p}/sync`.
+    func sync(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let (partition, _) = try names(context, withKey: false)
+        let body = try await decode(SyncRequestBody.self, request)
+        let mutations = try body.mutations.map { try $0.mutation() }
+        let role = try await syncRole(request, partition: partition)
+        let result = try await store.sync(partition: partition, clientID: body.client_id, mutations: mutations, role: role)
+        return try json(SyncResponseBody(result))
+    }
+
+    /// A game server (any API key) reads and writes as `.server`; a client token only its own
+    /// partition, as `.owner`.
+    func syncRole(_ request: Request, partition: String) async throws -> SyncRole {
+        let identity = try await auth.identify(request)
+        if identity.isServer { return .server }
+        try identity.requireOwnPartition(partition)
+        return .owner
+    }
+}
+
+/// The change feed's query parameters.
+struct FeedQuery: Sendable {
+    var since: UInt64 = 0
+    var limit: Int
+    var waitMilliseconds = 0
+    var epoch: String?
+
+    init(_ query: Hummingbird.Parameters, limits: JellyLimits) throws {
+        limit = min(100, limits.changesLimitMax)
+        if let text = query.get("since") {
+            guard let v = WholeNumbers.parse(text) else { throw APIError.badRequest("since must be a whole number (a cursor from `next`), not \(Names.quoted(text))") }
+            since = v
+        }
+        if let text = query.get("limit") {
+            guard let n = WholeNumbers.parse(text).map({ Int(clamping: $0) }), n >= 1, n <= limits.changesLimitMax else {
+                throw APIError.badRequest("limit must be a whole number from 1 to \(limits.changesLimitMax)")
+            }
+            limit = n
+        }
+        if let text = query.get("wait_ms") {
+            guard let n = WholeNumbers.parse(text).map({ Int(clamping: $0) }), n <= limits.changesWaitMillisecondsMax else {
+                throw APIError.badRequest("wait_ms must be a whole number from 0 to \(limits.changesWaitMillisecondsMax)")
+            }
+            waitMilliseconds = n
+        }
+        if let text = query.get("epoch"), !text.isEmpty { epoch = text }
+    }
+}
+
+struct ChangesResponseBody: Encodable {
+    var epoch: String
+    var floor: UInt64
+    var next: UInt64
+    var reset: Bool
+    var more: Bool
+    var changes: [Entry]
+    var lock: Lock?
+
+    struct Entry: Encodable {
+        var key: String
+        var version: UInt64
+        var deleted: Bool
+        var content_type: String?
+        var size: Int?
+        var value_base64: String?
+        var read: String?
+        var write: String?
+    }
+
+    struct Lock: Encodable {
+        var owner: String
+        var expires_at_ms: Int64
+    }
+
+    init(_ batch: ChangeBatch) {
+        epoch = batch.epoch
+        floor = batch.floor
+        next = batch.next
+        reset = batch.reset
+        more = batch.more
+        changes = batch.changes.map { change in
+            guard let o = change.object else { return Entry(key: change.key, version: change.version, deleted: true) }
+            return Entry(
+                key: change.key, version: change.version, deleted: false, content_type: o.contentType, size: o.value.count,
+                value_base64: Data(o.value).base64EncodedString(), read: o.access.read.name, write: o.access.write.name
+            )
+        }
+        // The holder's token is never sent (it would let the reader write under the lock).
+        lock = batch.lock.map { Lock(owner: $0.owner, expires_at_ms: $0.expiresAtMilliseconds) }
+    }
+
+    enum CodingKeys: String, CodingKey { case epoch, floor, next, reset, more, changes, lock }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(epoch, forKey: .epoch)
+        try c.encode(floor, forKey: .floor)
+        try c.encode(next, forKey: .next)
+        try c.encode(reset, forKey: .reset)
+        try c.encode(more, forKey: .more)
+        try c.encode(changes, forKey: .changes)
+        try c.encode(lock, forKey: .lock) // null when unlocked, not omitted
+    }
+}
+
+struct SyncRequestBody: Decodable {
+    var client_id: String
+    var mutations: [Mutation]
+
+    struct Mutation: Decodable {
+        var id: UInt64
+        var key: String
+        var op: String
+        var base_version: UInt64
+        var value_base64: String?
+        var content_type: String?
+
+        func mutation() throws -> ClientMutation {
+            switch op {
+            case "put":
+                guard let text = value_base64 else { throw APIError.badRequest("mutation \(id): a put needs value_base64") }
+                guard let data = Data(base64Encoded: text) else { throw APIError.badRequest("mutation \(id): value_base64 is not valid base64") }
+                return ClientMutation(id: id, key: key, operation: .put(value: [UInt8](data), contentType: content_type), baseVersion: base_version)
+            case "delete":
+                if value_base64 != nil { throw APIError.badRequest("mutation \(id): a delete takes no value_base64") }
+                return ClientMutation(id: id, key: key, operation: .delete, baseVersion: base_version)
+            default:
+                throw APIError.badRequest("mutation \(id): op must be put or delete, not \(Names.quoted(op))")
+            }
+        }
+    }
+}
+
+struct SyncResponseBody: Encodable {
+    var last_mutation_id: UInt64
+    var results: [Result]
+
+    struct Current: Encodable {
+        var version: UInt64
+        var deleted: Bool
+        var content_type: String?
+        var value_base64: String?
+        var read: String?
+        var write: String?
+    }
+
+    /// One result; `id` is absent on the first result inside a duplicate.
+    final class Result: Encodable {
+        var id: UInt64?
+        var status: String
+        var version: UInt64?
+        var current: Current?
+        var error: String?
+        var message: String?
+        var result: Result?
+        /// A duplicate whose first result is no longer kept: `result` is null.
+        var forgotten = false
+
+        init(id: UInt64?, _ r: MutationResult) {
+            self.id = id
+            switch r {
+            case .applied(let v):
+                status = "applied"
+                version = v
+            case .conflict(let c):
+                status = "conflict"
+                current = Current(
+                    version: c.version, deleted: c.deleted, content_type: c.object?.contentType,
+                    value_base64: c.object.map { Data($0.value).base64EncodedString() },
+                    read: c.object?.access.read.name, write: c.object?.access.write.name
+                )
+            case .rejected(let code, let text):
+                status = "rejected"
+                error = APIError(JellyError(code, text)).code
+                message = text
+            case .duplicate(let first):
+                status = "duplicate"
+                if let first { result = Result(id: nil, first) } else { forgotten = true }
+            }
+        }
+
+        enum CodingKeys: String, CodingKey { case id, status, version, current, error, message, result }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encodeIfPresent(id, forKey: .id)
+            try c.encode(status, forKey: .status)
+            try c.encodeIfPresent(version, forKey: .version)
+            try c.encodeIfPresent(current, forKey: .current)
+            try c.encodeIfPresent(error, forKey: .error)
+            try c.encodeIfPresent(message, forKey: .message)
+            if status == "duplicate" { try c.encode(result, forKey: .result) }
+        }
+    }
+
+    init(_ r: SyncResult) {
+        last_mutation_id = r.lastMutationID
+        results = r.results.map { Result(id: $0.id, $0.result) }
+    }
+}
