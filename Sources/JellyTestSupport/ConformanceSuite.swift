@@ -14,6 +14,14 @@ public protocol ConformanceHarness: AnyObject, Sendable {
     func restart() async throws
     /// Closes the store and removes what the harness made.
     func finish() async
+    /// The store as the client of `partition` sees it (`SyncRole.owner`): in-process backends
+    /// return `store` (the role travels with each call); a remote one a connection with a
+    /// client token, so the server decides the role as it would in production.
+    func clientStore(partition: String) async throws -> any JellyStore
+}
+
+extension ConformanceHarness {
+    public func clientStore(partition: String) async throws -> any JellyStore { store }
 }
 
 /// One rule of the store contract, checked against any backend.
@@ -55,11 +63,13 @@ public func expectError<T>(
     }
 }
 
-private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
 /// The contract of `JellyStore`, as executable cases. Every backend runs all of them.
 public enum ConformanceSuite {
-    public static let cases: [ConformanceCase] = [
+    public static let cases: [ConformanceCase] = coreCases + feedCases + syncCases
+
+    static let coreCases: [ConformanceCase] = [
         ConformanceCase(name: "object access is stored with each version and survives a restart") { h in
             let s = h.store
             let open = ObjectAccess(read: .public, write: .owner)

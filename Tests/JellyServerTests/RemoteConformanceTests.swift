@@ -30,6 +30,10 @@ final class RemoteStoreHarness: ConformanceHarness, @unchecked Sendable {
     private func start() async throws {
         var config = JellyServerConfiguration()
         config.port = port // 0 at first; the same port after a restart
+        // An admin key for the cases (they break locks), and client tokens for `clientStore`.
+        var auth = AuthConfiguration(apiKeys: [.init(name: "cases", key: Self.apiKey, role: .admin)])
+        auth.clientTokenHS256Secret = Self.secret
+        config.auth = auth
         let store = embedded.store
         let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
         var logger = Logger(label: "jelly-test")
@@ -39,12 +43,27 @@ final class RemoteStoreHarness: ConformanceHarness, @unchecked Sendable {
         }
         server = Task { try await app.run() }
         for await p in ready { port = p; break }
-        var clientConfig = JellyClient.Configuration(url: "http://127.0.0.1:\(port)")
+        var clientConfig = JellyClient.Configuration(url: "http://127.0.0.1:\(port)", bearerToken: Self.apiKey)
         clientConfig.limits = store.limits
         client = try JellyClient(clientConfig)
     }
 
+    static let apiKey = "conformance-admin-key-0123456789"
+    static let secret = "a-conformance-hs256-secret-of-32-bytes!!"
+    private var clients: [JellyClient] = []
+
+    /// A connection with a client token for `partition`: the server decides the role from it.
+    func clientStore(partition: String) async throws -> any JellyStore {
+        var config = JellyClient.Configuration(url: "http://127.0.0.1:\(port)", bearerToken: try await hs256ClientToken(partition, secret: Self.secret))
+        config.limits = embedded.store.limits
+        let client = try JellyClient(config)
+        clients.append(client)
+        return client
+    }
+
     private func stop() async {
+        for c in clients { try? await c.close() }
+        clients = []
         try? await client?.close()
         server?.cancel()
         _ = await server?.result

@@ -35,13 +35,14 @@ public enum ClientSync {
                 total += WriteRules.batchBytes(partitionBytes: partitionBytes, .delete(key: m.key))
             }
         }
-        let room = limits.batchBytesMax - progressBytesReserve
+        let room = limits.batchBytesMax - min(progressBytesReserve, limits.batchBytesMax / 4)
         if total > room {
             throw JellyError(.tooLarge, "a push is \(total) bytes; the limit is \(room) bytes; push fewer mutations at a time")
         }
     }
 
-    /// Room kept in a push's batch for the client's progress and the registry.
+    /// Room kept in a push's batch for the client's progress and the registry (at most a
+    /// quarter of the batch limit).
     static let progressBytesReserve = 256 << 10
 
     /// Applies a push (see `JellyStore.sync`).
