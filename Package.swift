@@ -10,6 +10,8 @@ import PackageDescription
 //   JellyClient   — the Swift client of HTTP API v1: a `JellyStore` over the network (async-http-client).
 //   NATSClient    — a small NATS + JetStream client over SwiftNIO; knows nothing of Jelly.
 //   JellyCluster  — the JetStream cluster backend: a `JellyStore` over NATSClient.
+//   JellyReplica  — a client replica of one partition on a device, over any `JellyStore`
+//                   (a `JellyClient` in a game client); its local store is the embedded engine.
 //   jelly         — the command-line tool (the only target that pulls in argument parsing).
 let package = Package(
     name: "Jelly",
@@ -21,6 +23,7 @@ let package = Package(
         .library(name: "JellyClient", targets: ["JellyClient"]),
         .library(name: "JellyCluster", targets: ["JellyCluster"]),
         .library(name: "NATSClient", targets: ["NATSClient"]),
+        .library(name: "JellyReplica", targets: ["JellyReplica"]),
         .executable(name: "jelly", targets: ["jelly"]),
     ],
     dependencies: [
@@ -83,10 +86,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "JellyReplica", dependencies: ["JellyCore", "JellyEngine"]),
         .executableTarget(
             name: "jelly",
             dependencies: [
-                "JellyCore", "JellyEngine", "CJellySystem", "JellyServer", "JellyClient", "JellyCluster", "NATSClient",
+                "JellyCore", "JellyEngine", "CJellySystem", "JellyServer", "JellyClient", "JellyCluster", "NATSClient", "JellyReplica",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -116,6 +120,7 @@ let package = Package(
             name: "JellyEngineTests",
             dependencies: ["JellyCore", "JellyEngine", "JellyTestSupport", "CJellySystem"]
         ),
+        .testTarget(name: "JellyReplicaTests", dependencies: ["JellyCore", "JellyEngine", "JellyTestSupport", "JellyReplica"]),
         // Tests that run the `jelly` executable: the SIGKILL crash test (`jelly crash-writer`) and
         // the CLI. Apart, so that the engine's tests build neither Hummingbird nor NATS.
         .testTarget(
