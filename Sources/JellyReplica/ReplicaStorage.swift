@@ -40,9 +40,11 @@ struct ReplicaStorage: Sendable {
         config.durability = durability
         config.directIO = false
         config.limits.valueBytesMax = min(256 << 20, serverValueBytesMax + 8)
-        config.limits.batchBytesMax = max(config.limits.valueBytesMax + 4096, 32 << 20)
+        config.limits.batchBytesMax = config.limits.valueBytesMax + 4096
         config.limits.batchOperationsMax = 100_000
-        config.segmentBytes = config.limits.batchBytesMax + (1 << 20)
+        // Small segments: a device holds one partition, and each segment file is allocated whole.
+        config.groupCommitBytesMax = 1 << 20
+        config.segmentBytes = max(4 << 20, config.limits.batchBytesMax + (1 << 20))
         config.compaction.garbageBytesAllowance = 16 << 20
         return ReplicaStorage(store: try EmbeddedStore.open(config))
     }
