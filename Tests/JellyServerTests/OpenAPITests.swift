@@ -20,6 +20,8 @@ private let secret = "an-hs256-secret-for-the-openapi-test!!"
         "GET /v1/health 503",
         // A client's write that lost its compare-and-set three times in a row: a race.
         "PUT /v1/partitions/{partition}/objects/{key} 503",
+        // A push whose objects kept changing while it was decided, eight times: a race.
+        "POST /v1/partitions/{partition}/sync 503",
     ]
 
     @Test func everyResponseMatchesTheDocumentAndEveryDocumentedResponseOccurs() async throws {
@@ -145,8 +147,33 @@ private let secret = "an-hs256-secret-for-the-openapi-test!!"
         let token3 = try await r.expect(200, "GET", p + "/lock", headers: server).json["token"] as? Int ?? 0
         try await r.expect(204, "DELETE", p + "/lock", headers: with(server, ["Jelly-Lock-Token": "\(token3)"]))
 
+        // The change feed and pushes.
+        let feed = try await r.expect(200, "GET", p + "/changes", headers: server)
+        let next = feed.json["next"] as? Int ?? 0
+        try await r.expect(200, "GET", p + "/changes?since=1&limit=2", headers: alice)
+        try await r.expect(200, "GET", p + "/changes?since=\(next)&wait_ms=50&epoch=x", headers: server)
+        try await r.expect(400, "GET", p + "/changes?limit=0", headers: server)
+        try await r.expect(400, "GET", p + "/changes?wait_ms=-1", headers: server)
+        try await r.expect(401, "GET", p + "/changes")
+        try await r.expect(403, "GET", base + "/v1/partitions/bob/changes", headers: alice)
+        let invVersion = try await r.expect(200, "GET", inv, headers: server).headers["etag"].map { String($0.dropFirst().dropLast()) } ?? "0"
+        let push: [String: Any] = ["client_id": "phone", "mutations": [
+            ["id": 1, "key": "inv", "op": "put", "base_version": Int(invVersion) ?? 0, "value_base64": Data("shield".utf8).base64EncodedString()],
+            ["id": 2, "key": "stats", "op": "put", "base_version": 0, "value_base64": Data("x".utf8).base64EncodedString()],
+            ["id": 3, "key": "a/b", "op": "delete", "base_version": 0],
+        ]]
+        try await r.expect(200, "POST", p + "/sync", headers: alice, body: jsonBody(push))
+        try await r.expect(200, "POST", p + "/sync", headers: alice, body: jsonBody(push))
+        try await r.expect(200, "POST", p + "/sync", headers: server, body: jsonBody(["client_id": "tool", "mutations": [["id": 1, "key": "made", "op": "put", "base_version": 0, "value_base64": ""]]]))
+        try await r.expect(400, "POST", p + "/sync", headers: server, body: jsonBody(["client_id": "tool", "mutations": [["id": 2, "key": "k", "op": "rename", "base_version": 0]]]))
+        try await r.expect(401, "POST", p + "/sync", body: jsonBody(push))
+        try await r.expect(403, "POST", base + "/v1/partitions/bob/sync", headers: alice, body: jsonBody(push))
+        try await r.expect(413, "POST", p + "/sync", headers: server, body: jsonBody(["client_id": "tool", "mutations": [["id": 3, "key": "big", "op": "put", "base_version": 0, "value_base64": Data(count: 4000).base64EncodedString()]]]))
+        try await r.expect(200, "POST", p + "/lock", headers: server, body: lockBody("gs-5"))
+        try await r.expect(423, "POST", p + "/sync", headers: alice, body: jsonBody(push))
+        try await r.expect(200, "GET", p + "/changes?since=\(next)", headers: alice)
+
         // Breaking a lock (admin only).
-        try await r.expect(200, "POST", p + "/lock", headers: server, body: lockBody("gs-4"))
         try await r.expect(400, "POST", base + "/v1/partitions/%2E/lock/break", headers: admin)
         try await r.expect(401, "POST", p + "/lock/break")
         try await r.expect(403, "POST", p + "/lock/break", headers: server)

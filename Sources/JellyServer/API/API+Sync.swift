@@ -150,6 +150,13 @@ struct SyncRequestBody: Decodable {
         var content_type: String?
 
         func mutation() throws -> ClientMutation {
+            if let content_type {
+                do {
+                    try Names.validateContentType(content_type, maxBytes: JellyLimits.default.contentTypeBytesMax)
+                } catch let error as JellyError {
+                    throw APIError.badRequest("mutation \(id): \(error.message)")
+                }
+            }
             switch op {
             case "put":
                 guard let text = value_base64 else { throw APIError.badRequest("mutation \(id): a put needs value_base64") }

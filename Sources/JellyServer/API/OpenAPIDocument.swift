@@ -174,6 +174,33 @@ enum OpenAPIDocument {
             "401": {$ref: "#/components/responses/Unauthorized"}
             "403": {$ref: "#/components/responses/Forbidden"}
             "404": {$ref: "#/components/responses/NotFound"}
+      /v1/partitions/{partition}/changes:
+        parameters: [{$ref: "#/components/parameters/partition"}]
+        get:
+          description: "The partition's change feed (docs/sync.md): objects changed after the cursor since, each once at its latest version, in version order, deleted ones as tombstones. since absent or 0: the whole state. A cursor below floor, or an epoch other than the store's, is answered with reset and the whole state. With wait_ms and nothing new, waits for a commit (or the lock to change). A client token sees what it may read of its own partition; the cursor moves past the rest."
+          parameters:
+            - {name: since, in: query, schema: {type: string, pattern: "^[0-9]{1,20}$"}, description: "The next of the previous answer (0: the whole state)."}
+            - {name: limit, in: query, schema: {type: string, pattern: "^(1000|[1-9][0-9]{0,2})$"}, description: "Changes per page, 1-1000 (default 100); a page never splits a commit."}
+            - {name: wait_ms, in: query, schema: {type: string, pattern: "^([0-9]{1,4}|[1-5][0-9]{4}|60000)$"}, description: "Wait up to this many ms (0-60000) for a change."}
+            - {name: epoch, in: query, schema: {type: string}, description: "The epoch of the previous answer."}
+          responses:
+            "200": {description: "A page of changes.", content: {application/json: {schema: {$ref: "#/components/schemas/Changes"}}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+      /v1/partitions/{partition}/sync:
+        parameters: [{$ref: "#/components/parameters/partition"}]
+        post:
+          description: "A client replica's push (docs/sync.md): mutations decided in order and committed in one batch with the client's progress. A repeated id is a duplicate with its first result; a base_version other than the object's version (0: must not exist) a conflict with the current object; a mutation the caller may not make is rejected; the rest applied. One mutation per key per push: the rest waits for the next (results stop before it). While a game server holds the lock: 423, nothing processed."
+          requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/SyncRequest"}}}}
+          responses:
+            "200": {description: "The results.", content: {application/json: {schema: {$ref: "#/components/schemas/SyncResult"}}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+            "413": {$ref: "#/components/responses/TooLarge"}
+            "423": {$ref: "#/components/responses/Locked"}
+            "503": {$ref: "#/components/responses/Unavailable"}
       /metrics:
         get:
           description: "Prometheus text exposition (API keys only when auth is configured)."
@@ -279,6 +306,63 @@ enum OpenAPIDocument {
             versions: {type: object, additionalProperties: {type: integer}, description: "Every key written, with the batch's version."}
             previous_versions: {type: object, additionalProperties: {type: [integer, "null"]}, description: "Every key of the batch with its version before the batch; null when it did not exist."}
         Acquire: {type: object, required: [owner, ttl_ms], properties: {owner: {$ref: "#/components/schemas/Owner"}, ttl_ms: {$ref: "#/components/schemas/TTL"}, load: {type: [boolean, "null"], description: "Also return the partition's objects (lock and load)."}}}
+        Changes:
+          type: object
+          required: [epoch, floor, next, reset, more, changes, lock]
+          properties:
+            epoch: {type: string, description: "The store's history; pass it back as epoch."}
+            floor: {type: integer, description: "The oldest cursor answered exactly."}
+            next: {type: integer, description: "The since of the next request."}
+            reset: {type: boolean, description: "The answer starts from the whole state: drop what you hold."}
+            more: {type: boolean, description: "More changes wait after next: ask again at once."}
+            lock: {oneOf: [{type: "null"}, {type: object, required: [owner, expires_at_ms], properties: {owner: {type: string}, expires_at_ms: {type: integer}}}], description: "The game server's live session lock, if any."}
+            changes:
+              type: array
+              items:
+                type: object
+                required: [key, version, deleted]
+                properties: {key: {type: string}, version: {type: integer}, deleted: {type: boolean}, content_type: {type: string}, size: {type: integer}, value_base64: {type: string}, read: {$ref: "#/components/schemas/Read"}, write: {$ref: "#/components/schemas/Write"}}
+                if: {properties: {deleted: {const: false}}}
+                then: {required: [content_type, size, value_base64, read, write]}
+                else: {not: {required: [value_base64]}}
+        SyncRequest:
+          type: object
+          required: [client_id, mutations]
+          properties:
+            client_id: {$ref: "#/components/schemas/Owner"}
+            mutations:
+              type: array
+              maxItems: 500
+              items:
+                type: object
+                required: [id, key, op, base_version]
+                properties:
+                  id: {$ref: "#/components/schemas/Version"}
+                  key: {type: string}
+                  op: {type: string, enum: [put, delete]}
+                  base_version: {$ref: "#/components/schemas/Version"}
+                  value_base64: {type: [string, "null"], contentEncoding: base64}
+                  content_type: {oneOf: [{$ref: "#/components/schemas/ContentType"}, {type: "null"}]}
+                if: {properties: {op: {const: put}}, required: [op]}
+                then: {required: [value_base64], properties: {value_base64: {type: string}}}
+                else: {not: {properties: {value_base64: {type: string}}, required: [value_base64]}}
+        SyncOutcome:
+          type: object
+          required: [status]
+          properties:
+            id: {type: integer}
+            status: {type: string, enum: [applied, conflict, rejected, duplicate]}
+            version: {type: integer, description: "applied: the push's version."}
+            current: {type: object, required: [version, deleted], properties: {version: {type: integer}, deleted: {type: boolean}, content_type: {type: string}, value_base64: {type: string}, read: {$ref: "#/components/schemas/Read"}, write: {$ref: "#/components/schemas/Write"}}, description: "conflict: the object now (no value when the caller may not read it)."}
+            error: {type: string, description: "rejected: an error code (bad_request, forbidden, too_large)."}
+            message: {type: string}
+            result: {oneOf: [{$ref: "#/components/schemas/SyncOutcome"}, {type: "null"}], description: "duplicate: the first result, or null when it is no longer kept."}
+        SyncResult:
+          type: object
+          required: [last_mutation_id, results]
+          properties:
+            last_mutation_id: {type: integer}
+            results: {type: array, items: {$ref: "#/components/schemas/SyncOutcome"}}
         Lock:
           type: object
           required: [token, owner, expires_at_ms]
