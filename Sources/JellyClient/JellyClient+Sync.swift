@@ -19,26 +19,7 @@ extension JellyClient {
         if let epoch { path += "&epoch=\(PercentEncoding.escape(epoch))" }
         let reply = try await send(.GET, path, idempotent: true, timeoutMilliseconds: Int64(waitMilliseconds) + configuration.requestTimeoutMilliseconds)
         try reply.check()
-        let body = try reply.decode(ChangesBody.self)
-        var changes: [Change] = []
-        changes.reserveCapacity(body.changes.count)
-        for c in body.changes {
-            if c.deleted {
-                changes.append(Change(key: c.key, version: c.version, object: nil))
-            } else {
-                guard let text = c.value_base64, let data = Data(base64Encoded: text) else {
-                    throw JellyError(.io, "the server's change of key \(Names.quoted(c.key)) has no valid value_base64")
-                }
-                let object = StoredObject(
-                    key: c.key, version: c.version, contentType: c.content_type ?? defaultContentType, value: [UInt8](data),
-                    access: ObjectAccess(read: c.read.flatMap(ObjectAccess.Read.init(name:)) ?? .server, write: c.write.flatMap(ObjectAccess.Write.init(name:)) ?? .server)
-                )
-                changes.append(Change(key: c.key, version: c.version, object: object))
-            }
-        }
-        // The holder's token is never sent: 0 stands for "someone holds it".
-        let lock = body.lock.map { LockInfo(partition: partition, owner: $0.owner, token: LockToken(0), expiresAtMilliseconds: $0.expires_at_ms) }
-        return ChangeBatch(epoch: body.epoch, floor: body.floor, next: body.next, reset: body.reset, changes: changes, more: body.more ?? false, lock: lock)
+        return try reply.decode(ChangesBody.self).batch(partition: partition)
     }
 
     public func waitForChanges(partition: String, after: UInt64, timeoutMilliseconds: Int) async throws -> Bool {
@@ -72,6 +53,8 @@ extension JellyClient {
 }
 
 struct ChangesBody: Decodable {
+    /// Present on feed socket messages.
+    var partition: String?
     var epoch: String
     var floor: UInt64
     var next: UInt64
@@ -89,6 +72,28 @@ struct ChangesBody: Decodable {
         var write: String?
     }
     struct Lock: Decodable { var owner: String; var expires_at_ms: Int64 }
+
+    func batch(partition: String) throws -> ChangeBatch {
+        var out: [Change] = []
+        out.reserveCapacity(changes.count)
+        for c in changes {
+            if c.deleted {
+                out.append(Change(key: c.key, version: c.version, object: nil))
+            } else {
+                guard let text = c.value_base64, let data = Data(base64Encoded: text) else {
+                    throw JellyError(.io, "the server's change of key \(Names.quoted(c.key)) has no valid value_base64")
+                }
+                let object = StoredObject(
+                    key: c.key, version: c.version, contentType: c.content_type ?? defaultContentType, value: [UInt8](data),
+                    access: ObjectAccess(read: c.read.flatMap(ObjectAccess.Read.init(name:)) ?? .server, write: c.write.flatMap(ObjectAccess.Write.init(name:)) ?? .server)
+                )
+                out.append(Change(key: c.key, version: c.version, object: object))
+            }
+        }
+        // The holder's token is never sent: 0 stands for "someone holds it".
+        let held = lock.map { LockInfo(partition: partition, owner: $0.owner, token: LockToken(0), expiresAtMilliseconds: $0.expires_at_ms) }
+        return ChangeBatch(epoch: epoch, floor: floor, next: next, reset: reset, changes: out, more: more ?? false, lock: held)
+    }
 }
 
 struct SyncBody: Decodable {

@@ -173,6 +173,10 @@ private let secret = "an-hs256-secret-for-the-openapi-test!!"
         try await r.expect(423, "POST", p + "/sync", headers: alice, body: jsonBody(push))
         try await r.expect(200, "GET", p + "/changes?since=\(next)", headers: alice)
 
+        try await r.expect(400, "GET", base + "/v1/watch", headers: server)
+        try await r.expect(401, "GET", base + "/v1/watch")
+        try await r.expect(403, "GET", base + "/v1/watch", headers: alice)
+
         // Breaking a lock (admin only).
         try await r.expect(400, "POST", base + "/v1/partitions/%2E/lock/break", headers: admin)
         try await r.expect(401, "POST", p + "/lock/break")

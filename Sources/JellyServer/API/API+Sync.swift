@@ -60,24 +60,29 @@ struct FeedQuery: Sendable {
     var epoch: String?
 
     init(_ query: Hummingbird.Parameters, limits: JellyLimits) throws {
+        try self.init(get: { query.get($0) }, limits: limits)
+    }
+
+    /// From any source of query parameters (`get` answers one by name).
+    init(get: (String) -> String?, limits: JellyLimits) throws {
         limit = min(100, limits.changesLimitMax)
-        if let text = query.get("since") {
+        if let text = get("since") {
             guard let v = WholeNumbers.parse(text) else { throw APIError.badRequest("since must be a whole number (a cursor from `next`), not \(Names.quoted(text))") }
             since = v
         }
-        if let text = query.get("limit") {
+        if let text = get("limit") {
             guard let n = WholeNumbers.parse(text).map({ Int(clamping: $0) }), n >= 1, n <= limits.changesLimitMax else {
                 throw APIError.badRequest("limit must be a whole number from 1 to \(limits.changesLimitMax)")
             }
             limit = n
         }
-        if let text = query.get("wait_ms") {
+        if let text = get("wait_ms") {
             guard let n = WholeNumbers.parse(text).map({ Int(clamping: $0) }), n <= limits.changesWaitMillisecondsMax else {
                 throw APIError.badRequest("wait_ms must be a whole number from 0 to \(limits.changesWaitMillisecondsMax)")
             }
             waitMilliseconds = n
         }
-        if let text = query.get("epoch"), !text.isEmpty { epoch = text }
+        if let text = get("epoch"), !text.isEmpty { epoch = text }
     }
 }
 
@@ -89,6 +94,8 @@ struct ChangesResponseBody: Encodable {
     var more: Bool
     var changes: [Entry]
     var lock: Lock?
+    /// Set on a feed socket's messages, which may come from several partitions.
+    var partition: String?
 
     struct Entry: Encodable {
         var key: String
@@ -106,7 +113,8 @@ struct ChangesResponseBody: Encodable {
         var expires_at_ms: Int64
     }
 
-    init(_ batch: ChangeBatch) {
+    init(_ batch: ChangeBatch, partition: String? = nil) {
+        self.partition = partition
         epoch = batch.epoch
         floor = batch.floor
         next = batch.next
@@ -123,7 +131,7 @@ struct ChangesResponseBody: Encodable {
         lock = batch.lock.map { Lock(owner: $0.owner, expires_at_ms: $0.expiresAtMilliseconds) }
     }
 
-    enum CodingKeys: String, CodingKey { case epoch, floor, next, reset, more, changes, lock }
+    enum CodingKeys: String, CodingKey { case epoch, floor, next, reset, more, changes, lock, partition }
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -134,6 +142,7 @@ struct ChangesResponseBody: Encodable {
         try c.encode(more, forKey: .more)
         try c.encode(changes, forKey: .changes)
         try c.encode(lock, forKey: .lock) // null when unlocked, not omitted
+        try c.encodeIfPresent(partition, forKey: .partition)
     }
 }
 

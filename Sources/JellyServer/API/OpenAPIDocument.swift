@@ -188,6 +188,13 @@ enum OpenAPIDocument {
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
             "403": {$ref: "#/components/responses/Forbidden"}
+      /v1/watch:
+        get:
+          description: 'A WebSocket for game backends (API keys): send {"partition": P, "since": V, "epoch": E} to watch a partition, {"partition": P, "unwatch": true} to stop; each message is a Changes body with partition. Without the upgrade (Connection: Upgrade, Upgrade: websocket) it is 400. The same upgrade on /v1/partitions/{partition}/changes watches one partition (client tokens too).'
+          responses:
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
       /v1/partitions/{partition}/sync:
         parameters: [{$ref: "#/components/parameters/partition"}]
         post:

@@ -112,8 +112,13 @@ struct Authenticator: Sendable {
 
     /// The request's identity; 401 when credentials are missing, malformed or wrong.
     func identify(_ request: Request) async throws -> Identity {
+        try await identify(headers: request.headers)
+    }
+
+    /// `identify` from a request's headers alone (a WebSocket upgrade's, say).
+    func identify(headers: HTTPFields) async throws -> Identity {
         guard enabled else { return .unauthenticated }
-        let credential = try bearerCredential(request.headers)
+        let credential = try bearerCredential(headers)
         if let identity = apiKey(credential) { return identity }
         guard let clientKeys, credential.split(separator: ".").count == 3 else {
             throw APIError.unauthorized("the credential is not a known API key or a valid client token")

@@ -195,28 +195,3 @@ final class DirectPutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// Hummingbird's HTTP/1.1 child channel with a `DirectPutHandler` after its connection-state
-/// handler (so idle timeouts and graceful shutdown count the direct requests too), and the
-/// HTTP/1 rules Hummingbird leaves to us (`HTTP1ProtocolHandler`) right after the decoder.
-struct DirectPutHTTP1Channel: ServerChildChannel {
-    typealias Value = HTTP1Channel.Value
-    let base: HTTP1Channel
-    let shared: DirectPutHandler.Shared
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        let shared = self.shared
-        return base.setup(channel: channel, logger: logger).flatMapThrowing { value in
-            let pipeline = channel.pipeline.syncOperations
-            let state = try pipeline.handler(type: HTTPConnectionStateHandler.self)
-            try pipeline.addHandler(DirectPutHandler(shared), position: .after(state))
-            // On the raw HTTP/1 request, before it becomes an `HTTPRequest` (which has no version).
-            let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            try pipeline.addHandler(HTTP1ProtocolHandler(bodyBytesMax: max(shared.api.bodyBytesMax, shared.api.valueBytesMax), serverName: shared.serverName), position: .after(decoder))
-            return value
-        }
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        await base.handle(value: value, logger: logger)
-    }
-}

@@ -17,6 +17,9 @@ import NIOHTTP1
 ///   goes on with `Connection: close` exactly: both the router's loop and the direct PUT path
 ///   close the connection after answering such a request.
 /// - An HTTP/1.1 request without `Host` is answered 400 (RFC 9112 §3.2) and the connection closed.
+/// - `Upgrade` is honoured only for a WebSocket on a feed path (`upgradable`); on any other
+///   request (an `h2c` attempt, say) it is removed, so the request is served as HTTP/1.1 (RFC
+///   9110 §7.8 lets a server ignore it) instead of being taken by the upgrade handler.
 ///
 /// Inbound only: answers pass by without touching it.
 final class HTTP1ProtocolHandler: ChannelInboundHandler, RemovableChannelHandler {
@@ -30,9 +33,13 @@ final class HTTP1ProtocolHandler: ChannelInboundHandler, RemovableChannelHandler
     /// Dropping the rest of a request refused here.
     private var refusing = false
 
-    init(bodyBytesMax: Int, serverName: String) {
+    /// Which request targets may upgrade to a WebSocket.
+    private let upgradable: @Sendable (String) -> Bool
+
+    init(bodyBytesMax: Int, serverName: String, upgradable: @escaping @Sendable (String) -> Bool = { _ in false }) {
         self.bodyBytesMax = bodyBytesMax
         self.serverName = serverName
+        self.upgradable = upgradable
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -42,8 +49,12 @@ final class HTTP1ProtocolHandler: ChannelInboundHandler, RemovableChannelHandler
                 return refuse(context: context, status: .badRequest, code: "bad_request", message: "an HTTP/1.1 request needs a Host header")
             }
             var changed: HTTPRequestHead?
-            if closes(head) && head.headers.first(name: "connection") != "close" {
+            if head.headers.contains(name: "upgrade") && !(head.method == .GET && head.headers.first(name: "upgrade")?.lowercased() == "websocket" && upgradable(head.uri)) {
                 changed = head
+                changed?.headers.remove(name: "upgrade")
+            }
+            if closes(head) && head.headers.first(name: "connection") != "close" {
+                if changed == nil { changed = head }
                 changed?.headers.replaceOrAdd(name: "connection", value: "close")
             }
             if let expect = head.headers.first(name: "expect") {

@@ -43,8 +43,9 @@ public enum JellyHTTPServer {
                 configuration: .init(idleTimeout: .milliseconds(configuration.idleTimeoutMilliseconds), streamConfiguration: http1)
             )
         } else {
+            let feed = FeedSocket(api: direct.api)
             server = HTTPServerBuilder { responder in
-                DirectPutHTTP1Channel(base: HTTP1Channel(responder: responder, configuration: http1), shared: direct)
+                JellyHTTP1Channel(responder: responder, configuration: http1, direct: direct, feed: feed)
             }
         }
         var logger = logger

@@ -66,6 +66,7 @@ enum Route: String, CaseIterable, Sendable {
     case breakLock = "break_lock"
     case changes
     case sync
+    case watch
     case health
     case openAPI = "openapi"
     case metrics
@@ -79,6 +80,7 @@ enum Route: String, CaseIterable, Sendable {
     static let lockBreak = RoutePattern("/v1/partitions/:partition/lock/break")
     static let changesPath = RoutePattern("/v1/partitions/:partition/changes")
     static let syncPath = RoutePattern("/v1/partitions/:partition/sync")
+    static let watchPath = RoutePattern("/v1/watch")
     static let healthPath = RoutePattern("/v1/health")
     static let openAPIPath = RoutePattern("/v1/openapi.yaml")
     static let metricsPath = RoutePattern("/metrics")
@@ -86,7 +88,7 @@ enum Route: String, CaseIterable, Sendable {
     var method: HTTPRequest.Method {
         switch self {
         case .putObject: .put
-        case .getObject, .listObjects, .inspectLock, .changes, .health, .openAPI, .metrics: .get
+        case .getObject, .listObjects, .inspectLock, .changes, .watch, .health, .openAPI, .metrics: .get
         case .deleteObject, .releaseLock: .delete
         case .batch, .acquireLock, .renewLock, .transferLock, .breakLock, .sync: .post
         }
@@ -103,6 +105,7 @@ enum Route: String, CaseIterable, Sendable {
         case .breakLock: Route.lockBreak
         case .changes: Route.changesPath
         case .sync: Route.syncPath
+        case .watch: Route.watchPath
         case .health: Route.healthPath
         case .openAPI: Route.openAPIPath
         case .metrics: Route.metricsPath

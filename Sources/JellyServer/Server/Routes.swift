@@ -60,6 +60,11 @@ extension JellyHTTPServer {
         route(.breakLock) { try await $0.breakLock($1, $2) }
         route(.changes) { try await $0.changes($1, $2) }
         route(.sync) { try await $0.sync($1, $2) }
+        route(.watch) { api, request, _ in
+            // Reached only when the WebSocket upgrade was not made (`FeedSocket.accept`).
+            try await api.auth.identify(request).requireServer("watch partitions (a client watches its own with /v1/partitions/{p}/changes)")
+            throw APIError.badRequest("/v1/watch is a WebSocket: send a GET with Connection: Upgrade, Upgrade: websocket (docs/sync.md)")
+        }
         // Health and the document are not counted as API requests.
         let health = configuration.health
         route(.health, nil) { _, _, _ in

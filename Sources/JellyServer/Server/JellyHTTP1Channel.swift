@@ -1,0 +1,121 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+
+/// The HTTP/1.1 child channel of `jelly serve`: Hummingbird's HTTP/1 pipeline with Jelly's
+/// handlers, and a WebSocket upgrade for the change feed (`FeedSocket`).
+///
+/// A connection's first request decides: a WebSocket upgrade of a feed path that `FeedSocket`
+/// accepts becomes a feed socket; anything else (an upgrade it refuses included, which the
+/// router then answers like a plain GET, with its error) continues as HTTP, with the
+/// `DirectPutHandler` after Hummingbird's connection-state handler (so idle timeouts and
+/// graceful shutdown count the direct requests) and `HTTP1ProtocolHandler` right after the
+/// decoder (on the raw HTTP/1 request, before it becomes an `HTTPRequest`, which has no version).
+struct JellyHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
+    enum UpgradeResult: Sendable {
+        case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        case feed(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, FeedSocket.Session)
+        /// A feed upgrade refused: its request is used up, so the refusal is answered here.
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, APIError)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let upgradeResult: EventLoopFuture<UpgradeResult>
+        let channel: any Channel
+    }
+
+    let responder: HTTPChannelHandler.Responder
+    let configuration: HTTP1Channel.Configuration
+    let direct: DirectPutHandler.Shared
+    let feed: FeedSocket
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let feed = self.feed
+            let direct = self.direct
+            let idleTimeout = self.configuration.idleTimeout
+            // What `shouldUpgrade` decided, for the upgrade (or the refusal) that follows on this loop.
+            let accepted = NIOLoopBoundBox<Result<FeedSocket.Session, APIError>?>(nil, eventLoop: channel.eventLoop)
+            let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
+                maxFrameSize: FeedSocket.frameBytesMax,
+                shouldUpgrade: { channel, head in
+                    let promise = channel.eventLoop.makePromise(of: Result<FeedSocket.Session, APIError>.self)
+                    promise.completeWithTask { await feed.accept(head) }
+                    return promise.futureResult.map { decision in
+                        accepted.value = decision
+                        if case .success = decision { return HTTPHeaders() }
+                        return nil
+                    }
+                },
+                upgradePipelineHandler: { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard case .success(let session)? = accepted.value else { throw FeedSocket.Refused() }
+                        // HTTP is over on this connection: the rules of HTTP/1 go with it.
+                        let pipeline = channel.pipeline.syncOperations
+                        pipeline.removeHandler(try pipeline.handler(type: HTTP1ProtocolHandler.self), promise: nil)
+                        let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
+                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)
+                        )
+                        return .feed(asyncChannel, session)
+                    }
+                }
+            )
+            let upgrade = NIOTypedHTTPServerUpgradeConfiguration<UpgradeResult>(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let pipeline = channel.pipeline.syncOperations
+                        try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        let state = HTTPConnectionStateHandler(idleTimeout: idleTimeout.map { .init($0) }, logger: logger)
+                        try pipeline.addHandler(state)
+                        try pipeline.addHandler(DirectPutHandler(direct), position: .after(state))
+                        let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                        if case .failure(let error)? = accepted.value { return .refused(http, error) }
+                        return .http(http)
+                    }
+                }
+            )
+            var pipelineConfiguration = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(upgradeConfiguration: upgrade)
+            pipelineConfiguration.enablePipelining = false // HTTP is pipelined by NIOAsyncChannel
+            pipelineConfiguration.enableErrorHandling = false // Hummingbird answers errors
+            pipelineConfiguration.enableResponseHeaderValidation = false // Swift HTTP Types validate
+            pipelineConfiguration.decoderConfiguration.maxHeaderFieldSize = self.configuration.httpDecoder.maxHeaderFieldSize
+            pipelineConfiguration.decoderConfiguration.maxHeaderListSize = self.configuration.httpDecoder.maxHeaderListSize
+            pipelineConfiguration.decoderConfiguration.maxHeaderFieldCount = self.configuration.httpDecoder.maxHeaderFieldCount
+            let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipelineConfiguration)
+            let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try channel.pipeline.syncOperations.addHandler(
+                HTTP1ProtocolHandler(bodyBytesMax: max(direct.api.bodyBytesMax, direct.api.valueBytesMax), serverName: direct.serverName, upgradable: FeedSocket.isFeedPath),
+                position: .after(decoder)
+            )
+            return Value(upgradeResult: negotiated, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.upgradeResult.get() {
+            case .http(let http):
+                await handleHTTP(asyncChannel: http, logger: logger)
+            case .feed(let socket, let session):
+                await feed.run(socket, session: session, logger: logger)
+            case .refused(let http, let error):
+                try await http.executeThenClose { _, outbound in
+                    let answer = error.answer
+                    var headers = answer.headers
+                    headers[.connection] = "close"
+                    headers[.contentLength] = String(answer.body.readableBytes)
+                    try await outbound.write(contentsOf: [.head(HTTPResponse(status: answer.status, headerFields: headers)), .body(answer.body), .end(nil)])
+                }
+            }
+        } catch {
+            logger.debug("connection ended before its first request was handled", metadata: ["error": "\(error)"])
+        }
+    }
+}
