@@ -113,6 +113,16 @@ final class RawHTTPTarget: SessionTarget {
         _ = try await exchange(request, what: "PUT")
     }
 
+    /// A PUT without a lock token (a save to an unlocked partition).
+    func put(partition: String, key: String, value: [UInt8]) async throws {
+        var request = ByteBuffer()
+        request.reserveCapacity(256 + value.count)
+        request.writeString("PUT /v1/partitions/\(PercentEncoding.escape(partition))/objects/\(PercentEncoding.escape(key)) HTTP/1.1\r\nHost: \(host)\r\n\(authorization)")
+        request.writeString("Content-Type: application/octet-stream\r\nContent-Length: \(value.count)\r\n\r\n")
+        request.writeBytes(value)
+        _ = try await exchange(request, what: "PUT")
+    }
+
     func saveAndRelease(partition: String, key: String, value: [UInt8], token: LockToken) async throws {
         let json = "{\"lock_token\":\(token.rawValue),\"release_lock\":true,\"operations\":[{\"op\":\"put\",\"key\":\(quoted(key)),\"value_base64\":\"\(Data(value).base64EncodedString())\"}]}"
         _ = try await send("POST", "/v1/partitions/\(PercentEncoding.escape(partition))/batch", json: json)
