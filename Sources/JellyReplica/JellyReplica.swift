@@ -34,6 +34,11 @@ public actor JellyReplica {
         public var pullLimit = 100
         /// How long one wait for server changes lasts (a long-poll over HTTP).
         public var waitMilliseconds = 25_000
+        /// A push source of change notices for the partition after a cursor (a feed WebSocket,
+        /// say): each element means "the server may have changed". Opened again, from the
+        /// cursor then, after it ends (with the backoff). Without it the loop waits with
+        /// `remote.waitForChanges` (a long-poll).
+        public var notices: (@Sendable (_ after: UInt64) async throws -> AsyncStream<Void>)?
         /// The background loop's backoff after a failed round: doubled each time, with jitter.
         public var retryMillisecondsMin = 200
         public var retryMillisecondsMax = 30_000
@@ -57,7 +62,14 @@ public actor JellyReplica {
     private var subscribers: [UInt64: AsyncStream<ReplicaEvent>.Continuation] = [:]
     private var nextSubscriber: UInt64 = 0
     private var loop: Task<Void, Never>?
-    private let wake: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
+    private var relay: Task<Void, Never>?
+    /// Local edits and server notices, counted, so the loop waits for "more than I have seen"
+    /// (woken by the edit or the notice itself; a cancelled wait loses nothing).
+    private let signals = ChangeWaiters()
+    private var edits: UInt64 = 0
+    private var notices: UInt64 = 0
+    private static let editsSignal = "edits"
+    private static let noticesSignal = "notices"
     /// Local transitions (an edit, a push's answer, a pulled page) run one at a time, and so
     /// do sync rounds: each gate is a busy flag and its waiters, in order.
     enum Gate { case changing, round }
@@ -106,7 +118,6 @@ public actor JellyReplica {
         self.state = state
         self.server = server
         self.pending = pending
-        self.wake = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     public var clientID: String { state.clientID }
@@ -163,7 +174,13 @@ public actor JellyReplica {
         pending[m.id] = m
         state = newState
         emit(.changed(key: key, object: visible(key)))
-        wake.continuation.yield()
+        edits += 1
+        signals.notify(partition: ByteName(Self.editsSignal), version: edits)
+    }
+
+    private func noticed() {
+        notices += 1
+        signals.notify(partition: ByteName(Self.noticesSignal), version: notices)
     }
 
     func latestPending(_ key: String) -> PendingMutation? {
@@ -206,14 +223,33 @@ public actor JellyReplica {
     public func start() {
         guard loop == nil else { return }
         loop = Task { [weak self] in await self?.run() }
+        if let open = configuration.notices {
+            let (low, high) = (configuration.retryMillisecondsMin, configuration.retryMillisecondsMax)
+            relay = Task { [weak self] in
+                var delay = low
+                while !Task.isCancelled {
+                    guard let cursor = await self?.cursor else { return }
+                    if let stream = try? await open(cursor) {
+                        delay = low
+                        for await _ in stream { await self?.noticed() }
+                    }
+                    try? await Task.sleep(for: .milliseconds(Int(Double(delay) * Double.random(in: 0.5...1.5))))
+                    delay = min(delay * 2, high)
+                }
+            }
+        }
     }
 
     /// Stops the background loop (the replica keeps working offline).
     public func stop() async {
         let task = loop
+        let notices = relay
         loop = nil
+        relay = nil
         task?.cancel()
+        notices?.cancel()
         await task?.value
+        await notices?.value
     }
 
     private func run() async {
@@ -241,15 +277,22 @@ public actor JellyReplica {
         let partition = configuration.partition
         let after = state.cursor
         let wait = configuration.waitMilliseconds
-        let wakeStream = wake.stream
+        let signals = self.signals
+        let (seenEdits, seenNotices) = (edits, notices)
+        let usesNotices = relay != nil
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                if (try? await remote.waitForChanges(partition: partition, after: after, timeoutMilliseconds: wait)) == nil {
-                    // Unreachable: let the next round fail and back off.
-                }
+                _ = await signals.wait(partition: Self.editsSignal, after: seenEdits, timeout: .milliseconds(wait)) { await self.edits }
             }
-            group.addTask {
-                for await _ in wakeStream { return }
+            if usesNotices {
+                group.addTask {
+                    _ = await signals.wait(partition: Self.noticesSignal, after: seenNotices, timeout: .milliseconds(wait)) { await self.notices }
+                }
+            } else {
+                group.addTask {
+                    // Unreachable: the next round fails and backs off.
+                    _ = try? await remote.waitForChanges(partition: partition, after: after, timeoutMilliseconds: wait)
+                }
             }
             await group.next()
             group.cancelAll()

@@ -33,6 +33,23 @@ struct ReplicaCommand: AsyncParsableCommand {
         let remote = try JellyClient(client)
         var config = JellyReplica.Configuration(directory: dir, partition: partition, remote: remote, clientID: clientID)
         config.waitMilliseconds = 2000
+        // Change notices over the feed's WebSocket where the server speaks it (plain http).
+        if url.hasPrefix("http://") {
+            let (url, token, partition) = (url, token, partition)
+            config.notices = { cursor in
+                let socket = try await FeedSocketClient.watch(url: url, bearerToken: token, partition: partition, since: cursor)
+                let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
+                let relay = Task {
+                    for await _ in socket.messages { continuation.yield() }
+                    continuation.finish()
+                }
+                continuation.onTermination = { _ in
+                    relay.cancel()
+                    Task { await socket.close() }
+                }
+                return stream
+            }
+        }
         guard pushBatch >= 1 else { throw ValidationError("--push-batch must be at least 1") }
         config.pushBatch = pushBatch
         switch merge {

@@ -164,6 +164,38 @@ private func text(_ o: ReplicaObject?) -> String? { o.map { String(decoding: $0.
     }
 }
 
+extension ReplicaTests {
+    /// Waits until `condition` holds (the background loop works on its own time).
+    func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
+        for _ in 0..<500 {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw ConformanceFailure("not within 5 s: \(what)")
+    }
+
+    @Test func theBackgroundLoopPullsAndPushesOnItsOwn() async throws {
+        defer { Task { await server.finish(); dir.remove() } }
+        try await seed(["hp": "100"])
+        let r = try await replica("r")
+        await r.start()
+        try await eventually("the first pull") { await r.get("hp") != nil }
+        // A server change arrives without a sync call (woken by the commit, not polled).
+        try await server.store.put(partition: "player", key: "hp", value: bytes("90"), access: ObjectAccess(read: .owner, write: .owner))
+        try await eventually("the server's change") { text(await r.get("hp")) == "90" }
+        // A local edit is pushed without a sync call.
+        try await r.put("hp", ReplicaValue(bytes("95")))
+        try await eventually("the push") { try await server.store.get(partition: "player", key: "hp")?.value == bytes("95") }
+        try await eventually("the queue settles") { await r.pendingCount == 0 }
+        await r.stop()
+        // Stopped: edits stay local.
+        try await r.put("hp", ReplicaValue(bytes("1")))
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try await server.store.get(partition: "player", key: "hp")?.value == bytes("95"))
+        try await r.close()
+    }
+}
+
 final class Conflicts: @unchecked Sendable {
     private var list: [ReplicaConflict] = []
     private let lock = NSLockLike()

@@ -204,6 +204,16 @@ final class ReplicaWorker: @unchecked Sendable {
             let object = try JSONSerialization.jsonObject(with: Data(dump.dropFirst(5).utf8)) as? [String: String]
             #expect(object == expected, "\(w.name) sees \(String(describing: object)), the server has \(expected)")
         }
+        // In the background, over the feed's WebSocket: an edit on one replica reaches another
+        // without a sync command.
+        for w in workers { #expect(try w.send("start") == "ok") }
+        #expect(try workers[0].send("append log4 live") == "ok")
+        var seen = false
+        for _ in 0..<500 where !seen {
+            seen = try workers[2].send("get log4").hasSuffix(",live")
+            if !seen { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(seen, "the edit reached the other replica by itself")
         for w in workers { try w.quit() }
         try await game.close()
     }
