@@ -128,7 +128,7 @@ final class RawHTTPTarget: SessionTarget {
         _ = try await send("POST", "/v1/partitions/\(PercentEncoding.escape(partition))/batch", json: json)
     }
 
-    private func send(_ method: String, _ path: String, json: String) async throws -> ByteBuffer {
+    func send(_ method: String, _ path: String, json: String) async throws -> ByteBuffer {
         var request = ByteBuffer()
         request.writeString("\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\n\(authorization)Content-Type: application/json\r\nContent-Length: \(json.utf8.count)\r\n\r\n")
         request.writeString(json)

@@ -31,6 +31,8 @@ struct BenchSync: AsyncParsableCommand {
     @Option(help: "Feed: HTTP/1.1 connections the saves go over.") var writers: Int = 48
     @Option(help: "Push: sync clients, each with its own partition.") var replicas: Int = 64
     @Option(help: "Push: mutations per push.") var batch: Int = 100
+    @Option(help: "Push: raw (one hand-written HTTP/1.1 connection per client: the server's figures) or jellyclient (JellyClient.sync).") var pushClient: BenchHTTPClient = .raw
+    @Option(help: "Push: mutations per second in all, paced per client (open loop); 0: every client pushes again as soon as it has its answer.") var pushRate: Int = 20_000
 
     func run() async throws {
         guard ["feed", "push", "both"].contains(mode) else { throw ValidationError("--mode must be feed, push or both") }
@@ -146,10 +148,16 @@ struct BenchSync: AsyncParsableCommand {
     // MARK: Push
 
     func push() async throws {
-        print("push: \(replicas) sync clients, \(batch) mutations per push, each to its own partition")
+        print("push: \(replicas) sync clients, \(batch) mutations per push, each to its own partition, " + (pushRate > 0 ? "\(pushRate) mutations/s in all (open loop)" : "each pushing again at once (closed loop)"))
+        let interval: UInt64 = pushRate > 0 ? UInt64(1e9 * Double(replicas * batch) / Double(pushRate)) : 0
         var config = JellyClient.Configuration(url: url, bearerToken: key)
         config.connectionsPerHost = replicas
         let client = try JellyClient(config)
+        var raw: [RawHTTPTarget] = []
+        if pushClient == .raw {
+            for _ in 0..<replicas { raw.append(try await RawHTTPTarget.connect(url: url, token: key, group: MultiThreadedEventLoopGroup.singleton)) }
+        }
+        let connections = raw
         let start = Self.now()
         let end = start + UInt64(duration * 1e9)
         let results = try await withThrowingTaskGroup(of: (Int, [Double]).self) { group in
@@ -160,7 +168,14 @@ struct BenchSync: AsyncParsableCommand {
                     var id: UInt64 = 0
                     var applied = 0
                     var times: [Double] = []
+                    var next = start + (interval * UInt64(r)) / UInt64(replicas)
                     while Self.now() < end {
+                        if interval > 0 {
+                            if next >= end { break }
+                            let t = Self.now()
+                            if next > t { try await Task.sleep(for: .nanoseconds(Int(next - t))) }
+                            next += interval
+                        }
                         var mutations: [ClientMutation] = []
                         for k in 0..<batch {
                             id += 1
@@ -168,10 +183,22 @@ struct BenchSync: AsyncParsableCommand {
                             mutations.append(ClientMutation(id: id, key: key, operation: .put(value: Array("value \(id)".utf8), contentType: nil), baseVersion: versions[key] ?? 0))
                         }
                         let t0 = Self.now()
-                        let result = try await client.sync(partition: partition, clientID: "replica-\(r)", mutations: mutations, role: .server)
-                        times.append(Double(Self.now() - t0) / 1e6)
-                        for (m, entry) in zip(mutations, result.results) {
-                            if case .applied(let v) = entry.result { versions[m.key] = v; applied += 1 }
+                        if connections.isEmpty {
+                            let result = try await client.sync(partition: partition, clientID: "replica-\(r)", mutations: mutations, role: .server)
+                            times.append(Double(Self.now() - t0) / 1e6)
+                            for (m, entry) in zip(mutations, result.results) {
+                                if case .applied(let v) = entry.result { versions[m.key] = v; applied += 1 }
+                            }
+                        } else {
+                            let answer = try await connections[r].send("POST", "/v1/partitions/\(partition)/sync", json: Self.pushJSON(clientID: "replica-\(r)", mutations))
+                            times.append(Double(Self.now() - t0) / 1e6)
+                            // Every mutation of a push is applied at the push's one version (the bench's bases are exact).
+                            let text = String(buffer: answer)
+                            let applied1 = text.components(separatedBy: "\"status\":\"applied\"").count - 1
+                            if let range = text.range(of: "\"version\":"), let v = UInt64(text[range.upperBound...].prefix { $0.isNumber }) {
+                                for m in mutations { versions[m.key] = v }
+                            }
+                            applied += applied1
                         }
                     }
                     return (applied, times)
@@ -184,8 +211,20 @@ struct BenchSync: AsyncParsableCommand {
         }
         let seconds = Double(Self.now() - start) / 1e9
         try await client.close()
+        for c in raw { await c.close() }
         print(String(format: "  %.0f mutations/s applied (%d in %.1f s, %d pushes)", Double(results.0) / seconds, results.0, seconds, results.1.count))
         print("  per push: \(Self.percentiles(results.1)) ms")
+    }
+
+    /// A push's body, written by hand (the bench measures the server, not an encoder).
+    static func pushJSON(clientID: String, _ mutations: [ClientMutation]) -> String {
+        var out = "{\"client_id\":\"\(clientID)\",\"mutations\":["
+        for (i, m) in mutations.enumerated() {
+            if i > 0 { out += "," }
+            guard case .put(let value, _) = m.operation else { continue }
+            out += "{\"id\":\(m.id),\"key\":\"\(m.key)\",\"op\":\"put\",\"base_version\":\(m.baseVersion),\"value_base64\":\"\(Data(value).base64EncodedString())\"}"
+        }
+        return out + "]}"
     }
 
     static func percentiles(_ values: [Double]) -> String {

@@ -12,6 +12,7 @@ public final class ChangeWaiters: Sendable {
 
     private struct State: Sendable {
         var waiters: [ByteName: [UInt64: Waiter]] = [:]
+        var listeners: [ByteName: [UInt64: @Sendable (UInt64) -> Void]] = [:]
         /// Waits begun and not yet returned.
         var pending: Set<UInt64> = []
         /// Outcomes decided before the waiter registered (a timer or a cancellation first).
@@ -36,6 +37,23 @@ public final class ChangeWaiters: Sendable {
     public func wait(
         partition: String, after: UInt64, timeout: Duration, current: @escaping @Sendable () async throws -> UInt64
     ) async -> Bool {
+        await wait(partition: partition, after: after, timeout: timeout, check: .later(current))
+    }
+
+    /// `wait` with a `current` that answers at once (the embedded store's index): asked right
+    /// after the waiter is registered, without a task of its own.
+    public func wait(
+        partition: String, after: UInt64, timeout: Duration, currentNow: @escaping @Sendable () throws -> UInt64
+    ) async -> Bool {
+        await wait(partition: partition, after: after, timeout: timeout, check: .now(currentNow))
+    }
+
+    private enum Check: Sendable {
+        case now(@Sendable () throws -> UInt64)
+        case later(@Sendable () async throws -> UInt64)
+    }
+
+    private func wait(partition: String, after: UInt64, timeout: Duration, check: Check) async -> Bool {
         let name = ByteName(partition)
         let id = state.withLock { s -> UInt64 in
             s.nextID += 1
@@ -57,8 +75,13 @@ public final class ChangeWaiters: Sendable {
                 }
                 if let early { return c.resume(returning: early) }
                 count.add(1, ordering: .relaxed)
-                Task {
-                    if let now = try? await current(), now > after { self.finish(name, id, true) }
+                switch check {
+                case .now(let current):
+                    if let now = try? current(), now > after { self.finish(name, id, true) }
+                case .later(let current):
+                    Task {
+                        if let now = try? await current(), now > after { self.finish(name, id, true) }
+                    }
                 }
             }
         } onCancel: {
@@ -83,24 +106,49 @@ public final class ChangeWaiters: Sendable {
         }
     }
 
-    /// A commit made `partition` reach `version`: wakes its waiters whose cursor is below.
+    /// A commit made `partition` reach `version`: wakes its waiters whose cursor is below and
+    /// calls its listeners.
     public func notify(partition: ByteName, version: UInt64) {
         guard count.load(ordering: .relaxed) > 0 else { return }
-        let woken = state.withLock { s -> [Waiter] in
-            guard var list = s.waiters[partition] else { return [] }
+        let (woken, listeners) = state.withLock { s -> ([Waiter], [@Sendable (UInt64) -> Void]) in
+            let listeners = s.listeners[partition].map { Array($0.values) } ?? []
+            guard var list = s.waiters[partition] else { return ([], listeners) }
             var out: [Waiter] = []
             for (id, w) in list where w.after < version {
                 out.append(w)
                 list[id] = nil
             }
             s.waiters[partition] = list.isEmpty ? nil : list
-            return out
+            return (out, listeners)
         }
         if !woken.isEmpty { count.subtract(woken.count, ordering: .relaxed) }
         for w in woken { w.continuation.resume(returning: true) }
+        for l in listeners { l(version) }
     }
 
-    /// Wakes every waiter (the store is closing): they return true and read again.
+    /// Calls `listener` with the version of every later commit of `partition` (on the
+    /// notifying thread: it must not block) until the returned listener is stopped. For a
+    /// long-lived watch (a feed socket), where a wait per commit would cost a timer each time.
+    public func listen(partition: String, _ listener: @escaping @Sendable (UInt64) -> Void) -> ChangeListener {
+        let name = ByteName(partition)
+        let id = state.withLock { s -> UInt64 in
+            s.nextID += 1
+            s.listeners[name, default: [:]][s.nextID] = listener
+            return s.nextID
+        }
+        count.add(1, ordering: .relaxed)
+        return ChangeListener { [weak self] in
+            guard let self else { return }
+            let removed = self.state.withLock { s -> Bool in
+                guard s.listeners[name]?.removeValue(forKey: id) != nil else { return false }
+                if s.listeners[name]?.isEmpty == true { s.listeners[name] = nil }
+                return true
+            }
+            if removed { self.count.subtract(1, ordering: .relaxed) }
+        }
+    }
+
+    /// Wakes every waiter (the store is closing): they return true and read again. Listeners stay.
     public func wakeAll() {
         let woken = state.withLock { s -> [Waiter] in
             let all = s.waiters.values.flatMap { $0.values }
@@ -110,4 +158,30 @@ public final class ChangeWaiters: Sendable {
         if !woken.isEmpty { count.subtract(woken.count, ordering: .relaxed) }
         for w in woken { w.continuation.resume(returning: true) }
     }
+}
+
+/// A registration of `ChangeWaiters.listen`; `stop()` ends it (idempotent).
+public final class ChangeListener: Sendable {
+    private let stopper: Mutex<(@Sendable () -> Void)?>
+
+    init(_ stop: @escaping @Sendable () -> Void) {
+        stopper = Mutex(stop)
+    }
+
+    public func stop() {
+        let stop = stopper.withLock { s -> (@Sendable () -> Void)? in
+            defer { s = nil }
+            return s
+        }
+        stop?()
+    }
+
+    deinit { stop() }
+}
+
+/// A store that can call back on every commit of a partition (the embedded store): a feed
+/// socket listens instead of waiting once per commit. Stores without it are watched with
+/// `JellyStore.waitForChanges`.
+public protocol ChangeListening: Sendable {
+    func listenForChanges(partition: String, _ listener: @escaping @Sendable (UInt64) -> Void) -> ChangeListener
 }

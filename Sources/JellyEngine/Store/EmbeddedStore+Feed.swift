@@ -7,7 +7,7 @@ import JellyCore
 /// the values, from the cache or the read threads). Tombstones stay in the index while
 /// compaction keeps them (`Configuration.tombstoneRetentionMilliseconds`); the partition's floor
 /// is its floor record's version (`floorSlot`).
-extension EmbeddedStore {
+extension EmbeddedStore: ChangeListening {
     public func changes(partition: String, since: UInt64, limit: Int, epoch: String?, role: SyncRole) async throws -> ChangeBatch {
         try ChangeFeed.validate(partition: partition, limit: limit, limits: limits)
         let pk = ByteName(partition)
@@ -60,12 +60,17 @@ extension EmbeddedStore {
         try ChangeFeed.validateWait(partition: partition, timeoutMilliseconds: timeoutMilliseconds, limits: limits)
         let pk = ByteName(partition)
         let shared = self.shared
-        return await shared.changeWaiters.wait(partition: partition, after: after, timeout: .milliseconds(timeoutMilliseconds)) {
+        let current: @Sendable () throws -> UInt64 = {
             try shared.state.withLock { state in
                 if state.closed { throw JellyError(.unavailable, "the store is closed") }
                 return state.index.partitions[pk]?.values.reduce(0) { max($0, $1.version) } ?? 0
             }
         }
+        return await shared.changeWaiters.wait(partition: partition, after: after, timeout: .milliseconds(timeoutMilliseconds), currentNow: current)
+    }
+
+    public func listenForChanges(partition: String, _ listener: @escaping @Sendable (UInt64) -> Void) -> ChangeListener {
+        shared.changeWaiters.listen(partition: partition, listener)
     }
 
     public func sync(partition: String, clientID: String, mutations: [ClientMutation], role: SyncRole) async throws -> SyncResult {

@@ -11,7 +11,8 @@ extension API {
         let (partition, _) = try names(context, withKey: false)
         let query = try FeedQuery(request.uri.queryParameters, limits: store.limits)
         let role = try await syncRole(request, partition: partition)
-        return try json(ChangesResponseBody(try await changes(partition: partition, query: query, role: role)))
+        let body = ChangesResponseBody(try await changes(partition: partition, query: query, role: role))
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: body.json))
     }
 
     /// One long-poll: the changes after `since`, waiting up to `wait_ms` for the first one the
@@ -129,6 +130,47 @@ struct ChangesResponseBody: Encodable {
         }
         // The holder's token is never sent (it would let the reader write under the lock).
         lock = batch.lock.map { Lock(owner: $0.owner, expires_at_ms: $0.expiresAtMilliseconds) }
+    }
+
+    /// The same JSON as `encode(to:)` (keys sorted), written by hand: a feed socket sends one
+    /// per batch of commits, and JSONEncoder checked every base64 character for escapes.
+    var json: ByteBuffer {
+        var out = JSONText(capacity: 160 + changes.reduce(0) { $0 + ($1.value_base64?.utf8.count ?? 0) + $1.key.utf8.count + 120 })
+        out.raw("{\"changes\":[")
+        for (i, c) in changes.enumerated() {
+            if i > 0 { out.raw(",") }
+            if let contentType = c.content_type {
+                out.raw("{\"content_type\":")
+                out.string(contentType)
+                out.raw(",\"deleted\":false,\"key\":")
+            } else {
+                out.raw("{\"deleted\":true,\"key\":")
+            }
+            out.string(c.key)
+            if let read = c.read { out.raw(",\"read\":\"\(read)\"") }
+            if let size = c.size { out.raw(",\"size\":\(size)") }
+            if let value = c.value_base64 { out.raw(",\"value_base64\":\"\(value)\"") }
+            out.raw(",\"version\":\(c.version)")
+            if let write = c.write { out.raw(",\"write\":\"\(write)\"") }
+            out.raw("}")
+        }
+        out.raw("],\"epoch\":")
+        out.string(epoch)
+        out.raw(",\"floor\":\(floor),\"lock\":")
+        if let lock {
+            out.raw("{\"expires_at_ms\":\(lock.expires_at_ms),\"owner\":")
+            out.string(lock.owner)
+            out.raw("}")
+        } else {
+            out.raw("null")
+        }
+        out.raw(",\"more\":\(more),\"next\":\(next)")
+        if let partition {
+            out.raw(",\"partition\":")
+            out.string(partition)
+        }
+        out.raw(",\"reset\":\(reset)}")
+        return out.buffer
     }
 
     enum CodingKeys: String, CodingKey { case epoch, floor, next, reset, more, changes, lock, partition }

@@ -164,26 +164,34 @@ struct FeedSocket: Sendable {
     }
 
     /// Sends a partition's changes as they commit, from `subscription.since`, until cancelled.
+    /// A store that calls back on commits (`ChangeListening`) is listened to: one callback per
+    /// commit; any other is waited on (`waitForChanges`) once per batch.
     func watch(_ subscription: Subscription, role: SyncRole, send: AsyncStream<WebSocketFrame>.Continuation) async {
         let store = api.store
         var since = subscription.since
         var epoch = subscription.epoch
         var sentLock: Bool?
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Registered before the first read, so no commit after it goes unnoticed.
+        let (commits, noticed) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let listener = (store as? any ChangeListening)?.listenForChanges(partition: subscription.partition) { _ in noticed.yield() }
+        defer { listener?.stop() }
+        var notices = commits.makeAsyncIterator()
         while !Task.isCancelled {
             do {
                 let batch = try await store.changes(partition: subscription.partition, since: since, limit: Self.changesPerMessage, epoch: epoch, role: role)
                 let locked = batch.lock != nil
                 if sentLock == nil || !batch.changes.isEmpty || batch.reset || locked != sentLock {
-                    let data = try encoder.encode(ChangesResponseBody(batch, partition: subscription.partition))
-                    send.yield(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(bytes: data)))
+                    send.yield(WebSocketFrame(fin: true, opcode: .text, data: ChangesResponseBody(batch, partition: subscription.partition).json))
                     sentLock = locked
                 }
                 since = batch.next
                 epoch = batch.epoch
                 if batch.more { continue }
-                _ = try await store.waitForChanges(partition: subscription.partition, after: since, timeoutMilliseconds: Self.pingSeconds * 1000)
+                if listener != nil {
+                    if await notices.next() == nil { return } // cancelled
+                } else {
+                    _ = try await store.waitForChanges(partition: subscription.partition, after: since, timeoutMilliseconds: Self.pingSeconds * 1000)
+                }
             } catch is CancellationError {
                 return
             } catch {
