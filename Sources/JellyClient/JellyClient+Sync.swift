@@ -60,35 +60,16 @@ struct ChangesBody: Decodable {
     var next: UInt64
     var reset: Bool
     var more: Bool?
-    var changes: [Entry]
+    var changes: [WireObject]
     var lock: Lock?
-    struct Entry: Decodable {
-        var key: String
-        var version: UInt64
-        var deleted: Bool
-        var content_type: String?
-        var value_base64: String?
-        var read: String?
-        var write: String?
-    }
     struct Lock: Decodable { var owner: String; var expires_at_ms: Int64 }
 
     func batch(partition: String) throws -> ChangeBatch {
         var out: [Change] = []
         out.reserveCapacity(changes.count)
         for c in changes {
-            if c.deleted {
-                out.append(Change(key: c.key, version: c.version, object: nil))
-            } else {
-                guard let text = c.value_base64, let data = Data(base64Encoded: text) else {
-                    throw JellyError(.io, "the server's change of key \(Names.quoted(c.key)) has no valid value_base64")
-                }
-                let object = StoredObject(
-                    key: c.key, version: c.version, contentType: c.content_type ?? defaultContentType, value: [UInt8](data),
-                    access: ObjectAccess(read: c.read.flatMap(ObjectAccess.Read.init(name:)) ?? .server, write: c.write.flatMap(ObjectAccess.Write.init(name:)) ?? .server)
-                )
-                out.append(Change(key: c.key, version: c.version, object: object))
-            }
+            let key = c.key ?? ""
+            out.append(Change(key: key, version: c.version, object: try c.object(key: key)))
         }
         // The holder's token is never sent: 0 stands for "someone holds it".
         let held = lock.map { LockInfo(partition: partition, owner: $0.owner, token: LockToken(0), expiresAtMilliseconds: $0.expires_at_ms) }
@@ -104,7 +85,7 @@ struct SyncBody: Decodable {
         var id: UInt64?
         var status: String
         var version: UInt64?
-        var current: Current?
+        var current: WireObject?
         var error: String?
         var message: String?
         var result: Result?
@@ -116,15 +97,7 @@ struct SyncBody: Decodable {
                 return .applied(version: version)
             case "conflict":
                 guard let c = current else { throw JellyError(.io, "the server's conflict result has no current object") }
-                var object: StoredObject?
-                if let text = c.value_base64 {
-                    guard let data = Data(base64Encoded: text) else { throw JellyError(.io, "the server's conflict value is not valid base64") }
-                    object = StoredObject(
-                        key: "", version: c.version, contentType: c.content_type ?? defaultContentType, value: [UInt8](data),
-                        access: ObjectAccess(read: c.read.flatMap(ObjectAccess.Read.init(name:)) ?? .server, write: c.write.flatMap(ObjectAccess.Write.init(name:)) ?? .server)
-                    )
-                }
-                return .conflict(CurrentObject(version: c.version, object: object, deleted: c.deleted))
+                return .conflict(CurrentObject(version: c.version, object: try c.object(key: ""), deleted: c.deleted))
             case "rejected":
                 return .rejected(code: Reply.code(forAPIError: error ?? ""), message: message ?? "rejected")
             case "duplicate":
@@ -135,12 +108,27 @@ struct SyncBody: Decodable {
         }
     }
 
-    struct Current: Decodable {
-        var version: UInt64
-        var deleted: Bool
-        var content_type: String?
-        var value_base64: String?
-        var read: String?
-        var write: String?
+}
+
+/// An object as a feed change or a conflict's current object carries it: a tombstone when
+/// `deleted` (or, for a conflict, when the caller may not read it), else the value in base64.
+struct WireObject: Decodable {
+    var key: String?
+    var version: UInt64
+    var deleted: Bool
+    var content_type: String?
+    var value_base64: String?
+    var read: String?
+    var write: String?
+
+    func object(key: String) throws -> StoredObject? {
+        guard !deleted, let text = value_base64 else { return nil }
+        guard let data = Data(base64Encoded: text) else {
+            throw JellyError(.io, "the server's object \(Names.quoted(key)) has no valid value_base64")
+        }
+        return StoredObject(
+            key: key, version: version, contentType: content_type ?? defaultContentType, value: [UInt8](data),
+            access: ObjectAccess(read: read.flatMap(ObjectAccess.Read.init(name:)) ?? .server, write: write.flatMap(ObjectAccess.Write.init(name:)) ?? .server)
+        )
     }
 }

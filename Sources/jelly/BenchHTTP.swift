@@ -105,20 +105,15 @@ final class RawHTTPTarget: SessionTarget {
     }
 
     func save(partition: String, key: String, value: [UInt8], token: LockToken) async throws {
-        var request = ByteBuffer()
-        request.reserveCapacity(256 + value.count)
-        request.writeString("PUT /v1/partitions/\(PercentEncoding.escape(partition))/objects/\(PercentEncoding.escape(key)) HTTP/1.1\r\nHost: \(host)\r\n\(authorization)")
-        request.writeString("Content-Type: application/octet-stream\r\nJelly-Lock-Token: \(token.rawValue)\r\nContent-Length: \(value.count)\r\n\r\n")
-        request.writeBytes(value)
-        _ = try await exchange(request, what: "PUT")
+        try await put(partition: partition, key: key, value: value, token: token)
     }
 
-    /// A PUT without a lock token (a save to an unlocked partition).
-    func put(partition: String, key: String, value: [UInt8]) async throws {
+    /// A PUT, with the lock token when there is one (a save to an unlocked partition has none).
+    func put(partition: String, key: String, value: [UInt8], token: LockToken? = nil) async throws {
         var request = ByteBuffer()
         request.reserveCapacity(256 + value.count)
         request.writeString("PUT /v1/partitions/\(PercentEncoding.escape(partition))/objects/\(PercentEncoding.escape(key)) HTTP/1.1\r\nHost: \(host)\r\n\(authorization)")
-        request.writeString("Content-Type: application/octet-stream\r\nContent-Length: \(value.count)\r\n\r\n")
+        request.writeString("Content-Type: application/octet-stream\r\n\(token.map { "Jelly-Lock-Token: \($0.rawValue)\r\n" } ?? "")Content-Length: \(value.count)\r\n\r\n")
         request.writeBytes(value)
         _ = try await exchange(request, what: "PUT")
     }

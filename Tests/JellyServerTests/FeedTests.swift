@@ -112,6 +112,10 @@ import Testing
             }
             #expect(got == ["p2": ["k"], "p3": ["k"]], "\(got)")
             socket.unwatch("p2")
+            // The socket handles its messages in order: once the marker's first message is
+            // here, the unwatch was handled.
+            socket.subscribe("marker", since: 0)
+            #expect(try batch(try await next(socket)).0 == "marker")
             try await game.put(partition: "p2", key: "k", value: [4])
             try await game.put(partition: "p1", key: "k", value: [5])
             let (p, _) = try batch(try await next(socket))
