@@ -184,8 +184,11 @@ final class Committer: @unchecked Sendable {
         }
         for request in group { request.completion.finish(.success(request.version)) }
         // Change feed waiters: after the index has the commits, so what they read includes them.
-        for request in group {
-            if let partition = request.metas.first?.partition { shared.changeWaiters.notify(partition: partition, version: request.version) }
+        // One atomic load per group when nobody waits (the common case of a game server).
+        if shared.changeWaiters.waiting > 0 {
+            for request in group {
+                if let partition = request.metas.first?.partition { shared.changeWaiters.notify(partition: partition, version: request.version) }
+            }
         }
         timing.applied(lockWait: t1 - t0, apply: t2 - t1, resume: monotonicNanoseconds() - t2)
     }
