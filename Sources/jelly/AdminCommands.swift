@@ -45,10 +45,17 @@ struct Check: AsyncParsableCommand {
 struct Compact: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Reclaim the space of overwritten and deleted values now.")
     @OptionGroup var store: StoreOptions
+    @Option(help: "Keep deletes this long for client replicas' change feed (default 30 days; 0: drop them once they hide nothing). Use the server's tombstone_retention_ms.")
+    var tombstoneRetentionMs: Int64?
+    @Option(help: "Keep at most this many deletes per partition (default 10000). Use the server's tombstones_per_partition_max.")
+    var tombstonesPerPartitionMax: Int?
 
     func run() async throws {
         try await failing {
-            let s = try store.open()
+            var config = try store.configuration()
+            if let ms = tombstoneRetentionMs { config.compaction.tombstoneRetentionMilliseconds = ms }
+            if let n = tombstonesPerPartitionMax { config.compaction.tombstonesPerPartitionMax = n }
+            let s = try EmbeddedStore.open(config)
             let before = s.info()
             print("before: \(before.segments) segments, \(formatBytes(before.segmentBytes)) on disk, garbage ratio \(format2(before.garbageRatio))")
             let report = try await s.compact(force: true) { p in

@@ -19,7 +19,8 @@ import JellyServer
 ///              "idle_timeout_ms": 60000, "connections_max": 4096,
 ///              "lock_ttl_ms_min": 100, "lock_ttl_ms_max": 86400000},
 ///   "log_requests": false,
-///   "value_cache_mib": 128
+///   "value_cache_mib": 128,
+///   "tombstone_retention_ms": 2592000000, "tombstones_per_partition_max": 10000
 /// }
 /// ```
 struct ServeConfigFile: Decodable, Sendable {
@@ -32,6 +33,10 @@ struct ServeConfigFile: Decodable, Sendable {
     var log_requests: Bool?
     /// The embedded store's value cache in MiB (`EmbeddedStoreConfiguration.valueCacheBytes`).
     var value_cache_mib: Int?
+    /// How long the embedded store keeps deletes for the change feed, and how many per
+    /// partition (`CompactionPolicy.tombstoneRetentionMilliseconds`, `tombstonesPerPartitionMax`).
+    var tombstone_retention_ms: Int64?
+    var tombstones_per_partition_max: Int?
     var nats: NATS?
 
     /// Cluster mode: the NATS JetStream cluster that holds the data (docs/cluster.md).
@@ -102,7 +107,7 @@ struct ServeConfigFile: Decodable, Sendable {
     }
 
     private static let known: [String: Set<String>] = [
-        "": ["data", "listen", "durability", "tls", "auth", "limits", "log_requests", "value_cache_mib", "nats"],
+        "": ["data", "listen", "durability", "tls", "auth", "limits", "log_requests", "value_cache_mib", "tombstone_retention_ms", "tombstones_per_partition_max", "nats"],
         "nats": ["servers", "user", "password", "token", "tls", "shards", "replicas", "stream_prefix", "subject_prefix", "request_timeout_ms"],
         "nats.tls": ["ca", "cert", "key"],
         "tls": ["cert", "key"],
