@@ -30,8 +30,9 @@ import Testing
         }
     }
 
-    /// The next message, or a failure after `seconds`.
-    func next(_ socket: FeedSocketClient, within seconds: Double = 10) async throws -> FeedSocketClient.Message {
+    /// The next message, or a failure after `seconds` (generous: the whole suite runs in
+    /// parallel on two cores in CI; a message normally takes a millisecond).
+    func next(_ socket: FeedSocketClient, within seconds: Double = 30, line: Int = #line) async throws -> FeedSocketClient.Message {
         try await withThrowingTaskGroup(of: FeedSocketClient.Message?.self) { group in
             group.addTask {
                 for await m in socket.messages { return m }
@@ -43,7 +44,7 @@ import Testing
             }
             let first = try await group.next() ?? nil
             group.cancelAll()
-            guard let first else { throw ConformanceFailure("no feed message within \(seconds) s (or the socket closed)") }
+            guard let first else { throw ConformanceFailure("line \(line): no feed message within \(seconds) s (or the socket closed)") }
             return first
         }
     }

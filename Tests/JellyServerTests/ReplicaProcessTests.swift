@@ -210,7 +210,7 @@ final class ReplicaWorker: @unchecked Sendable {
         for w in workers { #expect(try w.send("start") == "ok") }
         #expect(try workers[0].send("append log4 live") == "ok")
         var seen = false
-        for _ in 0..<500 where !seen {
+        for _ in 0..<3000 where !seen {
             seen = try workers[2].send("get log4").hasSuffix(",live")
             if !seen { try await Task.sleep(for: .milliseconds(10)) }
         }

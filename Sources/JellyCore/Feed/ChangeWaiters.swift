@@ -68,13 +68,15 @@ public final class ChangeWaiters: Sendable {
         defer { timer.cancel() }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+                // The count changes with the table, under its lock: `notify` reads it without the
+                // lock only to skip the lock when nobody at all waits or listens.
                 let early = state.withLock { s -> Bool? in
                     if let value = s.decided.removeValue(forKey: id) { return value }
                     s.waiters[name, default: [:]][id] = Waiter(after: after, continuation: c)
+                    count.add(1, ordering: .relaxed)
                     return nil
                 }
                 if let early { return c.resume(returning: early) }
-                count.add(1, ordering: .relaxed)
                 switch check {
                 case .now(let current):
                     if let now = try? current(), now > after { self.finish(name, id, true) }
@@ -95,15 +97,13 @@ public final class ChangeWaiters: Sendable {
         let waiter = state.withLock { s -> Waiter? in
             if let w = s.waiters[name]?.removeValue(forKey: id) {
                 if s.waiters[name]?.isEmpty == true { s.waiters[name] = nil }
+                count.subtract(1, ordering: .relaxed)
                 return w
             }
             if s.pending.contains(id) && s.decided[id] == nil { s.decided[id] = value }
             return nil
         }
-        if let waiter {
-            count.subtract(1, ordering: .relaxed)
-            waiter.continuation.resume(returning: value)
-        }
+        waiter?.continuation.resume(returning: value)
     }
 
     /// A commit made `partition` reach `version`: wakes its waiters whose cursor is below and
@@ -119,9 +119,9 @@ public final class ChangeWaiters: Sendable {
                 list[id] = nil
             }
             s.waiters[partition] = list.isEmpty ? nil : list
+            if !out.isEmpty { count.subtract(out.count, ordering: .relaxed) }
             return (out, listeners)
         }
-        if !woken.isEmpty { count.subtract(woken.count, ordering: .relaxed) }
         for w in woken { w.continuation.resume(returning: true) }
         for l in listeners { l(version) }
     }
@@ -134,17 +134,16 @@ public final class ChangeWaiters: Sendable {
         let id = state.withLock { s -> UInt64 in
             s.nextID += 1
             s.listeners[name, default: [:]][s.nextID] = listener
+            count.add(1, ordering: .relaxed)
             return s.nextID
         }
-        count.add(1, ordering: .relaxed)
         return ChangeListener { [weak self] in
             guard let self else { return }
-            let removed = self.state.withLock { s -> Bool in
-                guard s.listeners[name]?.removeValue(forKey: id) != nil else { return false }
+            self.state.withLock { s in
+                guard s.listeners[name]?.removeValue(forKey: id) != nil else { return }
                 if s.listeners[name]?.isEmpty == true { s.listeners[name] = nil }
-                return true
+                self.count.subtract(1, ordering: .relaxed)
             }
-            if removed { self.count.subtract(1, ordering: .relaxed) }
         }
     }
 
@@ -153,9 +152,9 @@ public final class ChangeWaiters: Sendable {
         let woken = state.withLock { s -> [Waiter] in
             let all = s.waiters.values.flatMap { $0.values }
             s.waiters = [:]
+            if !all.isEmpty { count.subtract(all.count, ordering: .relaxed) }
             return all
         }
-        if !woken.isEmpty { count.subtract(woken.count, ordering: .relaxed) }
         for w in woken { w.continuation.resume(returning: true) }
     }
 }
