@@ -94,7 +94,11 @@ public final class FeedSocketClient: Sendable {
                             upgradeRequestHead: head, upgraders: [upgrader],
                             notUpgradingCompletionHandler: { channel in channel.eventLoop.makeCompletedFuture { .refused } }
                         )
-                        return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: .init(upgradeConfiguration: configuration))
+                        var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: configuration)
+                        // The server's first message may come in the same read as its 101: the
+                        // default drops whatever follows the response.
+                        pipeline.leftOverBytesStrategy = .forwardBytes
+                        return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: pipeline)
                     }
                 }
         } catch {
