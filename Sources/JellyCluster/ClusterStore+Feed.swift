@@ -13,21 +13,15 @@ extension ClusterStore {
         try checkReady()
         let s = subjects(partition)
         let storeEpoch = self.epoch(of: partition)
-        async let lockRead = readLock(s)
-        let (entries, _) = try await readAll(s, after: nil, limit: nil, includeSystem: false)
-        let (lockSequence, lease) = try await lockRead
+        let (entries, highest, lease) = try await partitionState(s)
         var slots: [ChangeFeed.Slot] = []
         var objects: [String: StoredObject] = [:]
-        var highest = lockSequence
-        for (key, state, object) in entries {
+        for (key, state, object) in entries where !SystemKeys.isSystem(key) {
             if let object {
                 objects[key] = object
                 slots.append(ChangeFeed.Slot(key: key, version: object.version, deleted: false))
-                highest = max(highest, object.version)
             } else {
-                let version = state.tombstone ?? state.sequence
-                slots.append(ChangeFeed.Slot(key: key, version: version, deleted: true))
-                highest = max(highest, version)
+                slots.append(ChangeFeed.Slot(key: key, version: state.tombstone ?? state.sequence, deleted: true))
             }
         }
         let page = ChangeFeed.page(slots: slots, highest: highest, since: since, floor: 0, epoch: storeEpoch, callerEpoch: epoch, limit: limit)
@@ -51,7 +45,7 @@ extension ClusterStore {
         let subscription = try connection.subscribe(s.partitionWildcard)
         defer { subscription.unsubscribe() }
         // Subscribed first, then read, so a commit in between is not missed.
-        if try await highestVersion(s) > after { return true }
+        if try await partitionState(s).highest > after { return true }
         return await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 for await _ in subscription.messages { return true }
@@ -67,13 +61,18 @@ extension ClusterStore {
         }
     }
 
-    /// The highest version of anything in the partition: its objects' and tombstones' commits
-    /// and its lock's last message.
-    func highestVersion(_ s: PartitionSubjects) async throws -> UInt64 {
+    /// Every object subject of the partition with its last message (system keys included), the
+    /// highest version of anything in it (its objects', tombstones' and progress records'
+    /// commits and its lock's last message), and its lease. The feed's `next` and a wait's
+    /// "has it changed" both come from here, so they agree: a push that wrote only its
+    /// progress moves both.
+    func partitionState(_ s: PartitionSubjects) async throws -> (entries: [(String, PartitionCache.Object, StoredObject?)], highest: UInt64, lease: Lease?) {
+        async let lockRead = readLock(s)
         let (entries, _) = try await readAll(s, after: nil, limit: nil, includeSystem: true)
-        var highest = try await readLock(s).sequence
+        let (lockSequence, lease) = try await lockRead
+        var highest = lockSequence
         for (_, state, object) in entries { highest = max(highest, object?.version ?? state.tombstone ?? state.sequence) }
-        return highest
+        return (entries, highest, lease)
     }
 
     public func sync(partition: String, clientID: String, mutations: [ClientMutation], role: SyncRole) async throws -> SyncResult {

@@ -68,6 +68,18 @@ extension ConformanceSuite {
             try expect(released.lock == nil && released.next > locked.next, "and its release")
             try expect(try await s.waitForChanges(partition: "p", after: cursor, timeoutMilliseconds: 5000), "an old cursor returns at once")
         },
+        ConformanceCase(name: "a push that only records progress moves the cursor, and a wait from there waits") { h in
+            let s = h.store
+            let v = try await s.put(partition: "p", key: "k", value: bytes("1"))
+            // A stale base: a conflict, so the push commits only the client's progress.
+            let r = try await s.sync(partition: "p", clientID: "phone", mutations: [ClientMutation(id: 1, key: "k", operation: .put(value: bytes("2"), contentType: nil), baseVersion: v + 1000)])
+            guard case .conflict = r.results.first?.result else { throw ConformanceFailure("expected a conflict: \(r)") }
+            let feed = try await s.changes(partition: "p", since: v)
+            try expect(feed.changes.isEmpty, "no object changed: \(feed.changes)")
+            let t0 = ContinuousClock.now
+            let changed = try await s.waitForChanges(partition: "p", after: feed.next, timeoutMilliseconds: 300)
+            try expect(!changed && ContinuousClock.now - t0 >= .milliseconds(250), "nothing committed after next: the wait must wait, not return at once")
+        },
         ConformanceCase(name: "a client's feed leaves out what it may not read; the cursor still moves") { h in
             let s = h.store
             try await s.put(partition: "p", key: "inv", value: bytes("sword"), access: ObjectAccess(read: .owner, write: .owner))
