@@ -65,7 +65,7 @@ struct BenchSync: AsyncParsableCommand {
 
         var watchers: [FeedSocketClient] = []
         let deliveries = Deliveries()
-        for s in 0..<sockets { watchers.append(try await FeedSocketClient.watchMany(url: url, bearerToken: key)); _ = s }
+        for _ in 0..<sockets { watchers.append(try await FeedSocketClient.watchMany(url: url, bearerToken: key)) }
         // The first message of each partition is its state: after it, every message is news.
         let readers = watchers.map { socket in
             Task {

@@ -79,8 +79,8 @@ public enum ClientSync {
         let registryObject = read[SystemKeys.syncRegistry]
         var registry = (try? registryObject.map { try ClientRegistry(decoding: $0.value) }) ?? ClientRegistry()
 
-        var earlier: [UInt64: ClientProgress.Stored] = [:]
-        for r in progress.results { earlier[r.id] = r }
+        // The kept results by id, made only when a push repeats something (most do not).
+        var earlier: [UInt64: ClientProgress.Stored]?
         var operations: [WriteOperation] = []
         var written = Set<ByteName>()
         var results: [SyncResult.Entry] = []
@@ -90,7 +90,8 @@ public enum ClientSync {
 
         for m in mutations {
             if m.id <= last {
-                let first = earlier[m.id].map { result(of: $0, key: m.key, read: read, role: role) }
+                if earlier == nil { earlier = Dictionary(progress.results.map { ($0.id, $0) }, uniquingKeysWith: { _, b in b }) }
+                let first = earlier?[m.id].map { result(of: $0, key: m.key, read: read, role: role) }
                 results.append(.init(id: m.id, result: .duplicate(first)))
                 continue
             }

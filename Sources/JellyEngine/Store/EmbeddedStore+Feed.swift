@@ -13,7 +13,7 @@ extension EmbeddedStore: ChangeListening {
         let pk = ByteName(partition)
         let now = clock.nowMilliseconds()
         let storeEpoch = shared.epoch
-        let (page, floor, lease, puts) = try shared.state.withLock { state -> (ChangeFeed.Page, UInt64, LockInfo?, [ByteName: (SlotEntry, SegmentReader?)]) in
+        let (page, floor, lease, puts) = try shared.state.withLock { state -> (ChangeFeed.Page, UInt64, LockInfo?, [(ByteName, SlotEntry, SegmentReader?)]) in
             if state.closed { throw JellyError(.unavailable, "the store is closed") }
             let lease = state.index.leases[pk].flatMap { $0.isLive(at: now) ? $0.info(partition: partition) : nil }
             let slots = state.index.partitions[pk] ?? [:]
@@ -28,13 +28,15 @@ extension EmbeddedStore: ChangeListening {
                 feed.append(ChangeFeed.Slot(key: k.string, version: e.version, deleted: e.kind != .put))
             }
             let page = ChangeFeed.page(slots: feed, highest: highest, since: since, floor: floor, epoch: storeEpoch, callerEpoch: epoch, limit: limit)
-            var puts: [ByteName: (SlotEntry, SegmentReader?)] = [:]
-            for slot in page.slots where !slot.deleted {
+            // The page's objects, in its order, for one read of their values.
+            let puts: [(ByteName, SlotEntry, SegmentReader?)] = page.slots.compactMap { slot in
+                guard !slot.deleted else { return nil }
                 let k = ByteName(slot.key)
-                if let e = slots[k] { puts[k] = (e, state.readers[e.segment]) }
+                return slots[k].map { (k, $0, state.readers[$0.segment]) }
             }
             return (page, floor, lease, puts)
         }
+        var objects = try await readValues(partition: partition, puts).makeIterator()
         var changes: [Change] = []
         changes.reserveCapacity(page.slots.count)
         for slot in page.slots {
@@ -42,15 +44,8 @@ extension EmbeddedStore: ChangeListening {
                 changes.append(Change(key: slot.key, version: slot.version, object: nil))
                 continue
             }
-            let ref = ObjectRef(partition: pk, key: ByteName(slot.key))
-            guard let (entry, reader) = puts[ref.key] else { continue }
-            var object = values.object(ref, version: entry.version)
-            if object == nil {
-                object = try await readers.run { [self] in try readCurrent(entry: entry, reader: reader, partition: partition, key: slot.key) }
-                if let object { values.recordRead(ref, object) }
-            }
-            // Deleted since the page was chosen: the tombstone comes with the next page.
-            guard let object else { continue }
+            // Deleted since the page was chosen (nil): the tombstone comes with the next page.
+            guard let read = objects.next(), let object = read else { continue }
             if role.mayRead(object.access) { changes.append(Change(key: slot.key, version: slot.version, object: object)) }
         }
         return ChangeBatch(epoch: storeEpoch, floor: floor, next: page.next, reset: page.reset, changes: changes, more: page.more, lock: lease)
@@ -85,19 +80,18 @@ extension EmbeddedStore: ChangeListening {
 
         func syncRead(partition: String, keys: [String]) async throws -> [String: StoredObject] {
             let pk = ByteName(partition)
+            let entries = try store.shared.state.withLock { state -> [(ByteName, SlotEntry, SegmentReader?)] in
+                if state.closed { throw JellyError(.unavailable, "the store is closed") }
+                let slots = state.index.partitions[pk] ?? [:]
+                return keys.compactMap { key in
+                    let k = ByteName(key)
+                    guard let e = slots[k], e.kind == .put else { return nil }
+                    return (k, e, state.readers[e.segment])
+                }
+            }
             var out: [String: StoredObject] = [:]
-            for key in keys {
-                let ref = ObjectRef(partition: pk, key: ByteName(key))
-                guard let (entry, reader) = try store.lookup(ref) else { continue }
-                if let cached = store.values.object(ref, version: entry.version) {
-                    out[key] = cached
-                    continue
-                }
-                let object = try await store.readers.run { [store] in try store.readCurrent(entry: entry, reader: reader, partition: partition, key: key) }
-                if let object {
-                    store.values.recordRead(ref, object)
-                    out[key] = object
-                }
+            for (entry, object) in zip(entries, try await store.readValues(partition: partition, entries)) {
+                if let object { out[entry.0.string] = object }
             }
             return out
         }

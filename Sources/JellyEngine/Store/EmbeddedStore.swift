@@ -335,8 +335,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
         }
     }
 
-    /// Every object of a partition with its value, in ascending key order: from the value cache
-    /// where it holds the current version, the rest read from disk on the read threads.
+    /// Every object of a partition with its value, in ascending key order.
     func loadAll(partition: String) async throws -> [StoredObject] {
         let pk = ByteName(partition)
         let entries = try shared.state.withLock { state -> [(ByteName, SlotEntry, SegmentReader?)] in
@@ -344,18 +343,25 @@ public final class EmbeddedStore: JellyStore, Sendable {
             guard let slots = state.index.partitions[pk] else { return [] }
             return slots.filter { $0.value.kind == .put && !SystemKeys.isSystem($0.key.string) }.map { ($0.key, $0.value, state.readers[$0.value.segment]) }
         }.sorted { $0.0 < $1.0 }
-        let cached = values.objects(entries.map { (ObjectRef(partition: pk, key: $0.0), $0.1.version) })
-        let missing = entries.indices.filter { cached[$0] == nil }
-        if missing.isEmpty { return cached.compactMap { $0 } }
+        return try await readValues(partition: partition, entries).compactMap { $0 }
+    }
+
+    /// The objects index entries point at, in their order (nil for one deleted meanwhile): from
+    /// the value cache where it holds the entry's version, the rest in one trip to the read
+    /// threads, each then remembered in the cache. Loads, feed pages and pushes read through it.
+    func readValues(partition: String, _ entries: [(ByteName, SlotEntry, SegmentReader?)]) async throws -> [StoredObject?] {
+        let pk = ByteName(partition)
+        var objects = values.objects(entries.map { (ObjectRef(partition: pk, key: $0.0), $0.1.version) })
+        let missing = entries.indices.filter { objects[$0] == nil }
+        if missing.isEmpty { return objects }
         let read = try await readers.run { [self] in
             try missing.map { i in try readCurrent(entry: entries[i].1, reader: entries[i].2, partition: partition, key: entries[i].0.string) }
         }
-        var objects = cached
         for (n, i) in missing.enumerated() {
             objects[i] = read[n]
             if let object = read[n] { values.recordRead(ObjectRef(partition: pk, key: entries[i].0), object) }
         }
-        return objects.compactMap { $0 }
+        return objects
     }
 
     /// Reads the record an index entry points at. If it fails verification and the index no

@@ -87,104 +87,56 @@ struct FeedQuery: Sendable {
     }
 }
 
-struct ChangesResponseBody: Encodable {
-    var epoch: String
-    var floor: UInt64
-    var next: UInt64
-    var reset: Bool
-    var more: Bool
-    var changes: [Entry]
-    var lock: Lock?
+/// A feed answer, and a feed socket's message: `{"changes", "epoch", "floor", "lock", "more",
+/// "next", "partition"?, "reset"}` with keys sorted, written by hand from the batch (a socket
+/// sends one per batch of commits; JSONEncoder checked every base64 character for escapes).
+struct ChangesResponseBody {
+    let batch: ChangeBatch
     /// Set on a feed socket's messages, which may come from several partitions.
-    var partition: String?
-
-    struct Entry: Encodable {
-        var key: String
-        var version: UInt64
-        var deleted: Bool
-        var content_type: String?
-        var size: Int?
-        var value_base64: String?
-        var read: String?
-        var write: String?
-    }
-
-    struct Lock: Encodable {
-        var owner: String
-        var expires_at_ms: Int64
-    }
+    let partition: String?
 
     init(_ batch: ChangeBatch, partition: String? = nil) {
+        self.batch = batch
         self.partition = partition
-        epoch = batch.epoch
-        floor = batch.floor
-        next = batch.next
-        reset = batch.reset
-        more = batch.more
-        changes = batch.changes.map { change in
-            guard let o = change.object else { return Entry(key: change.key, version: change.version, deleted: true) }
-            return Entry(
-                key: change.key, version: change.version, deleted: false, content_type: o.contentType, size: o.value.count,
-                value_base64: Data(o.value).base64EncodedString(), read: o.access.read.name, write: o.access.write.name
-            )
-        }
-        // The holder's token is never sent (it would let the reader write under the lock).
-        lock = batch.lock.map { Lock(owner: $0.owner, expires_at_ms: $0.expiresAtMilliseconds) }
     }
 
-    /// The same JSON as `encode(to:)` (keys sorted), written by hand: a feed socket sends one
-    /// per batch of commits, and JSONEncoder checked every base64 character for escapes.
     var json: ByteBuffer {
-        var out = JSONText(capacity: 160 + changes.reduce(0) { $0 + ($1.value_base64?.utf8.count ?? 0) + $1.key.utf8.count + 120 })
+        var out = JSONText(capacity: 160 + batch.changes.reduce(0) { $0 + ($1.object?.value.count ?? 0) * 4 / 3 + $1.key.utf8.count + 160 })
         out.raw("{\"changes\":[")
-        for (i, c) in changes.enumerated() {
+        for (i, c) in batch.changes.enumerated() {
             if i > 0 { out.raw(",") }
-            if let contentType = c.content_type {
-                out.raw("{\"content_type\":")
-                out.string(contentType)
-                out.raw(",\"deleted\":false,\"key\":")
-            } else {
+            guard let o = c.object else {
                 out.raw("{\"deleted\":true,\"key\":")
+                out.string(c.key)
+                out.raw(",\"version\":\(c.version)}")
+                continue
             }
+            out.raw("{\"content_type\":")
+            out.string(o.contentType)
+            out.raw(",\"deleted\":false,\"key\":")
             out.string(c.key)
-            if let read = c.read { out.raw(",\"read\":\"\(read)\"") }
-            if let size = c.size { out.raw(",\"size\":\(size)") }
-            if let value = c.value_base64 { out.raw(",\"value_base64\":\"\(value)\"") }
-            out.raw(",\"version\":\(c.version)")
-            if let write = c.write { out.raw(",\"write\":\"\(write)\"") }
-            out.raw("}")
+            out.raw(",\"read\":\"\(o.access.read.name)\",\"size\":\(o.value.count),\"value_base64\":\"")
+            out.raw(Data(o.value).base64EncodedString())
+            out.raw("\",\"version\":\(c.version),\"write\":\"\(o.access.write.name)\"}")
         }
         out.raw("],\"epoch\":")
-        out.string(epoch)
-        out.raw(",\"floor\":\(floor),\"lock\":")
-        if let lock {
-            out.raw("{\"expires_at_ms\":\(lock.expires_at_ms),\"owner\":")
+        out.string(batch.epoch)
+        out.raw(",\"floor\":\(batch.floor),\"lock\":")
+        if let lock = batch.lock {
+            // The holder's token is never sent (it would let the reader write under the lock).
+            out.raw("{\"expires_at_ms\":\(lock.expiresAtMilliseconds),\"owner\":")
             out.string(lock.owner)
             out.raw("}")
         } else {
             out.raw("null")
         }
-        out.raw(",\"more\":\(more),\"next\":\(next)")
+        out.raw(",\"more\":\(batch.more),\"next\":\(batch.next)")
         if let partition {
             out.raw(",\"partition\":")
             out.string(partition)
         }
-        out.raw(",\"reset\":\(reset)}")
+        out.raw(",\"reset\":\(batch.reset)}")
         return out.buffer
-    }
-
-    enum CodingKeys: String, CodingKey { case epoch, floor, next, reset, more, changes, lock, partition }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(epoch, forKey: .epoch)
-        try c.encode(floor, forKey: .floor)
-        try c.encode(next, forKey: .next)
-        try c.encode(reset, forKey: .reset)
-        try c.encode(more, forKey: .more)
-        try c.encode(changes, forKey: .changes)
-        try c.encode(lock, forKey: .lock) // null when unlocked, not omitted
-        try c.encodeIfPresent(partition, forKey: .partition)
     }
 }
 
@@ -244,9 +196,8 @@ struct SyncResponseBody: Encodable {
         var current: Current?
         var error: String?
         var message: String?
+        /// A duplicate's first result; null when it is no longer kept.
         var result: Result?
-        /// A duplicate whose first result is no longer kept: `result` is null.
-        var forgotten = false
 
         init(id: UInt64?, _ r: MutationResult) {
             self.id = id
@@ -267,7 +218,7 @@ struct SyncResponseBody: Encodable {
                 message = text
             case .duplicate(let first):
                 status = "duplicate"
-                if let first { result = Result(id: nil, first) } else { forgotten = true }
+                result = first.map { Result(id: nil, $0) }
             }
         }
 

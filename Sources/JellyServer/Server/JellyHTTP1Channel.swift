@@ -69,8 +69,18 @@ struct JellyHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             withDecoderLimitConfiguration: limits
         )
         try addProtocolHandler(channel)
+        return try Self.addRequestHandlers(channel, idleTimeout: configuration.idleTimeout, direct: direct, logger: logger)
+    }
+
+    /// What follows the HTTP/1 codec on every HTTP connection (a plain one, or one whose first
+    /// request was not a feed upgrade): HTTP types, the connection state (idle timeouts,
+    /// graceful shutdown), the direct PUT path after it, and the async channel the router reads.
+    private static func addRequestHandlers(
+        _ channel: any Channel, idleTimeout: TimeAmount?, direct: DirectPutHandler.Shared, logger: Logger
+    ) throws -> NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart> {
+        let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-        let state = HTTPConnectionStateHandler(idleTimeout: configuration.idleTimeout.map { .init($0) }, logger: logger)
+        let state = HTTPConnectionStateHandler(idleTimeout: idleTimeout.map { .init($0) }, logger: logger)
         try pipeline.addHandler(state)
         try pipeline.addHandler(DirectPutHandler(direct), position: .after(state))
         return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
@@ -120,12 +130,7 @@ struct JellyHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             upgraders: [upgrader],
             notUpgradingCompletionHandler: { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
-                    try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-                    let state = HTTPConnectionStateHandler(idleTimeout: idleTimeout.map { .init($0) }, logger: logger)
-                    try pipeline.addHandler(state)
-                    try pipeline.addHandler(DirectPutHandler(direct), position: .after(state))
-                    let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                    let http = try Self.addRequestHandlers(channel, idleTimeout: idleTimeout, direct: direct, logger: logger)
                     if case .failure(let error)? = accepted.value { return .refused(http, error) }
                     return .http(http)
                 }
