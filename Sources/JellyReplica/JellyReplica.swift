@@ -44,6 +44,20 @@ public actor JellyReplica {
         public var retryMillisecondsMax = 30_000
         public var durability: Durability = .always
 
+        /// Checks the settings against the server's limits: a push or a page over them would be
+        /// refused every time, and the background loop would only back off.
+        func validate() throws {
+            let limits = remote.limits
+            try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
+            func check(_ ok: Bool, _ message: String) throws {
+                if !ok { throw JellyError(.invalidArgument, "invalid replica configuration: \(message)") }
+            }
+            try check((1...limits.syncMutationsMax).contains(pushBatch), "pushBatch must be 1...\(limits.syncMutationsMax) (the server's mutations per push)")
+            try check((1...limits.changesLimitMax).contains(pullLimit), "pullLimit must be 1...\(limits.changesLimitMax) (the server's changes per page)")
+            try check((1...limits.changesWaitMillisecondsMax).contains(waitMilliseconds), "waitMilliseconds must be 1...\(limits.changesWaitMillisecondsMax) (the server's longest wait)")
+            try check(retryMillisecondsMin >= 1 && retryMillisecondsMin <= retryMillisecondsMax, "retryMillisecondsMin must be at least 1 and at most retryMillisecondsMax")
+        }
+
         public init(directory: String, partition: String, remote: any JellyStore, clientID: String? = nil) {
             self.directory = directory
             self.partition = partition
@@ -92,7 +106,7 @@ public actor JellyReplica {
     }
 
     public static func open(_ configuration: Configuration) async throws -> JellyReplica {
-        try Names.validate(configuration.partition, as: .partition, maxBytes: configuration.remote.limits.partitionBytesMax)
+        try configuration.validate()
         let storage = try ReplicaStorage.open(directory: configuration.directory, durability: configuration.durability, serverValueBytesMax: configuration.remote.limits.valueBytesMax)
         do {
             let (saved, server, pending) = try await storage.load()

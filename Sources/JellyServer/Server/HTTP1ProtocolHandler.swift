@@ -91,15 +91,22 @@ final class HTTP1ProtocolHandler: ChannelInboundHandler, RemovableChannelHandler
     /// after it (the rest of the request is not read).
     private func refuse(context: ChannelHandlerContext, status: HTTPResponseStatus, code: String, message: String) {
         refusing = true
-        let body = #"{"error":"\#(code)","message":"\#(message.replacingOccurrences(of: "\"", with: "'"))"}"#
+        // The server's one JSON escaper: the message may quote a header the client sent.
+        var body = JSONText(capacity: 64 + message.utf8.count)
+        body.raw("{\"error\":")
+        body.string(code)
+        body.raw(",\"message\":")
+        body.string(message)
+        body.raw("}")
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
-        headers.add(name: "content-length", value: String(body.utf8.count))
+        headers.add(name: "content-length", value: String(body.buffer.readableBytes))
         headers.add(name: "connection", value: "close")
         headers.add(name: "server", value: serverName)
         headers.add(name: "date", value: HTTPDate.format(time(nil)))
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+        context.write(wrapOutboundOut(.body(.byteBuffer(body.buffer))), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }
 }
