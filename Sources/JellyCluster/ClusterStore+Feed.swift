@@ -41,15 +41,20 @@ extension ClusterStore {
         try ChangeFeed.validateWait(partition: partition, timeoutMilliseconds: timeoutMilliseconds, limits: limits)
         try checkReady()
         let s = subjects(partition)
-        // Every subject of the partition: its objects, its lock and its fence.
-        let subscription = try connection.subscribe(s.partitionWildcard)
-        defer { subscription.unsubscribe() }
+        // The partition's objects and its lock (not its fence or its frames, which change
+        // without a change to the feed).
+        let objects = try connection.subscribe(s.objectPrefix + ">")
+        defer { objects.unsubscribe() }
+        let lock = try connection.subscribe(s.lock)
+        defer { lock.unsubscribe() }
         // Subscribed first, then read, so a commit in between is not missed.
         if try await partitionState(s).highest > after { return true }
         return await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                for await _ in subscription.messages { return true }
-                return false
+            for subscription in [objects, lock] {
+                group.addTask {
+                    for await _ in subscription.messages { return true }
+                    return false
+                }
             }
             group.addTask {
                 try? await Task.sleep(for: .milliseconds(timeoutMilliseconds))

@@ -20,6 +20,11 @@ public final class ClusterStore: JellyStore, Sendable {
     /// Pushes to one partition through this node run one at a time.
     let syncGate = PartitionGate()
     private let readiness: Mutex<Readiness>
+    /// Streams (frames): each frame's unique subject token is this node's tag and a counter;
+    /// retentions read recently, and frames appended through this node since the last purge.
+    let frameTag = String(UInt64.random(in: 1...UInt64.max), radix: 36)
+    let frameCounter = Atomic<UInt64>(0)
+    let streamStates = Mutex<[String: StreamNodeState]>([:])
     private let preparer = Mutex<Task<Void, Never>?>(nil)
 
     struct Readiness: Sendable {
@@ -133,6 +138,7 @@ public final class ClusterStore: JellyStore, Sendable {
         config.maxMsgsPerSubject = 1
         config.discard = "old"
         config.allowAtomic = true
+        config.allowMsgTTL = true // frames' age retention (`Nats-TTL`)
         config.allowDirect = false
         // A new random epoch each time a stream is made: a recreated stream is another history.
         config.metadata = ["jelly_shards": String(configuration.shards), "jelly_format": "1", "jelly_epoch": String(UInt64.random(in: 1...UInt64.max), radix: 16)]
@@ -153,6 +159,14 @@ public final class ClusterStore: JellyStore, Sendable {
                 }
                 guard have.subjects == wanted.subjects, have.maxMsgsPerSubject == 1, have.allowAtomic else {
                     throw JellyError(.invalidArgument, "stream \(wanted.name) exists with settings Jelly did not make (subjects \(have.subjects), max_msgs_per_subject \(have.maxMsgsPerSubject), allow_atomic \(have.allowAtomic)); use another stream prefix or remove it")
+                }
+                if !have.allowMsgTTL {
+                    // Streams made before streams (frames) existed: per-message TTLs carry a
+                    // stream's age retention. Enabling it changes nothing else.
+                    var updated = have
+                    updated.allowMsgTTL = true
+                    _ = try await js.updateStream(updated)
+                    logger.notice("enabled allow_msg_ttl on stream \(wanted.name) for frame retention")
                 }
                 if have.numReplicas != configuration.replicas {
                     logger.warning("stream \(wanted.name) has \(have.numReplicas) replicas, the configuration says \(configuration.replicas); change it with `nats stream edit`, Jelly leaves it as it is")
@@ -286,6 +300,9 @@ enum Header {
     static let deleted = "Jelly-Deleted"
     static let expectedSequence = "Nats-Expected-Last-Subject-Sequence"
     static let expectedSubject = "Nats-Expected-Last-Subject-Sequence-Subject"
+    static let frameTime = "Jelly-Time"
+    static let frameBase = "Jelly-Base"
+    static let ttl = "Nats-TTL"
 }
 
 extension ClusterStore {

@@ -6,6 +6,8 @@ import JellyCore
 ///     lock     <subjectPrefix>.<shard>.<P>.l
 ///     fence    <subjectPrefix>.<shard>.<P>.f
 ///     object   <subjectPrefix>.<shard>.<P>.o.<K>
+///     frame    <subjectPrefix>.<shard>.<P>.s.<S>.<U>   one subject per frame (U unique)
+///     retain   <subjectPrefix>.<shard>.<P>.r.<S>       a stream's retention, when not the default
 ///
 /// P and K are the partition's and key's UTF-8 bytes in unpadded base64url, so any name that
 /// the contract allows is one subject token (no `.`, `*`, `>` or spaces).
@@ -16,11 +18,13 @@ struct PartitionSubjects: Sendable {
     let objectPrefix: String
     /// Every subject of the partition (lock, fence, objects).
     let partitionWildcard: String
+    let base: String
 
     init(partition: String, shards: Int, streamPrefix: String, subjectPrefix: String) {
         let shard = Int(PartitionSubjects.hash(partition) % UInt64(shards))
         let base = "\(subjectPrefix).\(shard).\(Base64URL.encode(Array(partition.utf8)))"
         stream = "\(streamPrefix)_\(shard)"
+        self.base = base
         lock = base + ".l"
         fence = base + ".f"
         objectPrefix = base + ".o."
@@ -28,6 +32,12 @@ struct PartitionSubjects: Sendable {
     }
 
     func object(_ key: String) -> String { objectPrefix + Base64URL.encode(Array(key.utf8)) }
+
+    /// Every frame subject of `stream` (wildcard).
+    func frames(_ stream: String) -> String { base + ".s." + Base64URL.encode(Array(stream.utf8)) + ".*" }
+    /// A new frame's subject: unique, so the shard stream's one message per subject keeps it.
+    func frame(_ stream: String, unique: String) -> String { base + ".s." + Base64URL.encode(Array(stream.utf8)) + "." + unique }
+    func retention(_ stream: String) -> String { base + ".r." + Base64URL.encode(Array(stream.utf8)) }
 
     /// The key of an object subject, or nil when `subject` is not one of this partition's objects.
     func key(ofSubject subject: String) -> String? {

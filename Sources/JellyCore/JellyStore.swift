@@ -91,6 +91,41 @@ public protocol JellyStore: Sendable {
     /// server holds the lock the whole push fails with `.locked` and nothing is processed.
     func sync(partition: String, clientID: String, mutations: [ClientMutation], role: SyncRole) async throws -> SyncResult
 
+    // MARK: Streams (docs/streams.md)
+
+    /// Appends `frames` to stream `stream` of the partition, atomically and in order, under the
+    /// lock rule of writes: a stale holder's frames are refused (`.locked`) exactly like its saves.
+    /// The first append makes the stream, with `retention` or `limits.streamRetentionDefault`;
+    /// an append that names a different retention replaces it. Returns the frames' sequences
+    /// once they are committed: readable and, per the store's stream durability, written (the
+    /// embedded store: handed to the OS, synced within its stream interval; the cluster store:
+    /// stored by the stream's replicas). With `durable`, returns only once they are on disk.
+    func appendFrames(
+        partition: String, stream: String, _ frames: [FrameInput], lockToken: LockToken?, retention: StreamRetention?, durable: Bool
+    ) async throws -> [UInt64]
+
+    /// `appendFrames` for callers outside Swift concurrency (the server's WebSocket appender):
+    /// `completion` is called exactly once, on any thread, and must not block. A caller that
+    /// needs its appends in order makes the next one after the previous one completed (the
+    /// embedded store also keeps the order of overlapping calls; the default, a task per call,
+    /// does not).
+    func appendFrames(
+        partition: String, stream: String, _ frames: [FrameInput], lockToken: LockToken?, retention: StreamRetention?, durable: Bool,
+        completion: @escaping @Sendable (Result<[UInt64], any Error>) -> Void
+    )
+
+    /// The stream's frames with sequence `from` or later, oldest first, at most `limit`
+    /// (clamped to `limits.framesPageMax`). A stream nobody appended to reads as empty.
+    func readFrames(partition: String, stream: String, from: UInt64, limit: Int) async throws -> FramePage
+
+    /// Waits until the stream holds a frame above `after`, or `timeoutMilliseconds` pass (up to
+    /// `limits.changesWaitMillisecondsMax`). Woken by the append. Returns whether one arrived.
+    func waitForFrames(partition: String, stream: String, after: UInt64, timeoutMilliseconds: Int) async throws -> Bool
+
+    /// Drops the stream's frames below `before`; with `before` nil removes the stream (every
+    /// frame and its retention). Under the lock rule of writes.
+    func trimStream(partition: String, stream: String, before: UInt64?, lockToken: LockToken?) async throws
+
     /// Finishes in-flight writes, syncs and releases the store.
     func close() async throws
 }
@@ -117,6 +152,29 @@ extension JellyStore {
                 completion(.failure(error))
             }
         }
+    }
+
+    public func appendFrames(
+        partition: String, stream: String, _ frames: [FrameInput], lockToken: LockToken?, retention: StreamRetention?, durable: Bool,
+        completion: @escaping @Sendable (Result<[UInt64], any Error>) -> Void
+    ) {
+        Task {
+            do {
+                completion(.success(try await appendFrames(partition: partition, stream: stream, frames, lockToken: lockToken, retention: retention, durable: durable)))
+            } catch {
+                completion(.failure(error))
+            }
+        }
+    }
+
+    /// Appends one frame. Returns its sequence.
+    @discardableResult
+    public func appendFrame(
+        partition: String, stream: String, _ value: [UInt8], baseVersion: UInt64 = 0, lockToken: LockToken? = nil, durable: Bool = false
+    ) async throws -> UInt64 {
+        let seqs = try await appendFrames(partition: partition, stream: stream, [FrameInput(value, baseVersion: baseVersion)], lockToken: lockToken, retention: nil, durable: durable)
+        guard let seq = seqs.first else { throw JellyError(.io, "internal error: an append returned no sequence") }
+        return seq
     }
 
     /// Puts one object. Returns its new version.

@@ -39,6 +39,21 @@ public struct JellyLimits: Sendable, Equatable {
     public var syncResultsKept: Int = 1000
     /// Longest sync client id, in UTF-8 bytes (the same characters as a partition name).
     public var clientIDBytesMax: Int = 128
+    /// Longest stream name, in UTF-8 bytes (the same characters as a partition name). At most 128.
+    public var streamNameBytesMax: Int = 128
+    /// Largest frame, in bytes. Default 64 KiB (a frame is one moment of an entity's state;
+    /// larger state belongs in an object).
+    public var frameBytesMax: Int = 64 << 10
+    /// Most frames in one atomic append.
+    public var framesPerAppendMax: Int = 1000
+    /// Most frames returned by one read of a stream.
+    public var framesPageMax: Int = 1000
+    /// What a stream keeps when its creator names no retention (docs/streams.md): 100,000
+    /// frames, 64 MiB, 7 days, whichever is reached first. The embedded store holds 40 bytes of
+    /// memory per kept frame, so the default costs at most 4 MB per stream.
+    public var streamRetentionDefault = StreamRetention(frames: 100_000, bytes: 64 << 20, ageMilliseconds: 7 * 24 * 3600 * 1000)
+    /// The largest retention a stream may ask for.
+    public var streamRetentionMax = StreamRetention(frames: 10_000_000, bytes: 16 << 30, ageMilliseconds: 366 * 24 * 3600 * 1000)
 
     public init() {}
 
@@ -65,6 +80,11 @@ public struct JellyLimits: Sendable, Equatable {
         try check(syncClientsMax >= 1, "syncClientsMax must be at least 1")
         try check(syncResultsKept >= syncMutationsMax, "syncResultsKept must be at least syncMutationsMax")
         try check((1...128).contains(clientIDBytesMax), "clientIDBytesMax must be 1...128")
+        try check((1...128).contains(streamNameBytesMax), "streamNameBytesMax must be 1...128")
+        try check((1...(16 << 20)).contains(frameBytesMax), "frameBytesMax must be 1 byte...16 MiB")
+        try check(framesPerAppendMax >= 1 && framesPageMax >= 1, "framesPerAppendMax and framesPageMax must be at least 1")
+        try check(streamRetentionMax.frames >= 1 && streamRetentionMax.bytes >= 1 && streamRetentionMax.ageMilliseconds >= 1, "streamRetentionMax must be at least 1 in each bound")
+        try streamRetentionDefault.validate(limits: self)
     }
 
     /// Throws `.invalidArgument` when `ttl` is outside the lock TTL range.

@@ -14,6 +14,8 @@ public enum NameKind: String, Sendable {
     case owner
     /// A sync client's id (`JellyStore.sync`).
     case clientID = "sync client id"
+    /// A partition's stream of frames (`JellyStore.appendFrames`).
+    case stream
 }
 
 public enum Names {

@@ -229,17 +229,32 @@ public struct JetStream: Sendable {
     /// replica), or nil when the subject has none.
     public func lastMessage(stream: String, subject: String) async throws -> StoredMessage? {
         struct Request: Encodable { var last_by_subj: String }
-        struct Answer: Decodable {
-            struct Message: Decodable {
-                var subject: String
-                var seq: UInt64
-                var hdrs: String?
-                var data: String?
-            }
-            var message: Message
+        return try await getMessage(stream: stream, Request(last_by_subj: subject))
+    }
+
+    /// The first message at or after sequence `from` on a subject matching `subject` (wildcards
+    /// allowed), read through the stream leader, or nil when there is none.
+    public func message(stream: String, from: UInt64, subject: String) async throws -> StoredMessage? {
+        struct Request: Encodable {
+            var seq: UInt64
+            var next_by_subj: String
         }
+        return try await getMessage(stream: stream, Request(seq: max(from, 1), next_by_subj: subject))
+    }
+
+    private struct GetAnswer: Decodable {
+        struct Message: Decodable {
+            var subject: String
+            var seq: UInt64
+            var hdrs: String?
+            var data: String?
+        }
+        var message: Message
+    }
+
+    private func getMessage<Body: Encodable>(stream: String, _ request: Body) async throws -> StoredMessage? {
         do {
-            let answer = try await api("STREAM.MSG.GET.\(stream)", Request(last_by_subj: subject), as: Answer.self)
+            let answer = try await api("STREAM.MSG.GET.\(stream)", request, as: GetAnswer.self)
             let m = answer.message
             var headers: NATSHeaders? = nil
             if let h = m.hdrs, let bytes = Data(base64Encoded: h) {
@@ -250,6 +265,22 @@ public struct JetStream: Sendable {
         } catch let error as JetStreamAPIError where error.errCode == JetStreamAPIError.noMessageFound || error.code == 404 {
             return nil
         }
+    }
+
+    /// Removes the messages on subjects matching `filter`: those below sequence `before`, or
+    /// all but the newest `keep`, or (neither) all. Returns how many were removed.
+    @discardableResult
+    public func purge(stream: String, filter: String, before: UInt64? = nil, keep: UInt64? = nil) async throws -> UInt64 {
+        struct Request: Encodable {
+            var filter: String
+            var seq: UInt64?
+            var keep: UInt64?
+        }
+        struct Answer: Decodable {
+            var success: Bool
+            var purged: UInt64
+        }
+        return try await api("STREAM.PURGE.\(stream)", Request(filter: filter, seq: before, keep: keep), as: Answer.self).purged
     }
 
     /// Publishes one message and waits for the stream's acknowledgement.

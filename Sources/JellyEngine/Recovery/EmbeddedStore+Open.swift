@@ -128,6 +128,11 @@ extension EmbeddedStore {
         }
         let state = EngineState(recovered: index, readers: readers, nextVersion: max(maxVersion + 1, versionFloor, 1))
         let epoch = try Epoch.readOrCreate(storage, directory: directory)
+        let (frames, frameNotes) = try FrameLog.open(
+            directory: path("frames"), storage: storage, clock: configuration.clock, defaults: configuration.limits.streamRetentionDefault,
+            segmentBytes: configuration.streams.fileBytes, durability: configuration.streams.durability, queueBytesMax: configuration.streams.queueBytesMax
+        )
+        notes += frameNotes
         let shared = EngineShared(state: state, directory: directory, storage: storage, directoryLock: lock, epoch: epoch)
         let maintenance = Maintenance(shared: shared, configuration: configuration, prepared: prepared, nextPreparedNumber: preparedNumber, nextOutputID: nextOutputID)
         let committer: Committer
@@ -144,6 +149,7 @@ extension EmbeddedStore {
         }
         committer.start()
         maintenance.start()
-        return EmbeddedStore(configuration: configuration, shared: shared, committer: committer, maintenance: maintenance, notes: notes)
+        frames.start()
+        return EmbeddedStore(configuration: configuration, shared: shared, committer: committer, maintenance: maintenance, frames: frames, notes: notes)
     }
 }

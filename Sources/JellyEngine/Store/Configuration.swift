@@ -70,6 +70,24 @@ public struct CompactionPolicy: Sendable, Equatable {
     public init() {}
 }
 
+/// How the stream log (frames, docs/streams.md) writes.
+public struct StreamLogPolicy: Sendable, Equatable {
+    /// When appended frames are synced. Default `interval(20 ms)`: an append returns once its
+    /// frames are readable and written to the operating system (a process crash loses none);
+    /// a power loss may lose the last 20 ms. An append that asks to be durable returns after
+    /// the sync. `always` syncs after every write; `never` only when a file is full or the
+    /// store closes.
+    public var durability: Durability = .interval(milliseconds: 20)
+    /// Size at which a stream log file is left for a new one. Files are deleted whole, oldest
+    /// first, once none of their frames is kept.
+    public var fileBytes = 64 << 20
+    /// Bytes of appends queued for the disk beyond which appends are refused (`unavailable`,
+    /// "slow down"): what a disk slower than the senders may hold in memory.
+    public var queueBytesMax = 64 << 20
+
+    public init() {}
+}
+
 /// Everything `EmbeddedStore.open` needs. Only `directory` is required.
 public struct EmbeddedStoreConfiguration: Sendable {
     /// The data directory; created if missing. One process at a time may open it.
@@ -86,6 +104,7 @@ public struct EmbeddedStoreConfiguration: Sendable {
     /// Upper bound of one group commit's block, in bytes (a single larger batch goes alone).
     public var groupCommitBytesMax = 8 << 20
     public var compaction = CompactionPolicy()
+    public var streams = StreamLogPolicy()
     /// Threads that perform blocking value reads, off Swift's cooperative pool.
     public var readThreads = 4
     /// Memory for recently written and read values, so that loading a player saved moments ago
@@ -125,6 +144,15 @@ public struct EmbeddedStoreConfiguration: Sendable {
         }
         if valueCacheBytes < 0 || valueCacheEntryBytesMax < 0 {
             throw JellyError(.invalidArgument, "valueCacheBytes and valueCacheEntryBytesMax must be 0 or more (0 turns the value cache off)")
+        }
+        if streams.fileBytes < 1 << 20 || streams.fileBytes > Int(UInt32.max) || streams.fileBytes < limits.framesPerAppendMax * (limits.frameBytesMax + 300) + 8192 {
+            throw JellyError(.invalidArgument, "streams.fileBytes \(streams.fileBytes) must be between 1 MiB and 4 GiB and hold the largest append (framesPerAppendMax × frameBytesMax)")
+        }
+        if case .interval(let ms) = streams.durability, ms < 1 {
+            throw JellyError(.invalidArgument, "streams.durability interval must be at least 1 ms")
+        }
+        if streams.queueBytesMax < limits.framesPerAppendMax * (limits.frameBytesMax + 300) {
+            throw JellyError(.invalidArgument, "streams.queueBytesMax must hold at least the largest append (framesPerAppendMax × frameBytesMax)")
         }
         if compaction.tombstoneRetentionMilliseconds < 0 || compaction.tombstonesPerPartitionMax < 0 {
             throw JellyError(.invalidArgument, "compaction.tombstoneRetentionMilliseconds and tombstonesPerPartitionMax must not be negative")

@@ -21,14 +21,17 @@ public final class EmbeddedStore: JellyStore, Sendable {
     let shared: EngineShared
     let committer: Committer
     let maintenance: Maintenance
+    /// The stream log (frames), apart from the object log.
+    let frames: FrameLog
     let readers: BlockingIOPool
     /// Recent values in memory (see `ValueCache`).
     let values: ValueCache
     /// What recovery found (torn tails truncated and so on), for `jelly info` and logs.
     public let recoveryNotes: [String]
 
-    init(configuration: EmbeddedStoreConfiguration, shared: EngineShared, committer: Committer, maintenance: Maintenance, notes: [String]) {
+    init(configuration: EmbeddedStoreConfiguration, shared: EngineShared, committer: Committer, maintenance: Maintenance, frames: FrameLog, notes: [String]) {
         self.configuration = configuration
+        self.frames = frames
         self.shared = shared
         self.committer = committer
         self.maintenance = maintenance
@@ -408,6 +411,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
                 }
             }
         }
+        frames.close()
         maintenance.stop()
         readers.stop()
         shared.releaseDirectory()
@@ -418,6 +422,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
     /// recovery; the data on disk is whatever the writes so far left there.
     public func crashForTesting() {
         maintenance.stop(crash: true)
+        frames.crash()
         committer.crash()
         readers.stop()
         shared.releaseDirectory()

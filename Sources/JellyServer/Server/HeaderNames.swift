@@ -10,3 +10,4 @@ private func fieldName(_ name: String) -> HTTPField.Name {
     guard let field = HTTPField.Name(name) else { preconditionFailure("\(name) is not a valid header name") }
     return field
 }
+let jellyBaseVersion = fieldName("Jelly-Base-Version")

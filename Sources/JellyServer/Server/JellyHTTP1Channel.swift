@@ -21,6 +21,7 @@ struct JellyHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     enum UpgradeResult: Sendable {
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
         case feed(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, FeedSocket.Session)
+        case stream(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, StreamSocket.Session)
         /// A feed upgrade refused: its request is used up, so the refusal is answered here.
         case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, APIError)
     }
@@ -34,6 +35,16 @@ struct JellyHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     let configuration: HTTP1Channel.Configuration
     let direct: DirectPutHandler.Shared
     let feed: FeedSocket
+    let streams: StreamSocket
+
+    /// What a socket upgrade was accepted as.
+    enum SocketSession: Sendable {
+        case feed(FeedSocket.Session)
+        case stream(StreamSocket.Session)
+    }
+
+    /// Paths a WebSocket may be opened on (the change feed's and streams').
+    static func isSocketPath(_ uri: String) -> Bool { FeedSocket.isFeedPath(uri) || StreamSocket.isStreamPath(uri) }
 
     /// The pipeline waits for the connection's first bytes (`FirstRequestRouter`): a GET of a
     /// feed path gets the upgradable pipeline (NIO's upgrade handler, which costs every
@@ -90,7 +101,7 @@ struct JellyHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     private func addProtocolHandler(_ channel: any Channel) throws {
         let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
         try channel.pipeline.syncOperations.addHandler(
-            HTTP1ProtocolHandler(bodyBytesMax: max(direct.api.bodyBytesMax, direct.api.valueBytesMax), serverName: direct.serverName, upgradable: FeedSocket.isFeedPath),
+            HTTP1ProtocolHandler(bodyBytesMax: max(direct.api.bodyBytesMax, direct.api.valueBytesMax), serverName: direct.serverName, upgradable: Self.isSocketPath),
             position: .after(decoder)
         )
     }
@@ -98,15 +109,20 @@ struct JellyHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     /// The pipeline with NIO's WebSocket upgrade for a feed request.
     private func configureUpgradable(channel: any Channel, logger: Logger) throws -> EventLoopFuture<UpgradeResult> {
         let feed = self.feed
+        let streams = self.streams
         let direct = self.direct
         let idleTimeout = self.configuration.idleTimeout
         // What `shouldUpgrade` decided, for the upgrade (or the refusal) that follows on this loop.
-        let accepted = NIOLoopBoundBox<Result<FeedSocket.Session, APIError>?>(nil, eventLoop: channel.eventLoop)
+        let accepted = NIOLoopBoundBox<Result<SocketSession, APIError>?>(nil, eventLoop: channel.eventLoop)
         let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
-            maxFrameSize: FeedSocket.frameBytesMax,
+            // A stream appender's frames are binary messages of up to frameBytesMax.
+            maxFrameSize: max(FeedSocket.frameBytesMax, streams.api.store.limits.frameBytesMax + 64),
             shouldUpgrade: { channel, head in
-                let promise = channel.eventLoop.makePromise(of: Result<FeedSocket.Session, APIError>.self)
-                promise.completeWithTask { await feed.accept(head) }
+                let promise = channel.eventLoop.makePromise(of: Result<SocketSession, APIError>.self)
+                promise.completeWithTask {
+                    if StreamSocket.isStreamPath(head.uri) { return await streams.accept(head).map { .stream($0) } }
+                    return await feed.accept(head).map { .feed($0) }
+                }
                 return promise.futureResult.map { decision in
                     accepted.value = decision
                     if case .success = decision { return HTTPHeaders() }
@@ -122,7 +138,10 @@ struct JellyHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                     let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
                         wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)
                     )
-                    return .feed(asyncChannel, session)
+                    switch session {
+                    case .feed(let s): return .feed(asyncChannel, s)
+                    case .stream(let s): return .stream(asyncChannel, s)
+                    }
                 }
             }
         )
@@ -155,6 +174,8 @@ struct JellyHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                 await handleHTTP(asyncChannel: http, logger: logger)
             case .feed(let socket, let session):
                 await feed.run(socket, session: session, logger: logger)
+            case .stream(let socket, let session):
+                await streams.run(socket, session: session, logger: logger)
             case .refused(let http, let error):
                 try await http.executeThenClose { _, outbound in
                     let answer = error.answer
@@ -214,7 +235,7 @@ final class FirstRequestRouter: ChannelInboundHandler, RemovableChannelHandler {
         if view.starts(with: "GET ".utf8) {
             let line = view[view.startIndex..<(lineEnd ?? view.endIndex)]
             let target = line.dropFirst(4).prefix { $0 != UInt8(ascii: " ") }
-            feedRequest = FeedSocket.isFeedPath(String(decoding: target, as: UTF8.self))
+            feedRequest = JellyHTTP1Channel.isSocketPath(String(decoding: target, as: UTF8.self))
         }
         do {
             try configure(context.channel, feedRequest)

@@ -44,8 +44,9 @@ public enum JellyHTTPServer {
             )
         } else {
             let feed = FeedSocket(api: direct.api)
+            let streams = StreamSocket(api: direct.api)
             server = HTTPServerBuilder { responder in
-                JellyHTTP1Channel(responder: responder, configuration: http1, direct: direct, feed: feed)
+                JellyHTTP1Channel(responder: responder, configuration: http1, direct: direct, feed: feed, streams: streams)
             }
         }
         var logger = logger

@@ -67,6 +67,9 @@ enum Route: String, CaseIterable, Sendable {
     case changes
     case sync
     case watch
+    case appendFrame = "append_frame"
+    case readFrames = "read_frames"
+    case trimStream = "trim_stream"
     case health
     case openAPI = "openapi"
     case metrics
@@ -81,6 +84,7 @@ enum Route: String, CaseIterable, Sendable {
     static let changesPath = RoutePattern("/v1/partitions/:partition/changes")
     static let syncPath = RoutePattern("/v1/partitions/:partition/sync")
     static let watchPath = RoutePattern("/v1/watch")
+    static let streamPath = RoutePattern("/v1/partitions/:partition/streams/:stream")
     static let healthPath = RoutePattern("/v1/health")
     static let openAPIPath = RoutePattern("/v1/openapi.yaml")
     static let metricsPath = RoutePattern("/metrics")
@@ -88,9 +92,9 @@ enum Route: String, CaseIterable, Sendable {
     var method: HTTPRequest.Method {
         switch self {
         case .putObject: .put
-        case .getObject, .listObjects, .inspectLock, .changes, .watch, .health, .openAPI, .metrics: .get
-        case .deleteObject, .releaseLock: .delete
-        case .batch, .acquireLock, .renewLock, .transferLock, .breakLock, .sync: .post
+        case .getObject, .listObjects, .inspectLock, .changes, .watch, .readFrames, .health, .openAPI, .metrics: .get
+        case .deleteObject, .releaseLock, .trimStream: .delete
+        case .batch, .acquireLock, .renewLock, .transferLock, .breakLock, .sync, .appendFrame: .post
         }
     }
 
@@ -106,6 +110,7 @@ enum Route: String, CaseIterable, Sendable {
         case .changes: Route.changesPath
         case .sync: Route.syncPath
         case .watch: Route.watchPath
+        case .appendFrame, .readFrames, .trimStream: Route.streamPath
         case .health: Route.healthPath
         case .openAPI: Route.openAPIPath
         case .metrics: Route.metricsPath

@@ -60,6 +60,9 @@ extension JellyHTTPServer {
         route(.breakLock) { try await $0.breakLock($1, $2) }
         route(.changes) { try await $0.changes($1, $2) }
         route(.sync) { try await $0.sync($1, $2) }
+        route(.appendFrame) { try await $0.appendFrame($1, $2) }
+        route(.readFrames) { try await $0.readFrames($1, $2) }
+        route(.trimStream) { try await $0.trimStream($1, $2) }
         route(.watch) { api, request, _ in
             // Reached only when the WebSocket upgrade was not made (`FeedSocket.accept`).
             try await api.auth.identify(request).requireServer("watch partitions (a client watches its own with /v1/partitions/{p}/changes)")
