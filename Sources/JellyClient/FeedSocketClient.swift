@@ -66,46 +66,9 @@ public final class FeedSocketClient: Sendable {
         await task.value
     }
 
-    private enum Upgrade: Sendable {
-        case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>)
-        case refused
-    }
-
     static func connect(url: String, bearerToken: String?, path: String) async throws -> FeedSocketClient {
-        guard url.hasPrefix("http://"), let parsed = URL(string: url), let host = parsed.host else {
-            throw JellyError(.invalidArgument, "a feed socket needs an http:// URL, like http://127.0.0.1:7420 (got \(url)); over TLS use the long-poll")
-        }
-        let port = parsed.port ?? 80
-        let upgrade: EventLoopFuture<Upgrade>
-        do {
-            upgrade = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connect(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(maxFrameSize: 64 << 20) { channel, _ in
-                            channel.eventLoop.makeCompletedFuture {
-                                .websocket(try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel))
-                            }
-                        }
-                        var headers = HTTPHeaders()
-                        headers.add(name: "Host", value: "\(host):\(port)")
-                        if let bearerToken { headers.add(name: "Authorization", value: "Bearer \(bearerToken)") }
-                        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)
-                        let configuration = NIOTypedHTTPClientUpgradeConfiguration<Upgrade>(
-                            upgradeRequestHead: head, upgraders: [upgrader],
-                            notUpgradingCompletionHandler: { channel in channel.eventLoop.makeCompletedFuture { .refused } }
-                        )
-                        var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: configuration)
-                        // The server's first message may come in the same read as its 101: the
-                        // default drops whatever follows the response.
-                        pipeline.leftOverBytesStrategy = .forwardBytes
-                        return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: pipeline)
-                    }
-                }
-        } catch {
-            throw JellyError(.unavailable, "cannot reach Jelly at \(url): \(error)")
-        }
-        guard case .websocket(let socket) = try await upgrade.get() else {
-            throw JellyError(.invalidArgument, "the server refused the feed socket at \(path): check the credentials and the partition (a plain GET of the same path says why)")
+        let socket = try await WebSocketConnect.open(url: url, bearerToken: bearerToken, path: path, what: "feed socket") { channel in
+            try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel)
         }
         let (messages, deliver) = AsyncStream.makeStream(of: Message.self, bufferingPolicy: .bufferingNewest(1_000_000))
         let (frames, outbound) = AsyncStream.makeStream(of: WebSocketFrame.self)

@@ -22,6 +22,8 @@ private let secret = "an-hs256-secret-for-the-openapi-test!!"
         "PUT /v1/partitions/{partition}/objects/{key} 503",
         // A push whose objects kept changing while it was decided, eight times: a race.
         "POST /v1/partitions/{partition}/sync 503",
+        // A stream log 64 MiB behind the disk, or a cluster without a stream leader.
+        "POST /v1/partitions/{partition}/streams/{stream} 503",
     ]
 
     @Test func everyResponseMatchesTheDocumentAndEveryDocumentedResponseOccurs() async throws {
@@ -177,12 +179,35 @@ private let secret = "an-hs256-secret-for-the-openapi-test!!"
         try await r.expect(401, "GET", base + "/v1/watch")
         try await r.expect(403, "GET", base + "/v1/watch", headers: alice)
 
+        // Streams.
+        let locked = p + "/streams/pos"
+        let st = base + "/v1/partitions/carol/streams/pos"
+        try await r.expect(200, "POST", st + "?retain_frames=100", headers: with(server, ["Jelly-Base-Version": "7"]), body: Data("frame-1".utf8))
+        let framesBody = jsonBody(["frames": [["value_base64": Data("f2".utf8).base64EncodedString()], ["value_base64": "", "base_version": 3]]])
+        try await r.expect(200, "POST", st + "?durable=true", headers: with(server, ["Content-Type": "application/vnd.jelly.frames+json"]), body: framesBody)
+        try await r.expect(400, "POST", st + "?retain_frames=0", headers: server, body: Data("x".utf8))
+        try await r.expect(401, "POST", st, body: Data("x".utf8))
+        try await r.expect(403, "POST", st, headers: alice, body: Data("x".utf8))
+        try await r.expect(413, "POST", st, headers: server, body: Data(count: 5000))
+        try await r.expect(423, "POST", locked, headers: server, body: Data("while locked".utf8))
+        try await r.expect(200, "GET", st + "?from=0&limit=2", headers: server)
+        try await r.expect(200, "GET", st + "?from=999999&wait_ms=20", headers: server)
+        try await r.expect(400, "GET", st + "?from=x", headers: server)
+        try await r.expect(401, "GET", st)
+        try await r.expect(403, "GET", st, headers: alice)
+        try await r.expect(423, "DELETE", locked + "?before=2", headers: server)
+        try await r.expect(400, "DELETE", st + "?before=-1", headers: server)
+        try await r.expect(401, "DELETE", st)
+        try await r.expect(403, "DELETE", st, headers: alice)
+
         // Breaking a lock (admin only).
         try await r.expect(400, "POST", base + "/v1/partitions/%2E/lock/break", headers: admin)
         try await r.expect(401, "POST", p + "/lock/break")
         try await r.expect(403, "POST", p + "/lock/break", headers: server)
         try await r.expect(200, "POST", p + "/lock/break", headers: admin)
         try await r.expect(404, "POST", p + "/lock/break", headers: admin)
+        try await r.expect(204, "DELETE", st + "?before=2", headers: server)
+        try await r.expect(204, "DELETE", locked, headers: server)
     }
 
     func runChecker(document: String, records: String) throws -> (Int32, String) {

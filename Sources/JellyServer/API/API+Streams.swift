@@ -18,7 +18,7 @@ extension API {
         let (partition, stream) = try streamNames(context)
         let limits = store.limits
         let batch = request.headers[.contentType].map { $0.trimmingOWS().lowercased().hasPrefix(Self.framesBatchType) } ?? false
-        let bodyMax = batch ? limits.framesPerAppendMax * (limits.frameBytesMax * 4 / 3 + 64) + 64 : limits.frameBytesMax
+        let bodyMax = batch ? bodyBytesMax : min(bodyBytesMax, limits.frameBytesMax)
         try checkDeclaredLength(request, limit: bodyMax, what: batch ? "batch of frames" : "frame")
         let query = try StreamQuery(get: { request.uri.queryParameters.get($0) }, limits: limits)
         let token = try lockToken(request.headers)
@@ -42,7 +42,7 @@ extension API {
                 return FrameInput([UInt8](value), baseVersion: entry.base_version ?? base)
             }
         } else {
-            frames = [FrameInput(try await body(request, limit: limits.frameBytesMax, what: "frame"), baseVersion: base)]
+            frames = [FrameInput(try await body(request, limit: bodyMax, what: "frame"), baseVersion: base)]
         }
         let seqs = try await store.appendFrames(partition: partition, stream: stream, frames, lockToken: token, retention: query.retention, durable: query.durable)
         let list = seqs.map(String.init).joined(separator: ",")

@@ -208,6 +208,48 @@ enum OpenAPIDocument {
             "413": {$ref: "#/components/responses/TooLarge"}
             "423": {$ref: "#/components/responses/Locked"}
             "503": {$ref: "#/components/responses/Unavailable"}
+      /v1/partitions/{partition}/streams/{stream}:
+        parameters: [{$ref: "#/components/parameters/partition"}, {$ref: "#/components/parameters/stream"}]
+        post:
+          description: "Appends one frame (the body) to the stream (docs/streams.md), or with Content-Type application/vnd.jelly.frames+json an atomic batch {frames: [{value_base64, base_version}]}. Under the lock rule of writes (Jelly-Lock-Token while locked: a stale holder's frames are refused, 423). The first append makes the stream with retain_frames, retain_bytes and retain_ms (or the server's defaults); an append that names others replaces them. With durable=true answers once the frames are on disk. For frames every tick without waiting, use the WebSocket (mode=append)."
+          parameters:
+            - {$ref: "#/components/parameters/lockToken"}
+            - {name: Jelly-Base-Version, in: header, schema: {type: string, pattern: "^ *[0-9]{1,20} *$"}, description: "The version of the save the frame builds on (default 0)."}
+            - {name: durable, in: query, schema: {type: string, enum: ["true", "false"]}}
+            - {name: retain_frames, in: query, schema: {type: string, pattern: "^[0-9]{1,20}$"}}
+            - {name: retain_bytes, in: query, schema: {type: string, pattern: "^[0-9]{1,20}$"}}
+            - {name: retain_ms, in: query, schema: {type: string, pattern: "^[0-9]{1,20}$"}}
+          requestBody: {required: true, content: {application/octet-stream: {schema: {type: string, format: binary}}, application/vnd.jelly.frames+json: {schema: {$ref: "#/components/schemas/FramesRequest"}}}}
+          responses:
+            "200": {description: "Appended: the frames' sequences (seq is the last).", content: {application/json: {schema: {$ref: "#/components/schemas/Appended"}}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+            "413": {$ref: "#/components/responses/TooLarge"}
+            "423": {$ref: "#/components/responses/Locked"}
+            "503": {$ref: "#/components/responses/Unavailable"}
+        get:
+          description: "A page of the stream's frames from sequence from, oldest first; with wait_ms and nothing there, waits for an append. next is where to read from next; first the oldest frame kept (above from: the frames between were dropped). The same path with a WebSocket upgrade tails (from, pace=original, speed, follow) or appends without answers (mode=append, binary messages): docs/streams.md."
+          parameters:
+            - {name: from, in: query, schema: {type: string, pattern: "^[0-9]{1,20}$"}}
+            - {name: limit, in: query, schema: {type: string, pattern: "^(1000|[1-9][0-9]{0,2})$"}, description: "Frames per page, 1-1000 (default 100)."}
+            - {name: wait_ms, in: query, schema: {type: string, pattern: "^([0-9]{1,4}|[1-5][0-9]{4}|60000)$"}}
+          responses:
+            "200": {description: "A page of frames.", content: {application/json: {schema: {$ref: "#/components/schemas/Frames"}}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+        delete:
+          description: "With before: drops the frames below that sequence. Without: removes the stream (its frames and retention). Under the lock rule of writes."
+          parameters:
+            - {$ref: "#/components/parameters/lockToken"}
+            - {name: before, in: query, schema: {type: string, pattern: "^[0-9]{1,20}$"}}
+          responses:
+            "204": {description: "Trimmed or removed."}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+            "423": {$ref: "#/components/responses/Locked"}
       /metrics:
         get:
           description: "Prometheus text exposition (API keys only when auth is configured)."
@@ -221,6 +263,7 @@ enum OpenAPIDocument {
       parameters:
         partition: {name: partition, in: path, required: true, schema: {$ref: "#/components/schemas/Partition"}}
         key: {name: key, in: path, required: true, schema: {$ref: "#/components/schemas/Key"}}
+        stream: {name: stream, in: path, required: true, schema: {$ref: "#/components/schemas/Partition"}, description: "A stream name: the same rules as a partition name."}
         lockToken: {name: Jelly-Lock-Token, in: header, schema: {$ref: "#/components/schemas/TokenText"}, description: "The lock's token, when the partition is locked."}
         ifMatch: {name: If-Match, in: header, schema: {type: string, pattern: '^ *"[0-9]{1,20}" *$'}, description: 'Quoted version, "V": write only if the object is at V.'}
       headers:
@@ -246,6 +289,33 @@ enum OpenAPIDocument {
         TokenText: {type: string, pattern: "^ *[0-9]{1,20} *$", description: "A lock token, as decimal digits."}
         Version: {type: integer, minimum: 0, maximum: 18446744073709551615}
         TTL: {type: integer, minimum: 100, maximum: 86400000, description: "Lease length in ms, within the server's lock_ttl_ms_min and _max (defaults 100 ms and 24 h)."}
+        Frames:
+          type: object
+          additionalProperties: false
+          required: [frames, next, first]
+          properties:
+            next: {$ref: "#/components/schemas/Version"}
+            first: {$ref: "#/components/schemas/Version"}
+            frames:
+              type: array
+              items:
+                type: object
+                additionalProperties: false
+                required: [seq, time_ms, base_version, value_base64]
+                properties:
+                  seq: {$ref: "#/components/schemas/Version"}
+                  time_ms: {type: integer, description: "When the store committed it, ms since 1970."}
+                  base_version: {$ref: "#/components/schemas/Version"}
+                  value_base64: {type: string, contentEncoding: base64}
+        FramesRequest:
+          type: object
+          required: [frames]
+          properties:
+            frames:
+              type: array
+              minItems: 1
+              items: {type: object, required: [value_base64], properties: {value_base64: {type: string, contentEncoding: base64}, base_version: {$ref: "#/components/schemas/Version"}}}
+        Appended: {type: object, additionalProperties: false, required: [seq, seqs], properties: {seq: {$ref: "#/components/schemas/Version"}, seqs: {type: array, items: {$ref: "#/components/schemas/Version"}}}}
         Unhealthy: {type: object, required: [status, detail], properties: {status: {type: string, const: unavailable}, detail: {type: string}}}
         Read: {type: string, enum: [server, owner, public], description: "Who may read an object: game servers, also its partition's client, or every client."}
         Write: {type: string, enum: [server, owner], description: "Who may write an object: game servers, or also its partition's client (while unlocked)."}
