@@ -110,6 +110,16 @@ public final class EmbeddedStoreHarness: ConformanceHarness, @unchecked Sendable
         current = try EmbeddedStore.open(configuration)
     }
 
+    /// Opens the store again after `crashForTesting` (no close first).
+    public func reopenAfterCrash() async throws {
+        current = try EmbeddedStore.open(configuration)
+    }
+
+    /// Closes the store, leaving it closed (reopen with `reopenAfterCrash`).
+    public func close() async throws {
+        try await current.close()
+    }
+
     /// Closes the store and removes its directory.
     public func finish() async {
         try? await current.close()

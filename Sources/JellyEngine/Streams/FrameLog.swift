@@ -293,6 +293,7 @@ final class FrameWriter: @unchecked Sendable {
                     lastExpiry = t
                     let now = log.clock.nowMilliseconds()
                     log.state.withLock { $0.table.expire(now: now) }
+                    try relocateOldest(log)
                     try deleteUnused(log)
                 }
             } catch {
@@ -414,6 +415,39 @@ final class FrameWriter: @unchecked Sendable {
         end = Int64(bytes.count)
     }
 
+    /// Files are deleted oldest first, so a frame kept long (a quiet stream, a long retention)
+    /// would hold every newer file on disk. When the oldest file is at most half kept frames,
+    /// they are copied, record for record (a record names no file), to the active file and the
+    /// table points at the copies; the old file then goes with the next deletion. A crash in
+    /// between leaves both copies, which recovery reads as one.
+    private func relocateOldest(_ log: FrameLog) throws {
+        let found = log.state.withLock { s -> (UInt32, any StorageFile, [(key: StreamKey, seq: UInt64, offset: UInt32, length: UInt32)])? in
+            guard let oldest = s.files.keys.min(), oldest < s.active, let file = s.files[oldest] else { return nil }
+            let live = s.table.liveBytesBySegment[oldest] ?? 0
+            guard (s.table.liveBySegment[oldest] ?? 0) > 0, live * 2 <= Int64(segmentBytes) else { return nil }
+            return (oldest, file, s.table.kept(in: oldest))
+        }
+        guard let (oldest, file, moves) = found, !moves.isEmpty else { return }
+        var placed: [(key: StreamKey, seq: UInt64, offset: UInt32, to: UInt32, newOffset: UInt32)] = []
+        var buffer: [UInt8] = []
+        for m in moves {
+            var record = [UInt8](repeating: 0, count: Int(m.length))
+            let n = try record.withUnsafeMutableBytes { try file.read(into: $0, at: Int64(m.offset)) }
+            guard n == Int(m.length) else { throw JellyError(.corruption, "\(file.path) at offset \(m.offset): a kept frame is cut short; run `jelly check`") }
+            if end + Int64(buffer.count + record.count) > Int64(segmentBytes) {
+                try flush(&buffer)
+                try rotate(log)
+            }
+            placed.append((m.key, m.seq, m.offset, id, UInt32(end + Int64(buffer.count))))
+            buffer.append(contentsOf: record)
+        }
+        try flush(&buffer)
+        try sync(log)
+        log.state.withLock { s in
+            for p in placed { s.table.move(p.key, seq: p.seq, from: oldest, offset: p.offset, to: p.to, newOffset: p.newOffset) }
+        }
+    }
+
     /// Deletes the oldest files while none of their frames is kept. Runs after a sync, so the
     /// active file's checkpoint (which carries what they held besides frames) is durable.
     private func deleteUnused(_ log: FrameLog) throws {
@@ -425,6 +459,7 @@ final class FrameWriter: @unchecked Sendable {
                 out.append(fileID)
                 s.files[fileID] = nil // readers holding it keep the descriptor open
                 s.table.liveBySegment[fileID] = nil
+                s.table.liveBytesBySegment[fileID] = nil
             }
             return out
         }

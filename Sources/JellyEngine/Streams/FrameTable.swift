@@ -46,6 +46,8 @@ struct FrameTable: Sendable {
     var streams: [StreamKey: StreamState] = [:]
     /// Kept frames per file; a file whose count is 0 (and every older one's) can be deleted.
     var liveBySegment: [UInt32: Int] = [:]
+    /// Bytes of the kept frames' records per file, for deciding when to move them forward.
+    var liveBytesBySegment: [UInt32: Int64] = [:]
     /// The next sequence to issue (store-wide).
     var nextSeq: UInt64 = 1
     var defaults: StreamRetention
@@ -65,6 +67,7 @@ struct FrameTable: Sendable {
             s.bytes += Int64(e.recordLength) - overhead
             s.last = e.seq
             liveBySegment[e.segment, default: 0] += 1
+            liveBytesBySegment[e.segment, default: 0] += Int64(e.recordLength)
         }
         streams[key] = s
         enforce(key, now: now)
@@ -93,6 +96,35 @@ struct FrameTable: Sendable {
         s.bytes -= Int64(e.recordLength) - overhead
         s.floor = max(s.floor, e.seq + 1)
         liveBySegment[e.segment, default: 1] -= 1
+        liveBytesBySegment[e.segment, default: Int64(e.recordLength)] -= Int64(e.recordLength)
+    }
+
+    /// Every kept frame in file `segment`: its stream, sequence, offset and length.
+    func kept(in segment: UInt32) -> [(key: StreamKey, seq: UInt64, offset: UInt32, length: UInt32)] {
+        var out: [(key: StreamKey, seq: UInt64, offset: UInt32, length: UInt32)] = []
+        for (key, s) in streams {
+            for e in s.kept where e.segment == segment { out.append((key, e.seq, e.offset, e.recordLength)) }
+        }
+        return out.sorted { $0.offset < $1.offset }
+    }
+
+    /// Frame `seq` of `key`, if still kept at (from, offset), now lives at (to, newOffset).
+    mutating func move(_ key: StreamKey, seq: UInt64, from: UInt32, offset: UInt32, to: UInt32, newOffset: UInt32) {
+        guard var s = streams[key] else { return }
+        var lo = s.head, hi = s.entries.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if s.entries[mid].seq < seq { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo < s.entries.count, s.entries[lo].seq == seq, s.entries[lo].segment == from, s.entries[lo].offset == offset else { return }
+        let length = Int64(s.entries[lo].recordLength)
+        s.entries[lo].segment = to
+        s.entries[lo].offset = newOffset
+        streams[key] = s
+        liveBySegment[from, default: 1] -= 1
+        liveBytesBySegment[from, default: length] -= length
+        liveBySegment[to, default: 0] += 1
+        liveBytesBySegment[to, default: 0] += length
     }
 
     private func compactEntries(_ s: inout StreamState) {
