@@ -30,6 +30,10 @@ public final class StreamSocketClient: Sendable {
     public let events: AsyncStream<Event>
     let channel: any Channel
 
+    /// The connection's event loop: sends made on it go out without a hop (a load generator
+    /// driving thousands of sockets sends on their loops).
+    public var eventLoop: any EventLoop { channel.eventLoop }
+
     init(events: AsyncStream<Event>, channel: any Channel) {
         self.events = events
         self.channel = channel

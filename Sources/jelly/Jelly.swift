@@ -13,7 +13,7 @@ struct Jelly: AsyncParsableCommand {
         abstract: "Jelly: a database for online games (session locks with fencing, durable saves).",
         subcommands: [
             Serve.self, Put.self, Get.self, Delete.self, List.self, Lock.self, Unlock.self,
-            Info.self, Check.self, Compact.self, Bench.self, BenchOpen.self, CrashWriter.self, ReplicaCommand.self, BenchSync.self, StreamCommand.self, StreamWorld.self,
+            Info.self, Check.self, Compact.self, Bench.self, BenchOpen.self, CrashWriter.self, ReplicaCommand.self, BenchSync.self, StreamCommand.self, StreamWorld.self, BenchFrames.self,
         ]
     )
 }
