@@ -99,8 +99,8 @@ struct Serve: AsyncParsableCommand {
         if !loopback && serverConfig.auth == nil { logger.warning("serving \(host):\(port) WITHOUT AUTHENTICATION") }
 
         if nats != nil || file?.nats != nil {
-            if data != nil || durability != nil || file?.value_cache_mib != nil || file?.tombstone_retention_ms != nil || file?.tombstones_per_partition_max != nil {
-                throw ValidationError("--data, --durability, value_cache_mib and the tombstone settings are for the embedded store; with --nats the data lives in JetStream (see docs/cluster.md)")
+            if data != nil || durability != nil || file?.value_cache_mib != nil || file?.tombstone_retention_ms != nil || file?.tombstones_per_partition_max != nil || file?.streams?.durability != nil {
+                throw ValidationError("--data, --durability, value_cache_mib, streams.durability and the tombstone settings are for the embedded store; with --nats the data lives in JetStream (see docs/cluster.md)")
             }
             try await serveCluster(file: file, serverConfig: serverConfig, limits: storeConfig.limits, logger: logger, registry: registry)
             return
@@ -109,6 +109,7 @@ struct Serve: AsyncParsableCommand {
         if let mib = file?.value_cache_mib { storeConfig.valueCacheBytes = mib << 20 }
         if let ms = file?.tombstone_retention_ms { storeConfig.compaction.tombstoneRetentionMilliseconds = ms }
         if let n = file?.tombstones_per_partition_max { storeConfig.compaction.tombstonesPerPartitionMax = n }
+        if let d = file?.streams?.durability.flatMap(Durability.init(parsing:)) { storeConfig.streams.durability = d }
         storeConfig.commitObserver = CommitMetrics()
         let openConfig = storeConfig
         let embedded = try await failing { try EmbeddedStore.open(openConfig) }

@@ -1,5 +1,6 @@
 import Foundation
 import JellyCore
+import JellyEngine
 import JellyServer
 
 /// The JSON config file of `jelly serve --config FILE`. Every field is optional; flags given on
@@ -20,7 +21,9 @@ import JellyServer
 ///              "lock_ttl_ms_min": 100, "lock_ttl_ms_max": 86400000},
 ///   "log_requests": false,
 ///   "value_cache_mib": 128,
-///   "tombstone_retention_ms": 2592000000, "tombstones_per_partition_max": 10000
+///   "tombstone_retention_ms": 2592000000, "tombstones_per_partition_max": 10000,
+///   "streams": {"retain_frames": 100000, "retain_bytes": 67108864, "retain_ms": 604800000,
+///               "frame_bytes_max": 65536, "durability": "interval:20"}
 /// }
 /// ```
 struct ServeConfigFile: Decodable, Sendable {
@@ -38,6 +41,17 @@ struct ServeConfigFile: Decodable, Sendable {
     var tombstone_retention_ms: Int64?
     var tombstones_per_partition_max: Int?
     var nats: NATS?
+    var streams: Streams?
+
+    /// Streams (docs/streams.md): the retention of streams that name none, the largest frame,
+    /// and (embedded store only) when frames are synced.
+    struct Streams: Decodable, Sendable {
+        var retain_frames: Int?
+        var retain_bytes: Int64?
+        var retain_ms: Int64?
+        var frame_bytes_max: Int?
+        var durability: String?
+    }
 
     /// Cluster mode: the NATS JetStream cluster that holds the data (docs/cluster.md).
     struct NATS: Decodable, Sendable {
@@ -107,7 +121,8 @@ struct ServeConfigFile: Decodable, Sendable {
     }
 
     private static let known: [String: Set<String>] = [
-        "": ["data", "listen", "durability", "tls", "auth", "limits", "log_requests", "value_cache_mib", "tombstone_retention_ms", "tombstones_per_partition_max", "nats"],
+        "": ["data", "listen", "durability", "tls", "auth", "limits", "log_requests", "value_cache_mib", "tombstone_retention_ms", "tombstones_per_partition_max", "nats", "streams"],
+        "streams": ["retain_frames", "retain_bytes", "retain_ms", "frame_bytes_max", "durability"],
         "nats": ["servers", "user", "password", "token", "tls", "shards", "replicas", "stream_prefix", "subject_prefix", "request_timeout_ms"],
         "nats.tls": ["ca", "cert", "key"],
         "tls": ["cert", "key"],
@@ -158,6 +173,15 @@ struct ServeConfigFile: Decodable, Sendable {
             if let v = l.connections_max { configuration.connectionsMax = v }
             if let v = l.lock_ttl_ms_min { limits.lockTTLMillisecondsMin = v }
             if let v = l.lock_ttl_ms_max { limits.lockTTLMillisecondsMax = v }
+        }
+        if let s = streams {
+            if let v = s.retain_frames { limits.streamRetentionDefault.frames = v }
+            if let v = s.retain_bytes { limits.streamRetentionDefault.bytes = v }
+            if let v = s.retain_ms { limits.streamRetentionDefault.ageMilliseconds = v }
+            if let v = s.frame_bytes_max { limits.frameBytesMax = v }
+            if let d = s.durability, Durability(parsing: d) == nil {
+                throw JellyError(.invalidArgument, "streams.durability must be always, interval, interval:MS or never; got \(d)")
+            }
         }
         if let log_requests { configuration.logRequests = log_requests }
         if let mib = value_cache_mib, !(0...(1 << 20)).contains(mib) {

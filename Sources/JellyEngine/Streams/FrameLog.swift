@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Dispatch
 import JellyCore
 import Synchronization
@@ -69,8 +74,8 @@ final class FrameLog: Sendable {
     func enqueueFrames(_ key: StreamKey, _ frames: [FrameInput], retention: StreamRetention?, durable: Bool, completion: @escaping @Sendable (Result<[UInt64], JellyError>) -> Void) -> JellyError? {
         let now = clock.nowMilliseconds()
         let partition = key.partition.string, stream = key.stream.string
-        let refusal = state.withLock { s -> JellyError? in
-            if let refusal = s.refusal(queueBytesMax) { return refusal }
+        let (refusal, wake) = state.withLock { s -> (JellyError?, Bool) in
+            if let refusal = s.refusal(queueBytesMax) { return (refusal, false) }
             var bytes: [UInt8] = []
             bytes.reserveCapacity(frames.reduce(0) { $0 + $1.value.count } + frames.count * (FrameFormat.recordFixedBytes + partition.utf8.count + stream.utf8.count))
             if let retention, retention != s.table.retention(key) {
@@ -92,17 +97,18 @@ final class FrameLog: Sendable {
             }
             s.pendingBytes += bytes.count
             s.pending.append(Pending(key: key, bytes: bytes, frames: placed, completion: completion, durable: durable))
-            return nil
+            return (nil, s.pending.count == 1)
         }
-        if refusal == nil { wake.signal() }
+        // The writer is woken when the queue stops being empty; it takes everything queued.
+        if wake { self.wake.signal() }
         return refusal
     }
 
     /// Queues a trim (`before`: frames below it go) or a removal (`before` nil).
     func enqueueTrim(_ key: StreamKey, before: UInt64?, completion: @escaping @Sendable (Result<[UInt64], JellyError>) -> Void) -> JellyError? {
         let partition = key.partition.string, stream = key.stream.string
-        let refusal = state.withLock { s -> JellyError? in
-            if let refusal = s.refusal(queueBytesMax) { return refusal }
+        let (refusal, wake) = state.withLock { s -> (JellyError?, Bool) in
+            if let refusal = s.refusal(queueBytesMax) { return (refusal, false) }
             var bytes: [UInt8] = []
             if let before {
                 let floor = s.table.trim(key, before: before)
@@ -113,9 +119,9 @@ final class FrameLog: Sendable {
             }
             s.pendingBytes += bytes.count
             s.pending.append(Pending(key: key, bytes: bytes, frames: [], completion: completion, durable: false))
-            return nil
+            return (nil, s.pending.count == 1)
         }
-        if refusal == nil { wake.signal() }
+        if wake { self.wake.signal() }
         return refusal
     }
 
@@ -257,6 +263,10 @@ final class FrameWriter: @unchecked Sendable {
     var unsyncedSince: UInt64 = 0
     var awaitingSync: [(@Sendable (Result<[UInt64], JellyError>) -> Void, [UInt64])] = []
     var lastExpiry: UInt64 = 0
+    /// When the last write began: rounds start at most every `roundNanosecondsMin`, so that
+    /// thousands of sockets' single frames share a write instead of costing one each.
+    var lastRound: UInt64 = 0
+    static let roundNanosecondsMin: UInt64 = 500_000
     let crashed = Atomic<Bool>(false)
 
     init(segmentBytes: Int, durability: Durability) {
@@ -279,6 +289,9 @@ final class FrameWriter: @unchecked Sendable {
             if unsyncedSince != 0, let interval = intervalNanoseconds { deadline = min(deadline, unsyncedSince + interval) }
             log.waitForWork(until: DispatchTime(uptimeNanoseconds: max(deadline, now)))
             if crashed.load(ordering: .relaxed) { return }
+            let since = monotonicNanoseconds() &- lastRound
+            if since < Self.roundNanosecondsMin { usleep(useconds_t((Self.roundNanosecondsMin - since) / 1000)) }
+            lastRound = monotonicNanoseconds()
             let (batch, closing) = log.state.withLock { s -> ([FrameLog.Pending], Bool) in
                 let b = s.pending
                 s.pending.removeAll(keepingCapacity: true)

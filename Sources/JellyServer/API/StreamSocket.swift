@@ -108,10 +108,8 @@ struct StreamSocket: Sendable {
     func run(_ socket: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, session: Session, logger: Logger) async {
         do {
             try await socket.executeThenClose { inbound, outbound in
-                switch session.mode {
-                case .append(let token, let base, let retention, let acks):
-                    try await append(inbound, outbound, session, token: token, base: base, retention: retention, acks: acks)
-                case .tail(let from, let speed, let follow):
+                // Appending sockets are served by `StreamAppendHandler` on their event loop.
+                if case .tail(let from, let speed, let follow) = session.mode {
                     try await tail(inbound, outbound, session, from: from, speed: speed, follow: follow)
                 }
             }
@@ -123,78 +121,6 @@ struct StreamSocket: Sendable {
     static func text(_ object: [String: Any]) -> WebSocketFrame {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         return WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(bytes: data))
-    }
-
-    // MARK: Append
-
-    private func append(
-        _ inbound: NIOAsyncChannelInboundStream<WebSocketFrame>, _ outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>, _ session: Session,
-        token initialToken: LockToken?, base initialBase: UInt64, retention: StreamRetention?, acks: Acks
-    ) async throws {
-        let store = api.store
-        let limits = store.limits
-        let queue = FrameQueue(bytesMax: Self.queueBytesMax, framesPerBatch: limits.framesPerAppendMax)
-        let (messages, send) = AsyncStream.makeStream(of: WebSocketFrame.self)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await m in messages { try await outbound.write(m) }
-            }
-            // The appender: one batch in flight; what arrives meanwhile is the next one.
-            let appender = Task {
-                var acked = 0
-                var refused = 0
-                var retain = retention
-                while let (token, frames) = await queue.take() {
-                    do {
-                        let seqs = try await store.appendFrames(partition: session.partition, stream: session.stream, frames, lockToken: token, retention: retain, durable: acks == .durable)
-                        retain = nil
-                        acked += frames.count
-                        if acks != .none, let last = seqs.last { send.yield(Self.text(["acked": acked, "seq": last])) }
-                    } catch {
-                        refused += frames.count
-                        let e = APIError(error)
-                        var body: [String: Any] = ["error": e.code, "message": e.message, "refused": refused, "acked": acked]
-                        if let holder = (error as? JellyError)?.holder { body["holder"] = ["owner": holder.owner, "token": holder.token.rawValue] }
-                        send.yield(Self.text(body))
-                    }
-                }
-            }
-            var token = initialToken
-            var base = initialBase
-            do {
-                for try await message in inbound {
-                    switch message.opcode {
-                    case .binary:
-                        let data = message.unmaskedData
-                        if data.readableBytes > limits.frameBytesMax {
-                            send.yield(Self.text(["error": "too_large", "message": "a frame of \(data.readableBytes) bytes is over the limit of \(limits.frameBytesMax) bytes; it was dropped"]))
-                            continue
-                        }
-                        await queue.put(FrameInput(Array(data.readableBytesView), baseVersion: base), token: token)
-                    case .text:
-                        struct Control: Decodable { var base_version: UInt64?; var token: UInt64? }
-                        guard let c = try? JSONDecoder().decode(Control.self, from: Data(message.unmaskedData.readableBytesView)), c.base_version != nil || c.token != nil else {
-                            send.yield(Self.text(["error": "bad_request", "message": "a text message is {\"base_version\": V} or {\"token\": T}; frames are binary messages"]))
-                            continue
-                        }
-                        if let v = c.base_version { base = v }
-                        if let t = c.token { token = LockToken(t) }
-                    case .ping:
-                        send.yield(WebSocketFrame(fin: true, opcode: .pong, data: message.unmaskedData))
-                    case .connectionClose:
-                        throw CancellationError()
-                    default:
-                        break
-                    }
-                }
-            } catch {}
-            // Frames received before the socket ended are appended all the same.
-            queue.finish()
-            await appender.value
-            send.yield(WebSocketFrame(fin: true, opcode: .connectionClose, data: ByteBuffer(bytes: [0x03, 0xE8])))
-            send.finish()
-            try await group.waitForAll()
-        }
     }
 
     // MARK: Tail and replay
@@ -258,100 +184,6 @@ struct StreamSocket: Sendable {
             }
             _ = try await group.next()
             group.cancelAll()
-        }
-    }
-}
-
-/// The frames a socket received and has not yet handed to the store: `put` suspends (and the
-/// socket is not read) while more than `bytesMax` wait; `take` returns the next batch (frames
-/// with one lock token, at most `framesPerBatch`), or nil once finished and empty.
-final class FrameQueue: Sendable {
-    private struct Item: Sendable {
-        var frame: FrameInput
-        var token: LockToken?
-    }
-
-    private struct State: Sendable {
-        var items: [Item] = []
-        var head = 0
-        var bytes = 0
-        var finished = false
-        var taker: CheckedContinuation<Void, Never>?
-        var putters: [CheckedContinuation<Void, Never>] = []
-    }
-
-    private let state = Mutex(State())
-    let bytesMax: Int
-    let framesPerBatch: Int
-
-    init(bytesMax: Int, framesPerBatch: Int) {
-        self.bytesMax = bytesMax
-        self.framesPerBatch = framesPerBatch
-    }
-
-    func put(_ frame: FrameInput, token: LockToken?) async {
-        let (wake, full) = state.withLock { s -> (CheckedContinuation<Void, Never>?, Bool) in
-            s.items.append(Item(frame: frame, token: token))
-            s.bytes += frame.value.count
-            let t = s.taker
-            s.taker = nil
-            return (t, s.bytes > bytesMax)
-        }
-        wake?.resume()
-        guard full else { return }
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let resumeNow = state.withLock { s -> Bool in
-                if s.bytes <= bytesMax / 2 || s.finished { return true }
-                s.putters.append(c)
-                return false
-            }
-            if resumeNow { c.resume() }
-        }
-    }
-
-    func finish() {
-        let (t, p) = state.withLock { s -> (CheckedContinuation<Void, Never>?, [CheckedContinuation<Void, Never>]) in
-            s.finished = true
-            defer { s.taker = nil; s.putters = [] }
-            return (s.taker, s.putters)
-        }
-        t?.resume()
-        for c in p { c.resume() }
-    }
-
-    func take() async -> (LockToken?, [FrameInput])? {
-        while true {
-            enum Step { case batch(LockToken?, [FrameInput], [CheckedContinuation<Void, Never>]), done, wait }
-            let step = state.withLock { s -> Step in
-                guard s.head < s.items.count else { return s.finished ? .done : .wait }
-                let token = s.items[s.head].token
-                var frames: [FrameInput] = []
-                while s.head < s.items.count, frames.count < framesPerBatch, s.items[s.head].token == token {
-                    frames.append(s.items[s.head].frame)
-                    s.bytes -= s.items[s.head].frame.value.count
-                    s.head += 1
-                }
-                if s.head == s.items.count { s.items.removeAll(keepingCapacity: true); s.head = 0 }
-                var woken: [CheckedContinuation<Void, Never>] = []
-                if s.bytes <= bytesMax / 2 { woken = s.putters; s.putters = [] }
-                return .batch(token, frames, woken)
-            }
-            switch step {
-            case .batch(let token, let frames, let woken):
-                for c in woken { c.resume() }
-                return (token, frames)
-            case .done:
-                return nil
-            case .wait:
-                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                    let now = state.withLock { s -> Bool in
-                        if s.head < s.items.count || s.finished { return true }
-                        s.taker = c
-                        return false
-                    }
-                    if now { c.resume() }
-                }
-            }
         }
     }
 }

@@ -7,6 +7,7 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
+import ServiceLifecycle
 
 /// The HTTP/1.1 child channel of `jelly serve`: Hummingbird's HTTP/1 pipeline with Jelly's
 /// handlers, and a WebSocket upgrade for the change feed (`FeedSocket`).
@@ -22,6 +23,8 @@ struct JellyHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
         case feed(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, FeedSocket.Session)
         case stream(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, StreamSocket.Session)
+        /// An appending stream socket, served by `StreamAppendHandler` on its event loop.
+        case streamAppend(any Channel)
         /// A feed upgrade refused: its request is used up, so the refusal is answered here.
         case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, APIError)
     }
@@ -135,6 +138,10 @@ struct JellyHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                     // HTTP is over on this connection: the rules of HTTP/1 go with it.
                     let pipeline = channel.pipeline.syncOperations
                     pipeline.removeHandler(try pipeline.handler(type: HTTP1ProtocolHandler.self), promise: nil)
+                    if case .stream(let s) = session, case .append(let token, let base, let retention, let acks) = s.mode {
+                        try pipeline.addHandler(StreamAppendHandler(store: streams.api.store, session: s, token: token, base: base, retention: retention, acks: acks))
+                        return .streamAppend(channel)
+                    }
                     let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
                         wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)
                     )
@@ -176,6 +183,13 @@ struct JellyHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                 await feed.run(socket, session: session, logger: logger)
             case .stream(let socket, let session):
                 await streams.run(socket, session: session, logger: logger)
+            case .streamAppend(let channel):
+                // Served by its handler; a shutdown asks it to append what it has and close.
+                await withGracefulShutdownHandler {
+                    try? await channel.closeFuture.get()
+                } onGracefulShutdown: {
+                    channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+                }
             case .refused(let http, let error):
                 try await http.executeThenClose { _, outbound in
                     let answer = error.answer
