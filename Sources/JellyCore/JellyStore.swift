@@ -114,6 +114,11 @@ public protocol JellyStore: Sendable {
         completion: @escaping @Sendable (Result<[UInt64], any Error>) -> Void
     )
 
+    /// Whether overlapping `appendFrames(…, completion:)` calls are committed in the order they
+    /// were made (the embedded store: yes, they are queued in call order). A caller that needs
+    /// order makes one call at a time when this is false.
+    var appendsKeepCallOrder: Bool { get }
+
     /// The stream's frames with sequence `from` or later, oldest first, at most `limit`
     /// (clamped to `limits.framesPageMax`). A stream nobody appended to reads as empty.
     func readFrames(partition: String, stream: String, from: UInt64, limit: Int) async throws -> FramePage
@@ -166,6 +171,8 @@ extension JellyStore {
             }
         }
     }
+
+    public var appendsKeepCallOrder: Bool { false }
 
     /// Appends one frame. Returns its sequence.
     @discardableResult

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 import JellyCore
 import JellyEngine
@@ -30,6 +33,8 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
         var heldTotal = 0
         /// After `cutPower`, until `crash`: every change fails.
         var powerOff = false
+        /// Writes to paths containing this take bytes / rate seconds (a slow disk).
+        var throttle: (pathContaining: String, bytesPerSecond: Int)?
     }
 
     /// Where held syncs wait: signalled once per held sync by `releaseSyncs`.
@@ -45,6 +50,12 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
 
     public init(base: any StorageSystem = PosixStorage()) {
         self.base = base
+    }
+
+    /// Writes to paths containing `pathContaining` take as long as a disk of `bytesPerSecond`
+    /// would (nil: full speed again).
+    public func throttleWrites(pathContaining: String, bytesPerSecond: Int?) {
+        state.withLock { $0.throttle = bytesPerSecond.map { (pathContaining, $0) } }
     }
 
     /// From now on every sync fails with EIO (as a dying disk would).
@@ -152,6 +163,9 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
             }
             s.bytesWritten += length
             s.unsynced[path, default: []].append(PendingWrite(offset: offset, length: length, previous: previous, previousSize: previousSize))
+        }
+        if let t = state.withLock({ $0.throttle }), path.contains(t.pathContaining) {
+            usleep(useconds_t(min(10_000_000, length * 1_000_000 / max(1, t.bytesPerSecond))))
         }
     }
 

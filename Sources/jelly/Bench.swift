@@ -35,6 +35,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Run against a jelly serve at this URL (http://HOST:PORT) instead of an embedded store; several comma-separated URLs (cluster nodes) share the sessions round-robin; --data and the store options do not apply.") var url: String?
     @Option(help: "With --url: the API key to send (Authorization: Bearer).") var token: String?
     @Option(name: .customLong("http-client"), help: "With --url: raw (one hand-written HTTP/1.1 connection per session, so the figures are the server's) or jellyclient (the Swift client, async-http-client; also https).") var httpClient = BenchHTTPClient.raw
+    @Option(name: .customLong("frames-per-second"), help: "Embedded only: frames appended per second meanwhile, in-process (1,000 streams, 256 B each), to measure what streams cost the saves.") var framesPerSecond = 0
     @Flag(help: "Print one JSON object last.") var json = false
     @Flag(help: "Keep the store directory afterwards.") var keep = false
 
@@ -88,8 +89,13 @@ struct Bench: AsyncParsableCommand {
         let io1 = ProcessIO.read()
         let cpu1 = cpuSeconds()
         let start = monotonicSeconds()
+        let frames = framesPerSecond > 0 ? Task { await Self.appendFrames(store, perSecond: framesPerSecond, until: start + duration) } : nil
         let results = try await runSessions(targets: [StoreTarget(store: store)], keys: keys, until: start + duration)
         let elapsed = monotonicSeconds() - start
+        if let frames {
+            let (appended, refused) = await frames.value
+            log("frames: \(appended) appended meanwhile (\(Int(Double(appended) / elapsed))/s), \(refused) refused")
+        }
         let cpu = cpuSeconds() - cpu1
         let io2 = ProcessIO.read()
         let info2 = store.info()
@@ -236,6 +242,29 @@ struct Bench: AsyncParsableCommand {
     }
 
     /// Runs `sessions` concurrent sessions until `deadline`; each worker cycles over its own players.
+    /// A concurrent frame load for the embedded store: every 10 ms, one frame on each of as many
+    /// of 1,000 streams as the rate needs, each its own append (as sockets would make them).
+    static func appendFrames(_ store: EmbeddedStore, perSecond: Int, until deadline: Double) async -> (Int, Int) {
+        let shared = FrameBenchShared(sampled: 0)
+        let value = [UInt8](repeating: 0x2E, count: 256)
+        let perTick = max(1, perSecond / 100)
+        var tick = 0
+        let t0 = monotonicSeconds()
+        while monotonicSeconds() < deadline {
+            for i in 0..<perTick {
+                let e = (tick * perTick + i) % 1000
+                store.appendFrames(partition: "frames-e\(e)", stream: "state", [FrameInput(value)], lockToken: nil, retention: nil, durable: false) { result in
+                    if case .failure = result { shared.refused.add(1, ordering: .relaxed) } else { shared.appended.add(1, ordering: .relaxed) }
+                }
+            }
+            tick += 1
+            let due = t0 + Double(tick) * 0.01
+            let wait = due - monotonicSeconds()
+            if wait > 0 { try? await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
+        }
+        return (shared.appended.load(ordering: .relaxed), shared.refused.load(ordering: .relaxed))
+    }
+
     func runSessions(targets: [any SessionTarget], keys: [String], until deadline: Double, prefix: String = "") async throws -> [WorkerResult] {
         let playerCount = players, sessionCount = sessions, valueSize = valueBytes, saves = savesPerSession
         return try await withThrowingTaskGroup(of: WorkerResult.self) { group in

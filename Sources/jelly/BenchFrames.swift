@@ -165,6 +165,8 @@ final class FrameBenchShared: Sendable {
     let latencies = Mutex<[Double]>([])
     let refused = Atomic<Int>(0)
     let rssMax = Atomic<Int>(0)
+    /// `jelly bench --frames-per-second`: frames appended.
+    let appended = Atomic<Int>(0)
     init(sampled: Int) { sendTimes = Mutex(Array(repeating: [], count: sampled)) }
 }
 

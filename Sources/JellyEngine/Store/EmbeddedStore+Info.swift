@@ -39,10 +39,25 @@ public struct StoreInfo: Sendable {
     public var valueCache: ValueCacheStatistics
     /// Commit pipeline timings since open, for benchmarks.
     public var timings: [String: Double] = [:]
+    /// Streams: frames kept now, stream log files, and the most bytes of appends that ever
+    /// waited for the stream log's disk since open (what a slow disk made the store hold).
+    public var framesKept = 0
+    public var frameFiles = 0
+    public var frameQueueBytesPeak = 0
 }
 
 extension EmbeddedStore {
     public func info() -> StoreInfo {
+        var info = objectInfo()
+        frames.state.withLock { s in
+            info.framesKept = s.table.streams.values.reduce(0) { $0 + $1.count }
+            info.frameFiles = s.files.count
+            info.frameQueueBytesPeak = s.pendingBytesPeak
+        }
+        return info
+    }
+
+    private func objectInfo() -> StoreInfo {
         let now = clock.nowMilliseconds()
         let committerStats = committer.stats.withLock { $0 }
         let compaction = maintenance.compactionStats.withLock { $0 }

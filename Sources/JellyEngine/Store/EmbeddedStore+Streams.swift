@@ -31,6 +31,9 @@ extension EmbeddedStore {
         if let refusal { completion(.failure(refusal)) }
     }
 
+    /// Appends are queued in call order under the stream log's lock.
+    public var appendsKeepCallOrder: Bool { true }
+
     public func readFrames(partition: String, stream: String, from: UInt64, limit: Int) async throws -> FramePage {
         try StreamRules.validateRead(partition: partition, stream: stream, limit: limit, limits: limits)
         let key = StreamKey(partition: ByteName(partition), stream: ByteName(stream))

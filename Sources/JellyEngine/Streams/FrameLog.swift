@@ -28,6 +28,8 @@ final class FrameLog: Sendable {
         var table: FrameTable
         var pending: [Pending] = []
         var pendingBytes = 0
+        /// The most `pendingBytes` ever reached since open (`StoreInfo.frameQueueBytesPeak`).
+        var pendingBytesPeak = 0
         var failure: JellyError?
         var closing = false
         /// Read handles of every file, by id.
@@ -96,6 +98,7 @@ final class FrameLog: Sendable {
                 placed.append((seq, time, frame.baseVersion, offset, bytes.count - offset))
             }
             s.pendingBytes += bytes.count
+            s.pendingBytesPeak = max(s.pendingBytesPeak, s.pendingBytes)
             s.pending.append(Pending(key: key, bytes: bytes, frames: placed, completion: completion, durable: durable))
             return (nil, s.pending.count == 1)
         }

@@ -2,18 +2,32 @@ import Foundation
 import JellyCore
 import NIOCore
 import NIOWebSocket
+import Synchronization
 
 /// An appending stream socket (`?mode=append`, docs/streams.md), served on its event loop
-/// without a task: frames read in one go become one batch; one batch is in flight at a time
-/// and what arrives meanwhile is the next (grouped by lock token); a completion comes back to
-/// the loop, answers (refusals, acks) and sends the next batch. While more than
-/// `StreamSocket.queueBytesMax` bytes wait, the handler holds the channel's reads (the
-/// `read` it intercepts), so TCP pushes back on the sender. Frames received before the socket
-/// ended are appended all the same.
+/// without a task: frames read in one go become one batch (grouped by lock token) and go to the
+/// store at the end of the read. A store that keeps the order of overlapping appends (the
+/// embedded one) gets each batch at once; any other gets one batch at a time, and what arrives
+/// meanwhile is the next. A successful append nobody needs to hear of (no acks) settles its
+/// counts on the store's thread without a hop to the loop. While more than
+/// `StreamSocket.queueBytesMax` bytes are received and not committed, the handler holds the
+/// channel's reads (the `read` it intercepts), so TCP pushes back on the sender. Frames received
+/// before the socket ended are appended all the same.
 final class StreamAppendHandler: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
+
+    /// What the store's completions and the loop share.
+    final class Counts: Sendable {
+        /// Bytes received and not yet committed (waiting or in flight): what backpressure counts.
+        let bytes = Atomic<Int>(0)
+        let inFlight = Atomic<Int>(0)
+        let acked = Atomic<Int>(0)
+        /// Set while reads are held, or once the socket ended: a completion then hops to the loop.
+        let readsHeld = Atomic<Bool>(false)
+        let ended = Atomic<Bool>(false)
+    }
 
     private let store: any JellyStore
     private let session: StreamSocket.Session
@@ -23,15 +37,14 @@ final class StreamAppendHandler: ChannelDuplexHandler {
     private let acks: StreamSocket.Acks
     private let frameBytesMax: Int
     private let batchFramesMax: Int
+    private let overlap: Bool
 
-    /// Waiting batches, oldest first, each with one token.
+    /// Batches not yet handed to the store, oldest first, each with one token.
     private var waiting: [(token: LockToken?, frames: [FrameInput])] = []
-    private var waitingBytes = 0
-    private var inFlight = false
+    private let counts = Counts()
     private var readHeld = false
     private var ended = false
     private var closeSent = false
-    private var acked = 0
     private var refused = 0
     private var context: ChannelHandlerContext?
 
@@ -44,6 +57,7 @@ final class StreamAppendHandler: ChannelDuplexHandler {
         self.acks = acks
         frameBytesMax = store.limits.frameBytesMax
         batchFramesMax = store.limits.framesPerAppendMax
+        overlap = store.appendsKeepCallOrder
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -65,7 +79,7 @@ final class StreamAppendHandler: ChannelDuplexHandler {
             } else {
                 waiting.append((token, [frame]))
             }
-            waitingBytes += frame.value.count
+            counts.bytes.add(frame.value.count, ordering: .relaxed)
         case .text:
             struct Control: Decodable { var base_version: UInt64?; var token: UInt64? }
             guard let c = try? JSONDecoder().decode(Control.self, from: Data(message.unmaskedData.readableBytesView)), c.base_version != nil || c.token != nil else {
@@ -77,8 +91,7 @@ final class StreamAppendHandler: ChannelDuplexHandler {
         case .ping:
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: message.unmaskedData)), promise: nil)
         case .connectionClose:
-            ended = true
-            submit()
+            end()
         default:
             break
         }
@@ -90,9 +103,8 @@ final class StreamAppendHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        ended = true
         closeSent = true
-        submit()
+        end()
         context.fireChannelInactive()
     }
 
@@ -100,11 +112,9 @@ final class StreamAppendHandler: ChannelDuplexHandler {
     /// closing), or the server is shutting down: append what was received, then close.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let e = event as? ChannelEvent, e == .inputClosed {
-            ended = true
-            submit()
+            end()
         } else if event is ChannelShouldQuiesceEvent {
-            ended = true
-            submit()
+            end()
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -115,49 +125,73 @@ final class StreamAppendHandler: ChannelDuplexHandler {
 
     /// Holds reads while too much waits for the store.
     func read(context: ChannelHandlerContext) {
-        if waitingBytes > StreamSocket.queueBytesMax {
-            readHeld = true
-        } else {
-            context.read()
-        }
+        guard counts.bytes.load(ordering: .relaxed) > StreamSocket.queueBytesMax else { return context.read() }
+        readHeld = true
+        counts.readsHeld.store(true, ordering: .relaxed)
+        // A completion may have brought the count down in between.
+        if counts.bytes.load(ordering: .relaxed) <= StreamSocket.queueBytesMax / 2 { resumeReads() }
+    }
+
+    private func resumeReads() {
+        guard readHeld, let context else { return }
+        readHeld = false
+        counts.readsHeld.store(false, ordering: .relaxed)
+        context.read()
+    }
+
+    private func end() {
+        ended = true
+        counts.ended.store(true, ordering: .relaxed)
+        submit()
     }
 
     private func submit() {
-        guard !inFlight else { return }
-        guard !waiting.isEmpty else {
-            if ended { finish() }
-            return
+        while !waiting.isEmpty && (overlap || counts.inFlight.load(ordering: .relaxed) == 0) {
+            let (batchToken, frames) = waiting.removeFirst()
+            let bytes = frames.reduce(0) { $0 + $1.value.count }
+            counts.inFlight.add(1, ordering: .relaxed)
+            let retain = retention
+            retention = nil
+            guard let loop = context?.eventLoop else { return }
+            let bound = NIOLoopBound(self, eventLoop: loop)
+            let counts = self.counts
+            let (quiet, overlap) = (acks == .none, self.overlap)
+            store.appendFrames(partition: session.partition, stream: session.stream, frames, lockToken: batchToken, retention: retain, durable: acks == .durable) { result in
+                guard quiet, case .success = result else {
+                    return loop.execute { bound.value.completed(result, frames: frames.count, bytes: bytes) }
+                }
+                counts.acked.add(frames.count, ordering: .relaxed)
+                let left = counts.bytes.subtract(bytes, ordering: .relaxed).newValue
+                let flying = counts.inFlight.subtract(1, ordering: .relaxed).newValue
+                let resume = counts.readsHeld.load(ordering: .relaxed) && left <= StreamSocket.queueBytesMax / 2
+                if !overlap || resume || (flying == 0 && counts.ended.load(ordering: .relaxed)) {
+                    loop.execute { bound.value.settle() }
+                }
+            }
         }
-        let (batchToken, frames) = waiting.removeFirst()
-        let bytes = frames.reduce(0) { $0 + $1.value.count }
-        inFlight = true
-        let retain = retention
-        retention = nil
-        guard let loop = context?.eventLoop else { return }
-        let bound = NIOLoopBound(self, eventLoop: loop)
-        store.appendFrames(partition: session.partition, stream: session.stream, frames, lockToken: batchToken, retention: retain, durable: acks == .durable) { result in
-            loop.execute { bound.value.completed(result, frames: frames.count, bytes: bytes) }
-        }
+        if ended && waiting.isEmpty && counts.inFlight.load(ordering: .relaxed) == 0 { finish() }
     }
 
     private func completed(_ result: Result<[UInt64], any Error>, frames: Int, bytes: Int) {
-        inFlight = false
-        waitingBytes -= bytes
+        counts.bytes.subtract(bytes, ordering: .relaxed)
+        counts.inFlight.subtract(1, ordering: .relaxed)
         switch result {
         case .success(let seqs):
-            acked += frames
+            let acked = counts.acked.add(frames, ordering: .relaxed).newValue
             if acks != .none, let last = seqs.last { send(["acked": acked, "seq": last]) }
         case .failure(let error):
             refused += frames
             let e = APIError(error)
-            var body: [String: Any] = ["error": e.code, "message": e.message, "refused": refused, "acked": acked]
+            var body: [String: Any] = ["error": e.code, "message": e.message, "refused": refused, "acked": counts.acked.load(ordering: .relaxed)]
             if let holder = (error as? JellyError)?.holder { body["holder"] = ["owner": holder.owner, "expires_at_ms": holder.expiresAtMilliseconds] }
             send(body)
         }
-        if readHeld && waitingBytes <= StreamSocket.queueBytesMax / 2, let context {
-            readHeld = false
-            context.read()
-        }
+        settle()
+    }
+
+    /// After a completion: resume reads when the count is low, hand on the next batch, finish.
+    private func settle() {
+        if counts.bytes.load(ordering: .relaxed) <= StreamSocket.queueBytesMax / 2 { resumeReads() }
         submit()
     }
 
