@@ -83,6 +83,20 @@ public final class StreamSocketClient: Sendable {
         channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .binary, maskKey: maskKey(), data: ByteBuffer(bytes: value)))
     }
 
+    /// Sends several frames with one flush (several entities' frames of one tick, say); with
+    /// `thenClose`, the close follows in the same write. The future completes when all are written.
+    @discardableResult
+    public func send(_ values: [[UInt8]], thenClose: Bool = false) -> EventLoopFuture<Void> {
+        var frames = values.map { WebSocketFrame(fin: true, opcode: .binary, maskKey: maskKey(), data: ByteBuffer(bytes: $0)) }
+        if thenClose { frames.append(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: maskKey(), data: ByteBuffer(bytes: [0x03, 0xE8]))) }
+        let channel = self.channel
+        return channel.eventLoop.flatSubmit {
+            let futures = frames.map { channel.write($0) }
+            channel.flush()
+            return EventLoopFuture.andAllSucceed(futures, on: channel.eventLoop)
+        }
+    }
+
     /// Sends one frame and waits until the connection took it (backpressure for a fast sender).
     public func sendAndWait(_ value: [UInt8]) async throws {
         try await send(value).get()

@@ -49,6 +49,40 @@ final class WorldProcess: @unchecked Sendable {
     }
 }
 
+/// A socket's events, collected as they come, for waits with a deadline (a test that breaks must
+/// fail, not hang).
+final class SocketEvents: @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [StreamSocketClient.Event] = []
+    private var finished = false
+    private var task: Task<Void, Never>?
+
+    init(_ socket: StreamSocketClient) {
+        task = Task { [self] in
+            for await e in socket.events { lock.withLock { events.append(e) } }
+            lock.withLock { finished = true }
+        }
+    }
+
+    var all: [StreamSocketClient.Event] { lock.withLock { events } }
+    var ended: Bool { lock.withLock { finished } }
+
+    var acked: Int { all.reduce(0) { if case .acked(let n, _) = $1 { return max($0, n) }; return $0 } }
+    var refusals: [(code: JellyError.Code, message: String, refused: Int)] {
+        all.compactMap { if case .refused(let c, let m, let r, _) = $0 { return (c, m, r) }; return nil }
+    }
+
+    /// Waits until `condition` holds or `timeout` passes; returns whether it held.
+    func wait(_ timeout: Duration = .seconds(20), until condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return condition()
+    }
+}
+
 /// Streams over real sockets and real processes: the appender that needs no answers, refusals
 /// on the socket, replay (fast and paced), an appender and a server SIGKILLed mid-stream, the
 /// crash-recovery recipe, hibernation and a teleport.
@@ -89,6 +123,15 @@ func StreamWorld_resume(_ store: any JellyStore, partition: String, owner: Strin
             let stored = try await readAll(client, "match-1", "moves")
             #expect(stored.map(\.value) == sent, "every frame, in order: \(stored.count) of \(sent.count)")
             #expect(zip(stored, stored.dropFirst()).allSatisfy { $0.seq < $1.seq }, "sequences increase")
+
+            // Frames and the close in one write: the server reads them together and must append
+            // the frames before it closes.
+            let burst = try await StreamSocketClient.append(url: s.base, bearerToken: nil, partition: "match-1", stream: "burst", token: nil)
+            let burstFrames = (0..<50).map { Array("burst-\($0)".utf8) }
+            try await burst.send(burstFrames, thenClose: true).get()
+            let burstEvents = SocketEvents(burst)
+            #expect(await burstEvents.wait { burstEvents.ended }, "the server closed the socket")
+            #expect(try await readAll(client, "match-1", "burst").map(\.value) == burstFrames, "every frame sent with the close was appended")
 
             // Replay as fast as possible, from the start and from the middle.
             let replay = try await StreamSocketClient.tail(url: s.base, bearerToken: nil, partition: "match-1", stream: "moves", from: 0, follow: false)
@@ -147,17 +190,14 @@ func StreamWorld_resume(_ store: any JellyStore, partition: String, owner: Strin
             let client = try JellyClient(JellyClient.Configuration(url: s.base))
             let lock = try await client.acquireLock(partition: "e", owner: "gs-1", ttlMilliseconds: 30_000)
             let socket = try await StreamSocketClient.append(url: s.base, bearerToken: nil, partition: "e", stream: "pos", token: lock.token, acks: .committed)
+            let events = SocketEvents(socket)
             for i in 0..<10 { socket.send(Array("a\(i)".utf8)) }
-            var acked = 0
-            var events = socket.events.makeAsyncIterator()
-            while acked < 10, let e = await events.next() { if case .acked(let n, _) = e { acked = n } }
-            #expect(acked == 10)
+            #expect(await events.wait { events.acked == 10 }, "acknowledged: \(events.acked)")
             _ = try await client.transferLock(partition: "e", token: lock.token, to: "gs-2", ttlMilliseconds: 30_000)
             for i in 0..<5 { socket.send(Array("b\(i)".utf8)) }
-            var refused = 0
-            var message = ""
-            while refused < 5, let e = await events.next() { if case .refused(let code, let m, let r, _) = e { refused = r; message = m; #expect(code == .locked) } }
-            #expect(refused == 5 && message.contains("not the current lock"), "\(message)")
+            #expect(await events.wait { events.refusals.last?.refused == 5 }, "refused: \(events.refusals)")
+            let last = events.refusals.last
+            #expect(last?.code == .locked && last?.message.contains("not the current lock") == true, "\(String(describing: last))")
             await socket.close()
             let stored = try await readAll(client, "e", "pos")
             #expect(stored.map { String(decoding: $0.value, as: UTF8.self) } == (0..<10).map { "a\($0)" }, "nothing after the transfer")
@@ -207,12 +247,13 @@ func StreamWorld_resume(_ store: any JellyStore, partition: String, owner: Strin
                 if i % 50 == 0 { try? await Task.sleep(for: .milliseconds(1)) }
             }
         }
-        var acked = 0
-        var events = socket.events.makeAsyncIterator()
-        while acked < 2000, let e = await events.next() { if case .acked(let n, _) = e { acked = n } }
+        let events = SocketEvents(socket)
+        let enough = await events.wait { events.acked >= 2000 }
         server.kill(signal: SIGKILL)
         sender.cancel()
-        while let e = await events.next() { if case .acked(let n, _) = e { acked = max(acked, n) } }
+        #expect(enough, "2,000 frames acknowledged before the kill: \(events.acked)")
+        _ = await events.wait(.seconds(10)) { events.ended }
+        let acked = events.acked
         let again = try ServerProcess(directory: dir.path + "/data")
         try await again.use { s in
             let client = try JellyClient(JellyClient.Configuration(url: s.base))
@@ -232,7 +273,7 @@ func StreamWorld_resume(_ store: any JellyStore, partition: String, owner: Strin
             let client = try JellyClient(JellyClient.Configuration(url: s.base))
             let first = try WorldProcess(url: s.base, partition: "boss", owner: "gs-a", ticks: 30)
             let hibernated = try await first.waitFor("HIBERNATE")
-            first.process.waitUntilExit()
+            while first.process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
             #expect(first.process.terminationStatus == 0 && hibernated[1] == "30", "\(first.lines.suffix(3))")
             #expect(try await client.inspectLock(partition: "boss") == nil, "released with the final save")
             #expect(try await client.readFrames(partition: "boss", stream: "world", from: 0, limit: 10).frames.isEmpty, "frames trimmed")
@@ -247,7 +288,12 @@ func StreamWorld_resume(_ store: any JellyStore, partition: String, owner: Strin
             let moved = try await client.transferLock(partition: "boss", token: token, to: "gs-c", ttlMilliseconds: 30_000)
             let atTransfer = try await readAll(client, "boss", "world").count
             try await Task.sleep(for: .milliseconds(500))
-            second.process.waitUntilExit()
+            let deadline = ContinuousClock.now + .seconds(10)
+            while second.process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            if second.process.isRunning {
+                second.kill9()
+                Issue.record("the old server kept running after the transfer: its saves were not refused")
+            }
             #expect(second.process.terminationStatus != 0, "the old server's save was refused: \(second.lines.suffix(2))")
             #expect(second.lines.contains { $0.contains("refused") || $0.contains("not the current lock") }, "and its frames: \(second.lines.suffix(3))")
             let after = try await readAll(client, "boss", "world")
