@@ -36,6 +36,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "With --url: the API key to send (Authorization: Bearer).") var token: String?
     @Option(name: .customLong("http-client"), help: "With --url: raw (one hand-written HTTP/1.1 connection per session, so the figures are the server's) or jellyclient (the Swift client, async-http-client; also https).") var httpClient = BenchHTTPClient.raw
     @Option(name: .customLong("frames-per-second"), help: "Embedded only: frames appended per second meanwhile, in-process (1,000 streams, 256 B each), to measure what streams cost the saves.") var framesPerSecond = 0
+    @Option(name: .customLong("replay-frames"), help: "Embedded only: afterwards, append this many 256-byte frames to one stream and time reading them back (pages of 1,000).") var replayFrames = 0
     @Flag(help: "Print one JSON object last.") var json = false
     @Flag(help: "Keep the store directory afterwards.") var keep = false
 
@@ -99,6 +100,7 @@ struct Bench: AsyncParsableCommand {
         let cpu = cpuSeconds() - cpu1
         let io2 = ProcessIO.read()
         let info2 = store.info()
+        if replayFrames > 0 { try await Self.replay(store, frames: replayFrames) }
         try await store.close()
         let probeAfter = DiskProbe.run(directory: directory)
 
@@ -242,6 +244,32 @@ struct Bench: AsyncParsableCommand {
     }
 
     /// Runs `sessions` concurrent sessions until `deadline`; each worker cycles over its own players.
+    /// Appends `frames` frames to one stream in batches of 1,000, then reads them back a page
+    /// of 1,000 at a time (the replay of a recorded match, without a network).
+    static func replay(_ store: EmbeddedStore, frames: Int) async throws {
+        let value = [UInt8](repeating: 0x2E, count: 256)
+        let keep = StreamRetention(frames: max(1, frames), bytes: 1 << 34, ageMilliseconds: 3_600_000)
+        var left = frames
+        let a0 = monotonicSeconds()
+        while left > 0 {
+            let n = min(1000, left)
+            _ = try await store.appendFrames(partition: "replay", stream: "match", [FrameInput](repeating: FrameInput(value), count: n), lockToken: nil, retention: keep, durable: false)
+            left -= n
+        }
+        let appendSeconds = monotonicSeconds() - a0
+        let r0 = monotonicSeconds()
+        var read = 0
+        var from: UInt64 = 0
+        while true {
+            let page = try await store.readFrames(partition: "replay", stream: "match", from: from, limit: 1000)
+            if page.frames.isEmpty { break }
+            read += page.frames.count
+            from = page.next
+        }
+        let readSeconds = monotonicSeconds() - r0
+        log("replay: \(frames) frames of 256 B appended in batches of 1,000 at \(Int(Double(frames) / appendSeconds)) frames/s; read back (\(read)) at \(Int(Double(read) / readSeconds)) frames/s")
+    }
+
     /// A concurrent frame load for the embedded store: every 10 ms, one frame on each of as many
     /// of 1,000 streams as the rate needs, each its own append (as sockets would make them).
     static func appendFrames(_ store: EmbeddedStore, perSecond: Int, until deadline: Double) async -> (Int, Int) {

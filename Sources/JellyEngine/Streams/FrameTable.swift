@@ -38,6 +38,52 @@ struct StreamState: Sendable {
 
     var count: Int { entries.count - head }
     var kept: ArraySlice<FrameEntry> { entries[head...] }
+
+    /// Appends the frames above the floor and the last sequence; returns those added.
+    mutating func add(_ new: [FrameEntry], overhead: Int64) -> [FrameEntry] {
+        var added: [FrameEntry] = []
+        added.reserveCapacity(new.count)
+        for e in new where e.seq >= floor && e.seq > last {
+            entries.append(e)
+            bytes += Int64(e.recordLength) - overhead
+            last = e.seq
+            added.append(e)
+        }
+        return added
+    }
+
+    /// Drops frames from the oldest while `beyond(self, oldest)` holds; returns them.
+    mutating func dropOldest(overhead: Int64, while beyond: (StreamState, FrameEntry) -> Bool) -> [FrameEntry] {
+        var dropped: [FrameEntry] = []
+        while head < entries.count, beyond(self, entries[head]) {
+            let e = entries[head]
+            head += 1
+            bytes -= Int64(e.recordLength) - overhead
+            floor = max(floor, e.seq + 1)
+            dropped.append(e)
+        }
+        if head == entries.count {
+            entries.removeAll(keepingCapacity: false)
+            head = 0
+        } else if head >= 1024 && head * 2 >= entries.count {
+            entries.removeFirst(head)
+            head = 0
+        }
+        return dropped
+    }
+
+    /// Points frame `seq`, if still kept at (from, offset), at (to, newOffset); its record length.
+    mutating func relocate(seq: UInt64, from: UInt32, offset: UInt32, to: UInt32, newOffset: UInt32) -> Int64? {
+        var lo = head, hi = entries.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if entries[mid].seq < seq { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo < entries.count, entries[lo].seq == seq, entries[lo].segment == from, entries[lo].offset == offset else { return nil }
+        entries[lo].segment = to
+        entries[lo].offset = newOffset
+        return Int64(entries[lo].recordLength)
+    }
 }
 
 /// Every stream's kept frames and the live frame count of each stream log file: the pure
@@ -58,45 +104,48 @@ struct FrameTable: Sendable {
 
     func retention(_ key: StreamKey) -> StreamRetention { streams[key]?.retention ?? defaults }
 
-    /// Adds written frames (in sequence order) and applies the stream's retention.
+    /// Adds written frames (in sequence order) and applies the stream's retention. Streams are
+    /// changed in place (`streams[key, default:]`): a copy out of the dictionary and back would
+    /// copy the stream's whole entry array on every append.
     mutating func publish(_ key: StreamKey, _ new: [FrameEntry], now: Int64) {
         let overhead = Int64(Self.overhead(key))
-        var s = streams[key] ?? StreamState()
-        for e in new where e.seq >= s.floor && e.seq > s.last {
-            s.entries.append(e)
-            s.bytes += Int64(e.recordLength) - overhead
-            s.last = e.seq
+        let added = streams[key, default: StreamState()].add(new, overhead: overhead)
+        for e in added {
             liveBySegment[e.segment, default: 0] += 1
             liveBytesBySegment[e.segment, default: 0] += Int64(e.recordLength)
         }
-        streams[key] = s
         enforce(key, now: now)
     }
 
     /// Drops the stream's frames beyond its retention, oldest first. Returns how many.
     @discardableResult
     mutating func enforce(_ key: StreamKey, now: Int64) -> Int {
-        guard var s = streams[key] else { return 0 }
-        let r = s.retention ?? defaults
+        let r = streams[key]?.retention ?? defaults
         let overhead = Int64(Self.overhead(key))
-        var dropped = 0
-        while s.head < s.entries.count {
-            let e = s.entries[s.head]
-            guard s.count > r.frames || s.bytes > r.bytes || now - e.time > r.ageMilliseconds else { break }
-            drop(&s, e, overhead)
-            dropped += 1
-        }
-        compactEntries(&s)
-        streams[key] = s
-        return dropped
+        let dropped = streams[key]?.dropOldest(overhead: overhead) { s, e in
+            s.count > r.frames || s.bytes > r.bytes || now - e.time > r.ageMilliseconds
+        } ?? []
+        forget(dropped)
+        return dropped.count
     }
 
-    private mutating func drop(_ s: inout StreamState, _ e: FrameEntry, _ overhead: Int64) {
-        s.head += 1
-        s.bytes -= Int64(e.recordLength) - overhead
-        s.floor = max(s.floor, e.seq + 1)
-        liveBySegment[e.segment, default: 1] -= 1
-        liveBytesBySegment[e.segment, default: Int64(e.recordLength)] -= Int64(e.recordLength)
+    /// Takes dropped frames off their files' counts.
+    private mutating func forget(_ dropped: [FrameEntry]) {
+        for e in dropped {
+            liveBySegment[e.segment, default: 1] -= 1
+            liveBytesBySegment[e.segment, default: Int64(e.recordLength)] -= Int64(e.recordLength)
+        }
+    }
+
+    /// Drops frames below `before` (at most up to the next sequence to issue). Returns the floor.
+    @discardableResult
+    mutating func trim(_ key: StreamKey, before: UInt64) -> UInt64 {
+        let floor = min(before, nextSeq)
+        let overhead = Int64(Self.overhead(key))
+        let dropped = streams[key, default: StreamState()].dropOldest(overhead: overhead) { _, e in e.seq < floor }
+        forget(dropped)
+        streams[key, default: StreamState()].floor = max(streams[key]?.floor ?? 0, floor)
+        return streams[key]?.floor ?? floor
     }
 
     /// Every kept frame in file `segment`: its stream, sequence, offset and length.
@@ -110,45 +159,13 @@ struct FrameTable: Sendable {
 
     /// Frame `seq` of `key`, if still kept at (from, offset), now lives at (to, newOffset).
     mutating func move(_ key: StreamKey, seq: UInt64, from: UInt32, offset: UInt32, to: UInt32, newOffset: UInt32) {
-        guard var s = streams[key] else { return }
-        var lo = s.head, hi = s.entries.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if s.entries[mid].seq < seq { lo = mid + 1 } else { hi = mid }
-        }
-        guard lo < s.entries.count, s.entries[lo].seq == seq, s.entries[lo].segment == from, s.entries[lo].offset == offset else { return }
-        let length = Int64(s.entries[lo].recordLength)
-        s.entries[lo].segment = to
-        s.entries[lo].offset = newOffset
-        streams[key] = s
+        guard let length = streams[key]?.relocate(seq: seq, from: from, offset: offset, to: to, newOffset: newOffset) else { return }
         liveBySegment[from, default: 1] -= 1
         liveBytesBySegment[from, default: length] -= length
         liveBySegment[to, default: 0] += 1
         liveBytesBySegment[to, default: 0] += length
     }
 
-    private func compactEntries(_ s: inout StreamState) {
-        if s.head == s.entries.count {
-            s.entries.removeAll(keepingCapacity: false)
-            s.head = 0
-        } else if s.head >= 1024 && s.head * 2 >= s.entries.count {
-            s.entries.removeFirst(s.head)
-            s.head = 0
-        }
-    }
-
-    /// Drops frames below `before` (at most up to the next sequence to issue). Returns the floor.
-    @discardableResult
-    mutating func trim(_ key: StreamKey, before: UInt64) -> UInt64 {
-        let floor = min(before, nextSeq)
-        var s = streams[key] ?? StreamState()
-        let overhead = Int64(Self.overhead(key))
-        while s.head < s.entries.count, s.entries[s.head].seq < floor { drop(&s, s.entries[s.head], overhead) }
-        s.floor = max(s.floor, floor)
-        compactEntries(&s)
-        streams[key] = s
-        return s.floor
-    }
 
     /// Removes the stream: every frame, and its retention. Returns the floor its record carries.
     mutating func remove(_ key: StreamKey) -> UInt64 {
