@@ -171,7 +171,9 @@ final class StreamClientHandler: ChannelInboundHandler, Sendable {
         case .ping:
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)), promise: nil)
         case .connectionClose:
-            context.close(promise: nil)
+            // The closing handshake (RFC 6455 §5.5.1): answer with a close, then close.
+            let close = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: ByteBuffer(bytes: [0x03, 0xE8]))
+            context.writeAndFlush(wrapOutboundOut(close)).whenComplete { _ in context.close(promise: nil) }
         default:
             break
         }

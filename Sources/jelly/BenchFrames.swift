@@ -147,6 +147,10 @@ struct BenchFrames: AsyncParsableCommand {
                 for await e in replay.events { if case .frame = e { n += 1 } }
                 let seconds = (ContinuousClock.now - r0).seconds
                 print("replay over a WebSocket: \(n) frames of \(frameBytes) B in \(String(format: "%.2f", seconds)) s: \(Int(Double(n) / seconds)) frames/s")
+                if n != replayFrames {
+                    printError("the replay returned \(n) of \(replayFrames) frames")
+                    throw ExitCode(1)
+                }
             }
             try await client.close()
         }

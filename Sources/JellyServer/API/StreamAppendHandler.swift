@@ -198,8 +198,10 @@ final class StreamAppendHandler: ChannelDuplexHandler {
     private func finish() {
         guard !closeSent, let context else { return }
         closeSent = true
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: ByteBuffer(bytes: [0x03, 0xE8]))), promise: nil)
-        context.close(promise: nil)
+        // Closed once the close (and every message before it) is written.
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: ByteBuffer(bytes: [0x03, 0xE8])))).whenComplete { _ in
+            context.close(promise: nil)
+        }
     }
 
     private func send(_ object: [String: Any]) {

@@ -179,8 +179,10 @@ struct StreamSocket: Sendable {
                     try await outbound.write(contentsOf: out)
                     cursor = page.next
                 }
+                // The closing handshake: the client closes after it read the close, so it has read
+                // every frame before it (closing here could drop writes still queued).
                 try await outbound.write(WebSocketFrame(fin: true, opcode: .connectionClose, data: ByteBuffer(bytes: [0x03, 0xE8])))
-                outbound.finish()
+                try await Task.sleep(for: .seconds(Self.pingSeconds))
             }
             _ = try await group.next()
             group.cancelAll()
