@@ -16,7 +16,7 @@ import Testing
         try await ServerProcess(directory: dir.path + "/data").use { s in
             let (status, output) = try runToEnd(schemathesis, [
                 "--config-file", config, "run", s.base + "/v1/openapi.yaml",
-                "--checks", "all", "--max-examples", "25", "--generation-deterministic", "--request-timeout", "10",
+                "--checks", "all", "--exclude-checks", "use_after_free", "--max-examples", "25", "--generation-deterministic", "--request-timeout", "10",
             ], environment: ProcessInfo.processInfo.environment.merging(["NO_COLOR": "1", "SCHEMATHESIS_HOOKS": ""]) { _, b in b })
             #expect(status == 0, "the fuzzer found responses outside the document (rerun the command in FuzzTests to see each with curl):\n\(output.suffix(6000))")
             #expect(output.contains(" passed"), "the fuzzer ran: \(output.suffix(600))")

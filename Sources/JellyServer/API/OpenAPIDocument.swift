@@ -216,10 +216,10 @@ enum OpenAPIDocument {
             - {$ref: "#/components/parameters/lockToken"}
             - {name: Jelly-Base-Version, in: header, schema: {type: string, pattern: "^ *[0-9]{1,20} *$"}, description: "The version of the save the frame builds on (default 0)."}
             - {name: durable, in: query, schema: {type: string, enum: ["true", "false"]}}
-            - {name: retain_frames, in: query, schema: {type: string, pattern: "^[0-9]{1,20}$"}}
-            - {name: retain_bytes, in: query, schema: {type: string, pattern: "^[0-9]{1,20}$"}}
-            - {name: retain_ms, in: query, schema: {type: string, pattern: "^[0-9]{1,20}$"}}
-          requestBody: {required: true, content: {application/octet-stream: {schema: {type: string, format: binary}}, application/vnd.jelly.frames+json: {schema: {$ref: "#/components/schemas/FramesRequest"}}}}
+            - {name: retain_frames, in: query, schema: {type: string, pattern: "^[1-9][0-9]{0,19}$"}, description: "At least 1; at most the server's maximum (default 10,000,000 frames, 16 GiB, 366 days)."}
+            - {name: retain_bytes, in: query, schema: {type: string, pattern: "^[1-9][0-9]{0,19}$"}, description: "At least 1; at most the server's maximum (default 10,000,000 frames, 16 GiB, 366 days)."}
+            - {name: retain_ms, in: query, schema: {type: string, pattern: "^[1-9][0-9]{0,19}$"}, description: "At least 1; at most the server's maximum (default 10,000,000 frames, 16 GiB, 366 days)."}
+          requestBody: {required: false, description: "The frame (no body: an empty frame).", content: {application/octet-stream: {schema: {type: string, format: binary}}, application/vnd.jelly.frames+json: {schema: {$ref: "#/components/schemas/FramesRequest"}}}}
           responses:
             "200": {description: "Appended: the frames' sequences (seq is the last).", content: {application/json: {schema: {$ref: "#/components/schemas/Appended"}}}}
             "400": {$ref: "#/components/responses/BadRequest"}
@@ -314,7 +314,7 @@ enum OpenAPIDocument {
             frames:
               type: array
               minItems: 1
-              items: {type: object, required: [value_base64], properties: {value_base64: {type: string, contentEncoding: base64}, base_version: {$ref: "#/components/schemas/Version"}}}
+              items: {type: object, required: [value_base64], properties: {value_base64: {type: string, contentEncoding: base64}, base_version: {type: [integer, "null"], minimum: 0, maximum: 18446744073709551615, description: "Absent or null: the Jelly-Base-Version header, else 0."}}}
         Appended: {type: object, additionalProperties: false, required: [seq, seqs], properties: {seq: {$ref: "#/components/schemas/Version"}, seqs: {type: array, items: {$ref: "#/components/schemas/Version"}}}}
         Unhealthy: {type: object, required: [status, detail], properties: {status: {type: string, const: unavailable}, detail: {type: string}}}
         Read: {type: string, enum: [server, owner, public], description: "Who may read an object: game servers, also its partition's client, or every client."}
