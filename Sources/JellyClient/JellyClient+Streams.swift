@@ -5,6 +5,7 @@ import NIOHTTP1
 /// Streams over HTTP API v1 (docs/streams.md). For frames sent every tick without waiting, use
 /// the stream WebSocket (`?mode=append`) instead: each call here is one request.
 extension JellyClient {
+    @discardableResult
     public func appendFrames(
         partition: String, stream: String, _ frames: [FrameInput], lockToken: LockToken?, retention: StreamRetention?, durable: Bool
     ) async throws -> [UInt64] {

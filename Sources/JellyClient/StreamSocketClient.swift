@@ -87,8 +87,9 @@ public final class StreamSocketClient: Sendable {
     /// `thenClose`, the close follows in the same write. The future completes when all are written.
     @discardableResult
     public func send(_ values: [[UInt8]], thenClose: Bool = false) -> EventLoopFuture<Void> {
-        var frames = values.map { WebSocketFrame(fin: true, opcode: .binary, maskKey: maskKey(), data: ByteBuffer(bytes: $0)) }
-        if thenClose { frames.append(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: maskKey(), data: ByteBuffer(bytes: [0x03, 0xE8]))) }
+        var list = values.map { WebSocketFrame(fin: true, opcode: .binary, maskKey: maskKey(), data: ByteBuffer(bytes: $0)) }
+        if thenClose { list.append(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: maskKey(), data: ByteBuffer(bytes: [0x03, 0xE8]))) }
+        let frames = list
         let channel = self.channel
         return channel.eventLoop.flatSubmit {
             let futures = frames.map { channel.write($0) }
@@ -173,7 +174,8 @@ final class StreamClientHandler: ChannelInboundHandler, Sendable {
         case .connectionClose:
             // The closing handshake (RFC 6455 §5.5.1): answer with a close, then close.
             let close = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: ByteBuffer(bytes: [0x03, 0xE8]))
-            context.writeAndFlush(wrapOutboundOut(close)).whenComplete { _ in context.close(promise: nil) }
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(close)).whenComplete { _ in bound.value.close(promise: nil) }
         default:
             break
         }

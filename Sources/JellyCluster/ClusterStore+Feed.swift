@@ -49,8 +49,13 @@ extension ClusterStore {
         defer { lock.unsubscribe() }
         // Subscribed first, then read, so a commit in between is not missed.
         if try await partitionState(s).highest > after { return true }
-        return await withTaskGroup(of: Bool.self) { group in
-            for subscription in [objects, lock] {
+        return await Self.firstMessage([objects, lock], timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// Waits until one of `subscriptions` delivers a message (true) or the time is up (false).
+    static func firstMessage(_ subscriptions: [NATSSubscription], timeoutMilliseconds: Int) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            for subscription in subscriptions {
                 group.addTask {
                     for await _ in subscription.messages { return true }
                     return false

@@ -21,6 +21,7 @@ extension ClusterStore {
     /// How long a node trusts a stream's retention it read (another node may change it).
     static let retentionCacheMilliseconds: Int64 = 5000
 
+    @discardableResult
     public func appendFrames(
         partition: String, stream: String, _ frames: [FrameInput], lockToken: LockToken?, retention: StreamRetention?, durable: Bool
     ) async throws -> [UInt64] {
@@ -69,7 +70,7 @@ extension ClusterStore {
         }
         if due {
             let keep = UInt64(max(1, min(Int64(kept.frames), kept.bytes / Int64(averageBytes))))
-            try await call("enforcing the retention of stream \(Names.quoted(stream))") { try await js.purge(stream: s.stream, filter: s.frames(stream), keep: keep) }
+            _ = try await call("enforcing the retention of stream \(Names.quoted(stream))") { try await js.purge(stream: s.stream, filter: s.frames(stream), keep: keep) }
         }
         return seqs
     }
@@ -141,19 +142,7 @@ extension ClusterStore {
         defer { subscription.unsubscribe() }
         // Subscribed first, then read, so an append in between is not missed.
         if try await call("reading a stream", { try await js.message(stream: s.stream, from: after + 1, subject: filter) }) != nil { return true }
-        return await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                for await _ in subscription.messages { return true }
-                return false
-            }
-            group.addTask {
-                try? await Task.sleep(for: .milliseconds(timeoutMilliseconds))
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
+        return await Self.firstMessage([subscription], timeoutMilliseconds: timeoutMilliseconds)
     }
 
     /// The lease is checked, then the frames purged: a purge carries no expectation, so a trim

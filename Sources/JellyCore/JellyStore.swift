@@ -100,6 +100,7 @@ public protocol JellyStore: Sendable {
     /// once they are committed: readable and, per the store's stream durability, written (the
     /// embedded store: handed to the OS, synced within its stream interval; the cluster store:
     /// stored by the stream's replicas). With `durable`, returns only once they are on disk.
+    @discardableResult
     func appendFrames(
         partition: String, stream: String, _ frames: [FrameInput], lockToken: LockToken?, retention: StreamRetention?, durable: Bool
     ) async throws -> [UInt64]

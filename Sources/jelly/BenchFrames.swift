@@ -69,7 +69,8 @@ struct BenchFrames: AsyncParsableCommand {
             }
             let groups = Array(byLoop.values)
             let padding = [UInt8](repeating: 0x2E, count: max(0, frameBytes))
-            func frame(_ e: Int, _ tick: Int) -> [UInt8] {
+            let frameBytes = self.frameBytes
+            let frame: @Sendable (Int, Int) -> [UInt8] = { e, tick in
                 let head = Array("e\(e)-t\(tick)|".utf8)
                 return head + padding.prefix(max(0, frameBytes - head.count))
             }
@@ -113,44 +114,50 @@ struct BenchFrames: AsyncParsableCommand {
             var c = JellyClient.Configuration(url: url, bearerToken: token)
             c.requestTimeoutMilliseconds = 60_000
             let client = try JellyClient(c)
-            if !noVerify {
-                var lost = 0
-                for e in 0..<entities {
-                    var got: [Frame] = []
-                    var from: UInt64 = 0
-                    while true {
-                        let page = try await client.readFrames(partition: "bench-\(run)-e\(e)", stream: "state", from: from, limit: 1000)
-                        if page.frames.isEmpty { break }
-                        got += page.frames
-                        from = page.next
+            do {
+                if !noVerify {
+                    var lost = 0
+                    for e in 0..<entities {
+                        var got: [Frame] = []
+                        var from: UInt64 = 0
+                        while true {
+                            let page = try await client.readFrames(partition: "bench-\(run)-e\(e)", stream: "state", from: from, limit: 1000)
+                            if page.frames.isEmpty { break }
+                            got += page.frames
+                            from = page.next
+                        }
+                        let expected = (0..<ticks).map { frame(e, $0) }
+                        if got.map(\.value) != expected {
+                            lost += 1
+                            if lost <= 3 { printError("entity \(e): \(got.count) frames stored, \(expected.count) sent, or not the same") }
+                        }
                     }
-                    let expected = (0..<ticks).map { frame(e, $0) }
-                    if got.map(\.value) != expected {
-                        lost += 1
-                        if lost <= 3 { printError("entity \(e): \(got.count) frames stored, \(expected.count) sent, or not the same") }
+                    print("verified: \(entities - lost) of \(entities) streams hold exactly the frames sent, in order")
+                    if lost > 0 { throw ExitCode(1) }
+                }
+                if replayFrames > 0 {
+                    let partition = "bench-\(run)-replay"
+                    var left = replayFrames
+                    while left > 0 {
+                        let n = min(1000, left)
+                        try await client.appendFrames(partition: partition, stream: "match", [FrameInput](repeating: FrameInput(padding), count: n), lockToken: nil, retention: StreamRetention(frames: replayFrames, bytes: 1 << 34, ageMilliseconds: 3_600_000), durable: false)
+                        left -= n
+                    }
+                    let r0 = ContinuousClock.now
+                    let replay = try await StreamSocketClient.tail(url: url, bearerToken: token, partition: partition, stream: "match", from: 0, follow: false)
+                    var n = 0
+                    for await e in replay.events { if case .frame = e { n += 1 } }
+                    let seconds = (ContinuousClock.now - r0).seconds
+                    print("replay over a WebSocket: \(n) frames of \(frameBytes) B in \(String(format: "%.2f", seconds)) s: \(Int(Double(n) / seconds)) frames/s")
+                    if n != replayFrames {
+                        printError("the replay returned \(n) of \(replayFrames) frames")
+                        throw ExitCode(1)
                     }
                 }
-                print("verified: \(entities - lost) of \(entities) streams hold exactly the frames sent, in order")
-                if lost > 0 { throw ExitCode(1) }
-            }
-            if replayFrames > 0 {
-                let partition = "bench-\(run)-replay"
-                var left = replayFrames
-                while left > 0 {
-                    let n = min(1000, left)
-                    try await client.appendFrames(partition: partition, stream: "match", [FrameInput](repeating: FrameInput(padding), count: n), lockToken: nil, retention: StreamRetention(frames: replayFrames, bytes: 1 << 34, ageMilliseconds: 3_600_000), durable: false)
-                    left -= n
-                }
-                let r0 = ContinuousClock.now
-                let replay = try await StreamSocketClient.tail(url: url, bearerToken: token, partition: partition, stream: "match", from: 0, follow: false)
-                var n = 0
-                for await e in replay.events { if case .frame = e { n += 1 } }
-                let seconds = (ContinuousClock.now - r0).seconds
-                print("replay over a WebSocket: \(n) frames of \(frameBytes) B in \(String(format: "%.2f", seconds)) s: \(Int(Double(n) / seconds)) frames/s")
-                if n != replayFrames {
-                    printError("the replay returned \(n) of \(replayFrames) frames")
-                    throw ExitCode(1)
-                }
+            } catch {
+                // A JellyClient must be closed before it goes away.
+                try? await client.close()
+                throw error
             }
             try await client.close()
         }

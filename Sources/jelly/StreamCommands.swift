@@ -21,6 +21,20 @@ struct StreamTarget: ParsableArguments {
     @Option(help: "The partition.") var partition: String
     @Option(help: "The stream.") var stream: String
 
+    /// Runs `body` with the store and closes it afterwards, also when `body` throws (a
+    /// `JellyClient` must be closed before it goes away).
+    func use<T>(_ body: (any JellyStore) async throws -> T) async throws -> T {
+        let store = try await open()
+        do {
+            let value = try await body(store)
+            try await store.close()
+            return value
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+
     func open() async throws -> any JellyStore {
         if let url {
             var c = JellyClient.Configuration(url: url, bearerToken: apiKey)
@@ -81,17 +95,15 @@ struct StreamAppend: AsyncParsableCommand {
                 print("sent \(sent) frames")
                 return
             }
-            let store = try await target.open()
-            defer { Task { try? await store.close() } }
-            if let file {
-                let seq = try await store.appendFrame(partition: target.partition, stream: target.stream, try readFile(file), baseVersion: baseVersion, lockToken: lock, durable: durable)
-                print(seq)
-                return
+            try await target.use { store in
+                if let file {
+                    print(try await store.appendFrame(partition: target.partition, stream: target.stream, try readFile(file), baseVersion: baseVersion, lockToken: lock, durable: durable))
+                    return
+                }
+                while let line = readLine(strippingNewline: true) {
+                    print(try await store.appendFrame(partition: target.partition, stream: target.stream, Array(line.utf8), baseVersion: baseVersion, lockToken: lock, durable: durable))
+                }
             }
-            while let line = readLine(strippingNewline: true) {
-                print(try await store.appendFrame(partition: target.partition, stream: target.stream, Array(line.utf8), baseVersion: baseVersion, lockToken: lock, durable: durable))
-            }
-            try await store.close()
         }
     }
 }
@@ -108,17 +120,17 @@ struct StreamRead: AsyncParsableCommand {
 
     func run() async throws {
         try await failing {
-            let store = try await target.open()
-            var cursor = from
-            var printed = 0
-            while limit == 0 || printed < limit {
-                let page = try await store.readFrames(partition: target.partition, stream: target.stream, from: cursor, limit: limit == 0 ? 1000 : min(1000, limit - printed))
-                if page.frames.isEmpty { break }
-                for f in page.frames { print(format.render(f)) }
-                printed += page.frames.count
-                cursor = page.next
+            try await target.use { store in
+                var cursor = from
+                var printed = 0
+                while limit == 0 || printed < limit {
+                    let page = try await store.readFrames(partition: target.partition, stream: target.stream, from: cursor, limit: limit == 0 ? 1000 : min(1000, limit - printed))
+                    if page.frames.isEmpty { break }
+                    for f in page.frames { print(format.render(f)) }
+                    printed += page.frames.count
+                    cursor = page.next
+                }
             }
-            try await store.close()
         }
     }
 }
@@ -155,18 +167,18 @@ struct StreamTail: AsyncParsableCommand {
                 return
             }
             guard pace == "none" else { throw ValidationError("--pace original needs --url") }
-            let store = try await target.open()
-            var cursor = from
-            while true {
-                let page = try await store.readFrames(partition: target.partition, stream: target.stream, from: cursor, limit: 1000)
-                for f in page.frames { printLine(format.render(f)) }
-                cursor = page.next
-                if page.frames.isEmpty {
-                    if noFollow { break }
-                    _ = try await store.waitForFrames(partition: target.partition, stream: target.stream, after: max(cursor, 1) - 1, timeoutMilliseconds: 10_000)
+            try await target.use { store in
+                var cursor = from
+                while true {
+                    let page = try await store.readFrames(partition: target.partition, stream: target.stream, from: cursor, limit: 1000)
+                    for f in page.frames { printLine(format.render(f)) }
+                    cursor = page.next
+                    if page.frames.isEmpty {
+                        if noFollow { break }
+                        _ = try await store.waitForFrames(partition: target.partition, stream: target.stream, after: max(cursor, 1) - 1, timeoutMilliseconds: 10_000)
+                    }
                 }
             }
-            try await store.close()
         }
     }
 }
@@ -184,9 +196,9 @@ struct StreamTrim: AsyncParsableCommand {
     func run() async throws {
         try await failing {
             guard (before != nil) != remove else { throw ValidationError("give --before SEQ or --remove") }
-            let store = try await target.open()
-            try await store.trimStream(partition: target.partition, stream: target.stream, before: before, lockToken: token.map { LockToken($0) })
-            try await store.close()
+            try await target.use { store in
+                try await store.trimStream(partition: target.partition, stream: target.stream, before: before, lockToken: token.map { LockToken($0) })
+            }
         }
     }
 }

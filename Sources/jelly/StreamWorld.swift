@@ -26,6 +26,18 @@ struct StreamWorld: AsyncParsableCommand {
             var c = JellyClient.Configuration(url: url, bearerToken: apiKey)
             c.retries = 0
             let store = try JellyClient(c)
+            do {
+                try await play(store)
+            } catch {
+                // A JellyClient must be closed before it goes away, also on the way out of an error.
+                try? await store.close()
+                throw error
+            }
+        }
+    }
+
+    func play(_ store: JellyClient) async throws {
+        do {
             let resumed = try await StreamWorld.resume(store, partition: partition, owner: owner, ttlMilliseconds: ttlMilliseconds)
             printLine("RESUME \(resumed.lock.token) \(resumed.saveVersion) \(resumed.tick)")
             var tick = resumed.tick

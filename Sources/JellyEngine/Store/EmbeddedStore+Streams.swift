@@ -4,6 +4,7 @@ import JellyCore
 /// lock and the frames queued to the stream log (`FrameLog`) while it is held, so a frame
 /// accepted before a transfer is ordered before every frame of the new holder.
 extension EmbeddedStore {
+    @discardableResult
     public func appendFrames(
         partition: String, stream: String, _ frames: [FrameInput], lockToken: LockToken?, retention: StreamRetention?, durable: Bool
     ) async throws -> [UInt64] {

@@ -199,8 +199,9 @@ final class StreamAppendHandler: ChannelDuplexHandler {
         guard !closeSent, let context else { return }
         closeSent = true
         // Closed once the close (and every message before it) is written.
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: ByteBuffer(bytes: [0x03, 0xE8])))).whenComplete { _ in
-            context.close(promise: nil)
+            bound.value.close(promise: nil)
         }
     }
 
