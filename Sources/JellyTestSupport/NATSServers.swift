@@ -90,7 +90,7 @@ public final class NATSTestServers: @unchecked Sendable {
         p.arguments = ["-c", node.configFile]
         let output = OutputCollector()
         output.attach(to: p)
-        try p.run()
+        try startProcess(p)
         lock.lock()
         processes[name] = p
         outputs[name, default: []].append(output)

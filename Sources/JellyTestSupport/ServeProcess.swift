@@ -29,7 +29,7 @@ public final class JellyServeProcess: @unchecked Sendable {
             process.arguments = serve
         }
         output.attach(to: process)
-        try process.run()
+        try startProcess(process)
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             for scheme in ["http", "https"] {
@@ -92,3 +92,14 @@ public final class OutputCollector: @unchecked Sendable {
         return collected
     }
 }
+
+/// Starts `process`, one start at a time in this test process: Foundation's `Process.run()` on
+/// Linux is not safe to call from several threads at once (a CI run crashed in its memcpy while
+/// parallel suites each started processes). Every test starts its children through this.
+public func startProcess(_ process: Process) throws {
+    processStartLock.lock()
+    defer { processStartLock.unlock() }
+    try process.run()
+}
+
+private let processStartLock = NSLock()

@@ -18,7 +18,7 @@ func runJelly(_ arguments: [String], stdin: String? = nil) throws -> CommandResu
     process.standardOutput = out
     process.standardError = err
     process.standardInput = input
-    try process.run()
+    try startProcess(process)
     if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
     try? input.fileHandleForWriting.close()
     let outData = out.fileHandleForReading.readDataToEndOfFile()
@@ -46,7 +46,7 @@ final class ChildProcess: @unchecked Sendable {
             self.buffer.append(data)
             self.lock.unlock()
         }
-        try process.run()
+        try startProcess(process)
     }
 
     /// Complete lines printed so far.

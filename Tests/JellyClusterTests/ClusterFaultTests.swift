@@ -300,7 +300,7 @@ final class TwoNodeCluster: @unchecked Sendable {
         server.arguments = ["-c", config]
         server.standardOutput = FileHandle.nullDevice
         server.standardError = FileHandle.nullDevice
-        try server.run()
+        try startProcess(server)
         defer { server.terminate(); server.waitUntilExit() }
         var ok = false
         for _ in 0..<150 where !ok {

@@ -122,7 +122,7 @@ import Testing
                              "-keyout", dir.path + "/key.pem", "-out", dir.path + "/cert.pem", "-days", "1",
                              "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]
         openssl.standardError = FileHandle.nullDevice
-        try openssl.run()
+        try startProcess(openssl)
         openssl.waitUntilExit()
         try #require(openssl.terminationStatus == 0, "openssl makes a test certificate")
         let servers = try await NATSTestServers(count: 1, extraConfig: """

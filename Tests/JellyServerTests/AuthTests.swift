@@ -198,7 +198,7 @@ struct TestClaims: JWTPayload {
         openssl.arguments = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                              "-keyout", dir.path + "/key.pem", "-out", dir.path + "/cert.pem", "-days", "1", "-subj", "/CN=localhost"]
         openssl.standardError = FileHandle.nullDevice
-        try openssl.run()
+        try startProcess(openssl)
         openssl.waitUntilExit()
         try #require(openssl.terminationStatus == 0, "openssl makes a test certificate")
         let server = try ServerProcess(directory: dir.path + "/data", extraArguments: ["--tls-cert", dir.path + "/cert.pem", "--tls-key", dir.path + "/key.pem"])

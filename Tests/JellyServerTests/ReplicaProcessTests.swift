@@ -20,7 +20,7 @@ final class ReplicaWorker: @unchecked Sendable {
         process.standardInput = input
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        try startProcess(process)
         let ready = try readLine()
         guard ready.hasPrefix("ready ") else { throw ConformanceFailure("\(name): \(ready)") }
     }

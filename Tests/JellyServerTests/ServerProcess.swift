@@ -58,7 +58,7 @@ func runToEnd(_ executable: String, _ arguments: [String], environment: [String:
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = standardError ? pipe : FileHandle.nullDevice
-    try process.run()
+    try startProcess(process)
     let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     return (process.terminationStatus, output)

@@ -21,7 +21,7 @@ final class WorldProcess: @unchecked Sendable {
             guard let self, !data.isEmpty else { return }
             self.lock.withLock { self.text += String(decoding: data, as: UTF8.self) }
         }
-        try process.run()
+        try startProcess(process)
     }
 
     var lines: [String] { lock.withLock { text }.split(separator: "\n").map(String.init) }
