@@ -116,6 +116,10 @@ public final class ClusterStore: JellyStore, Sendable {
                         logger.notice("values are limited to \(fit) bytes by the NATS servers' max_payload (\(maxPayload)); raise max_payload in the NATS config for larger values")
                         r.limits.valueBytesMax = max(1, fit)
                     }
+                    if r.limits.frameBytesMax > fit {
+                        logger.notice("frames are limited to \(fit) bytes by the NATS servers' max_payload (\(maxPayload)); raise max_payload in the NATS config for larger frames")
+                        r.limits.frameBytesMax = max(1, fit)
+                    }
                     r.ready = true
                     r.problem = ""
                 }

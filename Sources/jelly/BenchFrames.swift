@@ -118,14 +118,7 @@ struct BenchFrames: AsyncParsableCommand {
                 if !noVerify {
                     var lost = 0
                     for e in 0..<entities {
-                        var got: [Frame] = []
-                        var from: UInt64 = 0
-                        while true {
-                            let page = try await client.readFrames(partition: "bench-\(run)-e\(e)", stream: "state", from: from, limit: 1000)
-                            if page.frames.isEmpty { break }
-                            got += page.frames
-                            from = page.next
-                        }
+                        let got = try await client.readAllFrames(partition: "bench-\(run)-e\(e)", stream: "state")
                         let expected = (0..<ticks).map { frame(e, $0) }
                         if got.map(\.value) != expected {
                             lost += 1

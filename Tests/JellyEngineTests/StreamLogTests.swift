@@ -74,6 +74,19 @@ import Testing
         #expect(again == kept, "a restart keeps what was kept")
     }
 
+    @Test func anAppendLargerThanAFileGoesIntoAFileOfItsOwn() async throws {
+        let h = try EmbeddedStoreHarness { $0.streams.fileBytes = 1 << 20; $0.limits.frameBytesMax = 1 << 20 }
+        defer { Task { await h.finish() } }
+        try await h.store.appendFrame(partition: "p", stream: "big", bytes("small"))
+        let big = [UInt8](repeating: 9, count: 900 << 10)
+        let seqs = try await h.store.appendFrames(partition: "p", stream: "big", [FrameInput(big), FrameInput(big)], lockToken: nil, retention: nil, durable: true)
+        try await h.store.appendFrame(partition: "p", stream: "big", bytes("after"))
+        let values = try await h.store.readAllFrames(partition: "p", stream: "big").map(\.value)
+        #expect(values == [bytes("small"), big, big, bytes("after")] && seqs.count == 2, "\(values.map(\.count))")
+        try await h.restart()
+        #expect(try await h.store.readAllFrames(partition: "p", stream: "big").map(\.value) == values, "and after a restart")
+    }
+
     @Test func aTornTailIsCutAndDamageElsewhereIsReported() async throws {
         let h = try EmbeddedStoreHarness { $0.streams.fileBytes = 1 << 20; $0.limits.frameBytesMax = 512 }
         defer { Task { await h.finish() } }

@@ -41,16 +41,9 @@ import Testing
         // Kernel buffers on loopback hold a few MiB; the rest had to wait for the disk.
         #expect(sending >= .milliseconds(1500), "the sender was slowed to the disk's pace: \(sending) for 32 MiB at 8 MB/s")
         #expect(peak <= 2 << 20, "the store held at most the socket's bound plus a read: \(peak) bytes")
-        var stored = 0
-        var from: UInt64 = 0
-        while true {
-            let page = try await store.readFrames(partition: "p", stream: "s", from: from, limit: 1000)
-            if page.frames.isEmpty { break }
-            #expect(page.frames.allSatisfy { $0.value == frame })
-            stored += page.frames.count
-            from = page.next
-        }
-        #expect(stored == count, "every frame landed: \(stored)")
+        let stored = try await store.readAllFrames(partition: "p", stream: "s")
+        #expect(stored.allSatisfy { $0.value == frame })
+        #expect(stored.count == count, "every frame landed: \(stored.count)")
         server.cancel()
         _ = await server.result
         try await store.close()

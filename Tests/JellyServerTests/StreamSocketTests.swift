@@ -123,14 +123,7 @@ func StreamWorld_resume(_ store: any JellyStore, partition: String, owner: Strin
 
 @Suite(.serialized) struct StreamSocketTests {
     func readAll(_ store: any JellyStore, _ partition: String, _ stream: String) async throws -> [Frame] {
-        var out: [Frame] = []
-        var from: UInt64 = 0
-        while true {
-            let page = try await store.readFrames(partition: partition, stream: stream, from: from, limit: 1000)
-            if page.frames.isEmpty { return out }
-            out += page.frames
-            from = page.next
-        }
+        try await store.readAllFrames(partition: partition, stream: stream)
     }
 
     @Test func anAppenderWaitsForNothingAndAReplayReturnsExactlyWhatWasAppended() async throws {

@@ -9,14 +9,21 @@ extension JellyStore {
     ) async throws -> (lock: LockInfo, objects: [StoredObject], frames: [Frame]) {
         let (lock, objects) = try await acquireLockAndLoad(partition: partition, owner: owner, ttlMilliseconds: ttlMilliseconds)
         let base = objects.first { $0.key == baseKey }?.version ?? 0
-        var frames: [Frame] = []
-        var from: UInt64 = 0
-        while true {
-            let page = try await readFrames(partition: partition, stream: stream, from: from, limit: limits.framesPageMax)
-            if page.frames.isEmpty { break }
-            frames += page.frames.filter { $0.baseVersion == base }
-            from = page.next
-        }
+        let frames = try await readAllFrames(partition: partition, stream: stream).filter { $0.baseVersion == base }
         return (lock, objects, frames)
+    }
+
+    /// Every frame the stream keeps from sequence `from` on, oldest first, read a page
+    /// (`limits.framesPageMax`) at a time. For a recorded match or a resume; a stream kept long
+    /// is large (its retention bounds it), so a reader that can work page by page should.
+    public func readAllFrames(partition: String, stream: String, from: UInt64 = 0) async throws -> [Frame] {
+        var frames: [Frame] = []
+        var cursor = from
+        while true {
+            let page = try await readFrames(partition: partition, stream: stream, from: cursor, limit: limits.framesPageMax)
+            if page.frames.isEmpty { return frames }
+            frames += page.frames
+            cursor = page.next
+        }
     }
 }

@@ -78,8 +78,9 @@ public struct StreamLogPolicy: Sendable, Equatable {
     /// the sync. `always` syncs after every write; `never` only when a file is full or the
     /// store closes.
     public var durability: Durability = .interval(milliseconds: 20)
-    /// Size at which a stream log file is left for a new one. Files are deleted whole, oldest
-    /// first, once none of their frames is kept.
+    /// Size at which a stream log file is left for a new one (an append larger than that goes
+    /// whole into a file of its own). Files are deleted whole, oldest first, once none of their
+    /// frames is kept.
     public var fileBytes = 64 << 20
     /// Bytes of appends queued for the disk beyond which appends are refused (`unavailable`,
     /// "slow down"): what a disk slower than the senders may hold in memory.
@@ -145,14 +146,18 @@ public struct EmbeddedStoreConfiguration: Sendable {
         if valueCacheBytes < 0 || valueCacheEntryBytesMax < 0 {
             throw JellyError(.invalidArgument, "valueCacheBytes and valueCacheEntryBytesMax must be 0 or more (0 turns the value cache off)")
         }
-        if streams.fileBytes < 1 << 20 || streams.fileBytes > Int(UInt32.max) || streams.fileBytes < limits.framesPerAppendMax * (limits.frameBytesMax + 300) + 8192 {
-            throw JellyError(.invalidArgument, "streams.fileBytes \(streams.fileBytes) must be between 1 MiB and 4 GiB and hold the largest append (framesPerAppendMax × frameBytesMax)")
+        // An append larger than a file goes whole into a file of its own (the writer starts a
+        // new file first), so files need not hold the largest append; offsets are 32-bit, so a
+        // file plus one append must stay under 4 GiB.
+        let largestAppend = limits.framesPerAppendMax * (limits.frameBytesMax + FrameFormat.recordFixedBytes + 256)
+        if streams.fileBytes < 1 << 20 || streams.fileBytes + largestAppend > Int(UInt32.max) {
+            throw JellyError(.invalidArgument, "streams.fileBytes \(streams.fileBytes) must be at least 1 MiB, and with the largest append (framesPerAppendMax \(limits.framesPerAppendMax) × frameBytesMax \(limits.frameBytesMax)) under 4 GiB; lower frame_bytes_max or framesPerAppendMax")
         }
         if case .interval(let ms) = streams.durability, ms < 1 {
             throw JellyError(.invalidArgument, "streams.durability interval must be at least 1 ms")
         }
-        if streams.queueBytesMax < limits.framesPerAppendMax * (limits.frameBytesMax + 300) {
-            throw JellyError(.invalidArgument, "streams.queueBytesMax must hold at least the largest append (framesPerAppendMax × frameBytesMax)")
+        if streams.queueBytesMax < 1 {
+            throw JellyError(.invalidArgument, "streams.queueBytesMax must be at least 1 (an append is refused only while more than it waits, so one larger append still goes)")
         }
         if compaction.tombstoneRetentionMilliseconds < 0 || compaction.tombstonesPerPartitionMax < 0 {
             throw JellyError(.invalidArgument, "compaction.tombstoneRetentionMilliseconds and tombstonesPerPartitionMax must not be negative")

@@ -72,6 +72,13 @@ struct StreamState: Sendable {
         return dropped
     }
 
+    /// Drops the frames below `floor` and keeps the floor at least there; returns those dropped.
+    mutating func trim(below floor: UInt64, overhead: Int64) -> [FrameEntry] {
+        let dropped = dropOldest(overhead: overhead) { _, e in e.seq < floor }
+        self.floor = max(self.floor, floor)
+        return dropped
+    }
+
     /// Points frame `seq`, if still kept at (from, offset), at (to, newOffset); its record length.
     mutating func relocate(seq: UInt64, from: UInt32, offset: UInt32, to: UInt32, newOffset: UInt32) -> Int64? {
         var lo = head, hi = entries.count
@@ -142,9 +149,7 @@ struct FrameTable: Sendable {
     mutating func trim(_ key: StreamKey, before: UInt64) -> UInt64 {
         let floor = min(before, nextSeq)
         let overhead = Int64(Self.overhead(key))
-        let dropped = streams[key, default: StreamState()].dropOldest(overhead: overhead) { _, e in e.seq < floor }
-        forget(dropped)
-        streams[key, default: StreamState()].floor = max(streams[key]?.floor ?? 0, floor)
+        forget(streams[key, default: StreamState()].trim(below: floor, overhead: overhead))
         return streams[key]?.floor ?? floor
     }
 
