@@ -93,16 +93,17 @@ extension ClusterStore {
             let record: LockRecord?
             var lease: Lease?
             var result: LockInfo?
-            switch LeaseRules.decide(request, current: state.lease, partition: partition, now: clock.nowMilliseconds()) {
+            let now = clock.nowMilliseconds()
+            switch LeaseRules.decide(request, current: state.lease, partition: partition, now: now) {
             case .reject(let error):
                 throw fromCache ? StaleCache() : error
             case .grantNewToken(let owner, let expires):
                 headers[Header.lock] = "grant"
-                record = LockRecord(owner: owner, expires: expires, token: nil)
+                record = LockRecord(owner: owner, expires: expires, token: nil, ttl: expires - now)
                 lease = Lease(owner: owner, token: LockToken(0), expiresAtMilliseconds: expires) // token: the grant's sequence
             case .extend(let extended):
                 headers[Header.lock] = "held"
-                record = LockRecord(owner: extended.owner, expires: extended.expiresAtMilliseconds, token: extended.token.rawValue)
+                record = LockRecord(owner: extended.owner, expires: extended.expiresAtMilliseconds, token: extended.token.rawValue, ttl: extended.expiresAtMilliseconds - now)
                 lease = extended
             case .clear(let previous):
                 if case .breakLock = request { result = previous?.info(partition: partition) }

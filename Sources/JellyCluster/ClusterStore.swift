@@ -36,7 +36,9 @@ public final class ClusterStore: JellyStore, Sendable {
         var epochs: [String] = []
     }
 
-    var clock: any JellyClock { configuration.clock }
+    /// Lease time: the configured clock, never going back (`StepSafeClock`).
+    var clock: any JellyClock { leaseClock }
+    let leaseClock: StepSafeClock
     var logger: Logger { configuration.logger }
 
     public var limits: JellyLimits { readiness.withLock { $0.limits } }
@@ -74,6 +76,7 @@ public final class ClusterStore: JellyStore, Sendable {
 
     private init(configuration: ClusterStoreConfiguration, connection: NATSConnection, limits: JellyLimits) {
         self.configuration = configuration
+        self.leaseClock = StepSafeClock(configuration.clock)
         self.connection = connection
         self.js = JetStream(connection: connection, timeout: configuration.requestTimeout)
         self.readiness = Mutex(Readiness(limits: limits))
@@ -294,6 +297,8 @@ struct LockRecord: Codable, Sendable {
     var owner: String
     var expires: Int64
     var token: UInt64?
+    /// The TTL granted, in milliseconds (absent in locks written before it was kept).
+    var ttl: Int64?
 }
 
 enum Header {
@@ -313,17 +318,22 @@ extension ClusterStore {
     /// The lock subject's last message: its sequence (0: never written) and the lease it holds.
     func readLock(_ s: PartitionSubjects) async throws -> (sequence: UInt64, lease: Lease?) {
         guard let m = try await call("reading a lock", { try await js.lastMessage(stream: s.stream, subject: s.lock) }) else { return (0, nil) }
-        return (m.sequence, try Self.lease(of: m))
+        return (m.sequence, try Self.lease(of: m, now: clock.nowMilliseconds(), limits: limits))
     }
 
-    static func lease(of m: StoredMessage) throws -> Lease? {
+    /// The lease a lock message holds. Its expiry is bounded by the TTL it was granted with
+    /// from `now`: a node whose clock is behind the granting node's must not see a 30-second lease
+    /// live for as long as the clocks differ (leases written before the TTL was kept: the longest
+    /// TTL allowed).
+    static func lease(of m: StoredMessage, now: Int64, limits: JellyLimits) throws -> Lease? {
         switch m.headers?[Header.lock] {
         case "free": return nil
         case "grant", "held":
             guard let record = try? JSONDecoder().decode(LockRecord.self, from: Data(m.payload)) else {
                 throw JellyError(.corruption, "the lock message at sequence \(m.sequence) on \(m.subject) is unreadable")
             }
-            return Lease(owner: record.owner, token: LockToken(record.token ?? m.sequence), expiresAtMilliseconds: record.expires)
+            let ttl = record.ttl ?? limits.lockTTLMillisecondsMax
+            return Lease(owner: record.owner, token: LockToken(record.token ?? m.sequence), expiresAtMilliseconds: min(record.expires, now + ttl))
         default:
             throw JellyError(.corruption, "the message at sequence \(m.sequence) on \(m.subject) is not a Jelly lock")
         }

@@ -82,12 +82,15 @@ struct RecordMeta: Sendable {
     var expiresAtMilliseconds: Int64
     /// A put's access flags (`ObjectAccess.flags`); zero otherwise.
     var flags: UInt8
+    /// A lease's TTL as granted (`RecordView.leaseTTLUnits`); zero otherwise.
+    var leaseTTLUnits: UInt16
 
     /// The slot this record sets (the key, or the lease slot), made when the record is made.
     let slot: ByteName
 
-    init(kind: RecordKind, partition: ByteName, key: String, contentType: String, recordLength: UInt32, version: UInt64, token: UInt64, expiresAtMilliseconds: Int64, flags: UInt8 = 0) {
+    init(kind: RecordKind, partition: ByteName, key: String, contentType: String, recordLength: UInt32, version: UInt64, token: UInt64, expiresAtMilliseconds: Int64, flags: UInt8 = 0, leaseTTLUnits: UInt16 = 0) {
         self.flags = flags
+        self.leaseTTLUnits = leaseTTLUnits
         self.kind = kind
         self.partition = partition
         self.key = key
@@ -124,6 +127,9 @@ struct StoreIndex: Sendable {
     var partitions: [ByteName: [ByteName: SlotEntry]] = [:]
     /// The latest lease record of each partition whose lease was not released (live or expired).
     var leases: [ByteName: Lease] = [:]
+    /// Recovery only: the TTL each recovered lease was granted with (0: unknown), to bound what
+    /// is left of it when the clock at open is behind the one that granted it.
+    var leaseTTLUnits: [ByteName: UInt16] = [:]
     var contentTypes = ContentTypeTable()
     var segments: [UInt32: SegmentStats] = [:]
     /// Number of objects (puts that are the latest of their slot).
@@ -188,8 +194,10 @@ struct StoreIndex: Sendable {
                     owner: record.key, token: LockToken(record.token),
                     expiresAtMilliseconds: record.expiresAtMilliseconds
                 )
+                if record.leaseTTLUnits != 0 { leaseTTLUnits[record.partition] = record.leaseTTLUnits } else { leaseTTLUnits[record.partition] = nil }
             case .unlease:
                 leases[record.partition] = nil
+                leaseTTLUnits[record.partition] = nil
             default: break
             }
         }

@@ -151,7 +151,8 @@ final class Committer: @unchecked Sendable {
                 log.addHintEntry(HintEntry(
                     kind: meta.kind, partition: meta.partition.string, key: meta.key, contentType: meta.contentType,
                     offset: UInt64(locations[li]), recordLength: meta.recordLength, version: request.version,
-                    token: meta.token, expiresAtMilliseconds: meta.expiresAtMilliseconds, flags: meta.flags
+                    token: meta.token, expiresAtMilliseconds: meta.expiresAtMilliseconds, flags: meta.flags,
+                    leaseTTLUnits: meta.leaseTTLUnits
                 ))
                 li += 1
             }

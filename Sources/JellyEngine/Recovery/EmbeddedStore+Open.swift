@@ -122,6 +122,8 @@ extension EmbeddedStore {
             }
         }
 
+        notes += boundRecoveredLeases(&index, now: configuration.clock.nowMilliseconds(), limits: configuration.limits)
+
         var readers: [UInt32: SegmentReader] = [:]
         for id in index.segments.keys {
             readers[id] = SegmentReader(id: id, file: try storage.openRead(path: path(segmentFileName(id))))
@@ -152,4 +154,26 @@ extension EmbeddedStore {
         frames.start()
         return EmbeddedStore(configuration: configuration, shared: shared, committer: committer, maintenance: maintenance, frames: frames, notes: notes)
     }
+}
+
+/// A lease's expiry is wall-clock time written by the clock that granted it. If the clock at
+/// open is behind that one (a machine whose clock was reset, a restore on another machine), a
+/// 30-second lease would block its partition until the old clock's time comes round, maybe
+/// hours. No lease is left more than the TTL it was granted with (leases written before the TTL
+/// was kept: the longest TTL allowed). Returns a recovery note when it shortened any.
+func boundRecoveredLeases(_ index: inout StoreIndex, now: Int64, limits: JellyLimits) -> [String] {
+    var shortened = 0
+    var largest: Int64 = 0
+    for (partition, lease) in index.leases where lease.isLive(at: now) {
+        let units = index.leaseTTLUnits[partition] ?? 0
+        let ttl = units == 0 ? limits.lockTTLMillisecondsMax : Int64(units) * Format.leaseTTLUnitMilliseconds
+        if lease.expiresAtMilliseconds - now > ttl {
+            largest = max(largest, lease.expiresAtMilliseconds - now - ttl)
+            index.leases[partition]?.expiresAtMilliseconds = now + ttl
+            shortened += 1
+        }
+    }
+    index.leaseTTLUnits = [:]
+    guard shortened > 0 else { return [] }
+    return ["\(shortened) lock(s) expired up to \(largest) ms later than the TTL they were granted with allows from now: the clock is behind the one that granted them; each now expires at most its TTL from now"]
 }

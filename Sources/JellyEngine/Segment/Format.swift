@@ -22,6 +22,13 @@ enum Format {
     static let recordFixedBytes = 32
     /// The version, last so it can be folded into a checksum computed before it was known.
     static let recordTrailerBytes = 8
+    /// A lease record keeps the TTL it was granted with in its reserved u16, in units of this
+    /// many milliseconds rounded up (the longest TTL, 24 h, is 43,200 units).
+    static let leaseTTLUnitMilliseconds: Int64 = 2000
+
+    static func leaseTTLUnits(_ ttlMilliseconds: Int64) -> UInt16 {
+        UInt16(clamping: max(1, (ttlMilliseconds + leaseTTLUnitMilliseconds - 1) / leaseTTLUnitMilliseconds))
+    }
     static let recordOverheadBytes = recordFixedBytes + recordTrailerBytes
 
     static let hintHeaderBytes = 64
@@ -156,6 +163,9 @@ struct RecordView {
     var version: UInt64
     /// A put's access flags (`ObjectAccess.flags`); zero for every other kind.
     var flags: UInt8
+    /// A lease's TTL as granted, in `Format.leaseTTLUnitMilliseconds` (rounded up); 0 when
+    /// unknown (written before it was kept) and for every other kind.
+    var leaseTTLUnits: UInt16 = 0
 
     enum Problem: Error { case truncated, badLength, badChecksum, badKind, badFields }
 
@@ -186,7 +196,8 @@ struct RecordView {
         return RecordView(
             kind: kind, length: length, partition: partition, key: key, contentType: contentType,
             value: value, expiresAtMilliseconds: p.getLE(16), token: p.getLE(24),
-            version: p.getLE(length - Format.recordTrailerBytes), flags: flags
+            version: p.getLE(length - Format.recordTrailerBytes), flags: flags,
+            leaseTTLUnits: kind == .lease ? p.getLE(14) : 0
         )
     }
 }
@@ -211,7 +222,8 @@ struct EncodedRecords: Sendable {
 
     mutating func append(
         kind: RecordKind, partition: String, key: String, contentType: String = "",
-        value: [UInt8] = [], token: UInt64 = 0, expiresAtMilliseconds: Int64 = 0, flags: UInt8 = 0
+        value: [UInt8] = [], token: UInt64 = 0, expiresAtMilliseconds: Int64 = 0, flags: UInt8 = 0,
+        leaseTTLUnits: UInt16 = 0
     ) {
         let offset = bytes.count
         var partition = partition, key = key, contentType = contentType
@@ -227,6 +239,7 @@ struct EncodedRecords: Sendable {
             r.storeBytes(of: UInt8(p), toByteOffset: 10, as: UInt8.self)
             r.storeBytes(of: UInt8(c), toByteOffset: 11, as: UInt8.self)
             r.putLE(UInt16(k), at: 12)
+            r.putLE(leaseTTLUnits, at: 14)
             r.putLE(expiresAtMilliseconds, at: 16)
             r.putLE(token, at: 24)
             var at = Format.recordFixedBytes
@@ -274,6 +287,8 @@ struct HintEntry: Equatable, Sendable {
     var expiresAtMilliseconds: Int64
     /// The record's flags (a put's access).
     var flags: UInt8 = 0
+    /// A lease's TTL as granted (`RecordView.leaseTTLUnits`).
+    var leaseTTLUnits: UInt16 = 0
 
     var encodedBytes: Int {
         Format.hintEntryFixedBytes + partition.utf8.count + key.utf8.count + contentType.utf8.count
@@ -292,6 +307,7 @@ struct HintEntry: Equatable, Sendable {
             p.storeBytes(of: UInt8(contentType.utf8.count), toByteOffset: 6, as: UInt8.self)
             p.storeBytes(of: flags, toByteOffset: 7, as: UInt8.self)
             p.putLE(UInt16(key.utf8.count), at: 8)
+            p.putLE(leaseTTLUnits, at: 10)
             p.putLE(recordLength, at: 12)
             p.putLE(offset, at: 16)
             p.putLE(version, at: 24)

@@ -177,7 +177,8 @@ enum SegmentFiles {
                     key: String(decoding: raw[view.key], as: UTF8.self),
                     contentType: String(decoding: raw[view.contentType], as: UTF8.self),
                     offset: UInt64(at), recordLength: UInt32(view.length), version: view.version,
-                    token: view.token, expiresAtMilliseconds: view.expiresAtMilliseconds, flags: view.flags
+                    token: view.token, expiresAtMilliseconds: view.expiresAtMilliseconds, flags: view.flags,
+                    leaseTTLUnits: view.leaseTTLUnits
                 ))
             }
             at += view.length
@@ -234,7 +235,8 @@ enum SegmentFiles {
                 entries.append(HintEntry(
                     kind: kind, partition: partition, key: key, contentType: contentType,
                     offset: p.getLE(16), recordLength: p.getLE(12), version: p.getLE(24),
-                    token: p.getLE(32), expiresAtMilliseconds: p.getLE(40), flags: flags
+                    token: p.getLE(32), expiresAtMilliseconds: p.getLE(40), flags: flags,
+                    leaseTTLUnits: kind == .lease ? p.getLE(10) : 0
                 ))
                 at += size
             }
@@ -287,7 +289,7 @@ extension HintEntry {
         RecordMeta(
             kind: kind, partition: ByteName(partition), key: key, contentType: contentType,
             recordLength: recordLength, version: version, token: token, expiresAtMilliseconds: expiresAtMilliseconds,
-            flags: flags
+            flags: flags, leaseTTLUnits: leaseTTLUnits
         )
     }
 }

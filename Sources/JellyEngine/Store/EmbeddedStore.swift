@@ -28,6 +28,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
     let values: ValueCache
     /// What recovery found (torn tails truncated and so on), for `jelly info` and logs.
     public let recoveryNotes: [String]
+    let leaseClock: StepSafeClock
 
     init(configuration: EmbeddedStoreConfiguration, shared: EngineShared, committer: Committer, maintenance: Maintenance, frames: FrameLog, notes: [String]) {
         self.configuration = configuration
@@ -38,9 +39,11 @@ public final class EmbeddedStore: JellyStore, Sendable {
         self.readers = BlockingIOPool(threads: configuration.readThreads, name: "jelly-read")
         self.values = ValueCache(capacityBytes: configuration.valueCacheBytes, entryBytesMax: configuration.valueCacheEntryBytesMax)
         self.recoveryNotes = notes
+        self.leaseClock = StepSafeClock(configuration.clock)
     }
 
-    var clock: any JellyClock { configuration.clock }
+    /// Lease time: the configured clock, never going back (`StepSafeClock`).
+    var clock: any JellyClock { leaseClock }
 
     // MARK: Writes
 
@@ -235,13 +238,15 @@ public final class EmbeddedStore: JellyStore, Sendable {
                     return .fail(error)
                 case .grantNewToken(let owner, let expires):
                     let lease = Lease(owner: owner, token: LockToken(version), expiresAtMilliseconds: expires)
-                    records.append(kind: .lease, partition: partition, key: owner, token: version, expiresAtMilliseconds: expires)
-                    meta = RecordMeta(kind: .lease, partition: pk, key: owner, contentType: "", recordLength: 0, version: version, token: version, expiresAtMilliseconds: expires)
+                    let ttl = Format.leaseTTLUnits(expires - now)
+                    records.append(kind: .lease, partition: partition, key: owner, token: version, expiresAtMilliseconds: expires, leaseTTLUnits: ttl)
+                    meta = RecordMeta(kind: .lease, partition: pk, key: owner, contentType: "", recordLength: 0, version: version, token: version, expiresAtMilliseconds: expires, leaseTTLUnits: ttl)
                     state.index.leases[pk] = lease
                     result = lease.info(partition: partition)
                 case .extend(let lease):
-                    records.append(kind: .lease, partition: partition, key: lease.owner, token: lease.token.rawValue, expiresAtMilliseconds: lease.expiresAtMilliseconds)
-                    meta = RecordMeta(kind: .lease, partition: pk, key: lease.owner, contentType: "", recordLength: 0, version: version, token: lease.token.rawValue, expiresAtMilliseconds: lease.expiresAtMilliseconds)
+                    let ttl = Format.leaseTTLUnits(lease.expiresAtMilliseconds - now)
+                    records.append(kind: .lease, partition: partition, key: lease.owner, token: lease.token.rawValue, expiresAtMilliseconds: lease.expiresAtMilliseconds, leaseTTLUnits: ttl)
+                    meta = RecordMeta(kind: .lease, partition: pk, key: lease.owner, contentType: "", recordLength: 0, version: version, token: lease.token.rawValue, expiresAtMilliseconds: lease.expiresAtMilliseconds, leaseTTLUnits: ttl)
                     state.index.leases[pk] = lease
                     result = lease.info(partition: partition)
                 case .clear(let previous):
