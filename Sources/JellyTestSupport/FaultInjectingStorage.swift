@@ -7,9 +7,17 @@ import JellyEngine
 import Synchronization
 
 /// A storage layer over the real one (`PosixStorage`) that can fail syncs and writes on demand
-/// and simulate a power loss: every write since a file's last sync is torn at a random byte
-/// and everything after it is lost, the way a crash mid-append leaves a log. Directory
-/// operations (create, rename, remove) are taken as durable when they return.
+/// and simulate a power loss, in the spirit of LevelDB's fault-injection environment: every
+/// write since a file's last sync is torn at a random byte and everything after it is lost, the
+/// way a crash mid-append leaves a log; and directory entries (files and directories created,
+/// renames, removals) since their directory's last sync are undone, newest first, beyond a
+/// random prefix, as a filesystem whose metadata journal had not committed them would. A file
+/// whose creation is undone is gone with its data, synced or not; a rename undone puts the file
+/// back under its old name (and what it replaced under the new one); a removal undone brings
+/// the file back as it was.
+///
+/// The power can be cut at a chosen moment (`cutPower()`, with a sync held at the gate) or after
+/// a number of operations (`cutPower(afterOperations:)`: a random point of a running workload).
 ///
 /// Use it with `directIO = false`: it tracks writes made through it, and a crash must happen
 /// after the store stopped writing (`EmbeddedStore.crashForTesting()`).
@@ -35,6 +43,29 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
         var powerOff = false
         /// Writes to paths containing this take bytes / rate seconds (a slow disk).
         var throttle: (pathContaining: String, bytesPerSecond: Int)?
+        /// Per directory: entry changes since its last sync, oldest first.
+        var unsyncedEntries: [String: [EntryChange]] = [:]
+        /// Changes (writes, syncs, creates, renames, removals, truncations) left before the
+        /// power goes off by itself; nil: never.
+        var operationsUntilCut: Int?
+        /// Changes made so far (the range to pick `cutPower(afterOperations:)` from).
+        var operations = 0
+    }
+
+    /// A directory entry change not yet made durable by a sync of its directory.
+    enum EntryChange {
+        /// A file or directory that did not exist.
+        case created(path: String, isDirectory: Bool)
+        /// `from` renamed to `to`; `displaced` is the file `to` named before, if any.
+        case renamed(from: String, to: String, displaced: RemovedFile?)
+        case removed(RemovedFile)
+    }
+
+    /// A file's bytes and unsynced writes at the moment it stopped being reachable.
+    struct RemovedFile {
+        var path: String
+        var bytes: [UInt8]
+        var pending: [PendingWrite]
     }
 
     /// Where held syncs wait: signalled once per held sync by `releaseSyncs`.
@@ -104,9 +135,57 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
     /// turns the power back on. Hold a sync first to cut the power the moment it starts.
     public func cutPower() { state.withLock { $0.powerOff = true } }
 
+    /// The power goes off by itself when `n` more changes (writes, syncs, creates, renames,
+    /// removals, truncations) have been asked for: the `n`th and every later one fails.
+    public func cutPower(afterOperations n: Int) {
+        state.withLock { $0.operationsUntilCut = max(1, n) }
+    }
+
+    /// Changes asked for since the storage was made.
+    public var operations: Int { state.withLock { $0.operations } }
+
+    public var isPowerOff: Bool { state.withLock { $0.powerOff } }
+
+    /// Counts one change; throws when the power is (or just went) off.
     fileprivate func checkPower(_ what: String, _ path: String) throws {
-        if state.withLock({ $0.powerOff }) {
-            throw JellyError(.io, "\(what) \(path) failed: injected power loss (EIO)")
+        let off = state.withLock { s -> Bool in Self.tick(&s) }
+        if off { throw JellyError(.io, "\(what) \(path) failed: injected power loss (EIO)") }
+    }
+
+    /// Counts a change in `s`; true when the power is off for it.
+    fileprivate static func tick(_ s: inout FaultState) -> Bool {
+        s.operations += 1
+        if let n = s.operationsUntilCut {
+            if n <= 1 { s.powerOff = true; s.operationsUntilCut = nil } else { s.operationsUntilCut = n - 1 }
+        }
+        return s.powerOff
+    }
+
+    private static func parent(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    private func snapshot(_ path: String) throws -> [UInt8] {
+        let file = try base.openRead(path: path)
+        defer { file.close() }
+        var bytes = [UInt8](repeating: 0, count: Int(try file.size()))
+        let n = try bytes.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
+        return Array(bytes[0..<n])
+    }
+
+    private func restore(_ file: RemovedFile) throws {
+        let f = try base.openWrite(path: file.path, truncate: true)
+        defer { f.close() }
+        try file.bytes.withUnsafeBytes { try f.write($0, at: 0) }
+    }
+
+    private func removeTree(_ path: String) throws {
+        if let names = try? base.listDirectory(path) {
+            for name in names { try removeTree(path + "/" + name) }
+            _ = rmdir(path)
+        } else {
+            try base.remove(path)
         }
     }
 
@@ -115,20 +194,51 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
     /// Returns a description of what was cut, for test failure messages.
     @discardableResult
     public func crash(random: (Int) -> Int) throws -> [String] {
-        try crash { _, bound in random(bound) }
+        try crash(keeping: { _, bound in random(bound) }, keepingEntries: { _, n in random(n + 1) })
     }
 
     /// `crash` with the cut chosen per file: `keep(path, total)` returns how many of the file's
     /// `total` unsynced bytes survive (0...total), whatever order the files are visited in.
+    ///
+    /// Directory entry changes since their directory's last sync: `keepEntries(directory, n)`
+    /// says how many of a directory's `n` survive, oldest first (default: none); the rest are
+    /// undone before the files' unsynced writes are.
     @discardableResult
-    public func crash(keeping keep: (String, Int) -> Int) throws -> [String] {
-        let pending = state.withLock { s -> [String: [PendingWrite]] in
-            let p = s.unsynced
+    public func crash(keeping keep: (String, Int) -> Int, keepingEntries keepEntries: (String, Int) -> Int = { _, _ in 0 }) throws -> [String] {
+        var (pending, entries) = state.withLock { s -> ([String: [PendingWrite]], [String: [EntryChange]]) in
+            let p = (s.unsynced, s.unsyncedEntries)
             s.unsynced = [:]
+            s.unsyncedEntries = [:]
             s.powerOff = false
+            s.operationsUntilCut = nil
             return p
         }
         var report: [String] = []
+        // Undo entry changes newest first across directories (a rename between directories is
+        // not used by the engine; each change is listed under its target's directory).
+        var undo: [(order: Int, change: EntryChange)] = []
+        for (directory, changes) in entries.sorted(by: { $0.key < $1.key }) where !changes.isEmpty {
+            let kept = min(changes.count, max(0, keepEntries(directory, changes.count)))
+            report.append("\(directory): kept \(kept) of \(changes.count) unsynced entry changes")
+            undo += changes.enumerated().dropFirst(kept).map { ($0.offset, $0.element) }
+        }
+        for (_, change) in undo.sorted(by: { $0.order > $1.order }) {
+            switch change {
+            case .created(let path, let isDirectory):
+                if isDirectory { try removeTree(path) } else { try base.remove(path) }
+                pending = pending.filter { !$0.key.hasPrefix(path) }
+            case .renamed(let from, let to, let displaced):
+                if base.fileExists(to) { try base.rename(to, from) }
+                if let moved = pending.removeValue(forKey: to) { pending[from] = moved }
+                if let displaced {
+                    try restore(displaced)
+                    pending[to] = displaced.pending
+                }
+            case .removed(let file):
+                try restore(file)
+                pending[file.path] = file.pending
+            }
+        }
         for (path, writes) in pending.sorted(by: { $0.key < $1.key }) where !writes.isEmpty {
             let total = writes.reduce(0) { $0 + $1.length }
             let keep = min(total, max(0, keep(path, total)))
@@ -157,7 +267,7 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
 
     fileprivate func recordWrite(path: String, offset: Int64, length: Int, previous: [UInt8], previousSize: Int64) throws {
         try state.withLock { s in
-            if s.powerOff { throw JellyError(.io, "write \(path) failed: injected power loss (EIO)") }
+            if Self.tick(&s) { throw JellyError(.io, "write \(path) failed: injected power loss (EIO)") }
             if let limit = s.failWritesAfterBytes, s.bytesWritten + length > limit {
                 throw JellyError(.io, "write \(path) failed: injected fault (EIO)")
             }
@@ -184,7 +294,7 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
             }
         }
         try state.withLock { s in
-            if s.powerOff { throw JellyError(.io, "fdatasync \(path) failed: injected power loss (EIO)") }
+            if Self.tick(&s) { throw JellyError(.io, "fdatasync \(path) failed: injected power loss (EIO)") }
             if s.failSyncs { throw JellyError(.io, "fdatasync \(path) failed: injected fault (EIO)") }
             s.syncs += 1
             s.syncsByPath[path, default: 0] += 1
@@ -194,37 +304,79 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
 
     // MARK: StorageSystem
 
+    /// Records the creation of `path` when it does not exist yet (after checking the power).
+    private func creating(_ path: String, isDirectory: Bool, _ make: () throws -> Void) throws {
+        let isNew = !base.fileExists(path)
+        if isNew { try checkPower("create", path) }
+        try make()
+        if isNew {
+            state.withLock { $0.unsyncedEntries[Self.parent(path), default: []].append(.created(path: path, isDirectory: isDirectory)) }
+        }
+    }
+
     public func openLog(path: String, create: Bool, direct: Bool) throws -> any StorageFile {
-        FaultFile(try base.openLog(path: path, create: create, direct: false), owner: self)
+        var file: (any StorageFile)?
+        if create {
+            try creating(path, isDirectory: false) { file = try base.openLog(path: path, create: true, direct: false) }
+        } else {
+            file = try base.openLog(path: path, create: false, direct: false)
+        }
+        guard let file else { throw JellyError(.io, "open \(path) failed") }
+        return FaultFile(file, owner: self)
     }
 
     public func openRead(path: String) throws -> any StorageFile { try base.openRead(path: path) }
 
     public func openWrite(path: String, truncate: Bool) throws -> any StorageFile {
-        FaultFile(try base.openWrite(path: path, truncate: truncate), owner: self)
+        var file: (any StorageFile)?
+        if truncate && base.fileExists(path) { try checkPower("truncate", path) }
+        try creating(path, isDirectory: false) { file = try base.openWrite(path: path, truncate: truncate) }
+        guard let file else { throw JellyError(.io, "open \(path) failed") }
+        return FaultFile(file, owner: self)
     }
 
     public func listDirectory(_ path: String) throws -> [String] { try base.listDirectory(path) }
-    public func makeDirectory(_ path: String) throws { try base.makeDirectory(path) }
+
+    public func makeDirectory(_ path: String) throws {
+        // Each missing component is an entry of its parent.
+        var missing: [String] = []
+        var p = path
+        while !p.isEmpty && p != "/" && p != "." && !base.fileExists(p) {
+            missing.append(p)
+            p = Self.parent(p)
+        }
+        for dir in missing.reversed() {
+            try creating(dir, isDirectory: true) { try base.makeDirectory(dir) }
+        }
+    }
+
     public func fileExists(_ path: String) -> Bool { base.fileExists(path) }
 
     public func remove(_ path: String) throws {
         try checkPower("remove", path)
-        state.withLock { _ = $0.unsynced.removeValue(forKey: path) }
+        guard base.fileExists(path) else { return }
+        let bytes = try snapshot(path)
+        let pending = state.withLock { $0.unsynced.removeValue(forKey: path) } ?? []
         try base.remove(path)
+        state.withLock { $0.unsyncedEntries[Self.parent(path), default: []].append(.removed(RemovedFile(path: path, bytes: bytes, pending: pending))) }
     }
 
     public func rename(_ from: String, _ to: String) throws {
         try checkPower("rename", from)
+        let displaced: RemovedFile? = base.fileExists(to)
+            ? RemovedFile(path: to, bytes: try snapshot(to), pending: state.withLock { $0.unsynced.removeValue(forKey: to) } ?? [])
+            : nil
         try base.rename(from, to)
         state.withLock { s in
             if let pending = s.unsynced.removeValue(forKey: from) { s.unsynced[to] = pending }
+            s.unsyncedEntries[Self.parent(to), default: []].append(.renamed(from: from, to: to, displaced: displaced))
         }
     }
 
     public func syncDirectory(_ path: String) throws {
         try checkPower("fsync", path)
         try base.syncDirectory(path)
+        state.withLock { _ = $0.unsyncedEntries.removeValue(forKey: path) }
     }
     public func lockDirectory(_ path: String) throws -> any StorageFile { try base.lockDirectory(path) }
 }

@@ -56,6 +56,26 @@ extension StorageFile {
     public func adviseRandomReads() {}
 }
 
+extension StorageSystem {
+    /// Creates `path` and every missing parent, each made durable in its own parent (a
+    /// directory's entry is a change of its parent's contents: without the parent's sync, a power
+    /// loss can take the new directory, and everything synced inside it, away).
+    public func makeDirectoryDurably(_ path: String) throws {
+        var missing: [String] = []
+        var p = path
+        while !p.isEmpty && p != "/" && p != "." && !fileExists(p) {
+            missing.append(p)
+            guard let slash = p.lastIndex(of: "/") else { p = "."; break }
+            p = slash == p.startIndex ? "/" : String(p[..<slash])
+        }
+        for dir in missing.reversed() {
+            try makeDirectory(dir)
+            let parent = dir.lastIndex(of: "/").map { $0 == dir.startIndex ? "/" : String(dir[..<$0]) } ?? "."
+            try syncDirectory(parent)
+        }
+    }
+}
+
 /// The alignment direct I/O needs for buffers, offsets and lengths.
 public let storageAlignment = 4096
 

@@ -14,7 +14,7 @@ extension EmbeddedStore {
         try configuration.validate()
         let storage = configuration.storage
         let directory = configuration.directory
-        try storage.makeDirectory(directory)
+        try storage.makeDirectoryDurably(directory)
         let lock = try storage.lockDirectory(directory)
         do {
             return try recover(configuration, lock: lock)

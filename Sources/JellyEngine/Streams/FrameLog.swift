@@ -225,7 +225,7 @@ final class FrameLog: Sendable {
     func waitForWork(until deadline: DispatchTime) { _ = wake.wait(timeout: deadline) }
 
     static func open(directory: String, storage: any StorageSystem, clock: any JellyClock, defaults: StreamRetention, segmentBytes: Int, durability: Durability, queueBytesMax: Int) throws -> (FrameLog, notes: [String]) {
-        try storage.makeDirectory(directory)
+        try storage.makeDirectoryDurably(directory)
         var recovered = try FrameRecovery.recover(directory: directory, storage: storage, defaults: defaults, now: clock.nowMilliseconds())
         var state = State(table: recovered.table)
         state.files = recovered.files
