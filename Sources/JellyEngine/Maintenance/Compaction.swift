@@ -28,6 +28,10 @@ extension Maintenance {
             guard !inputs.isEmpty, round < 10_000 else { break }
             round += 1
             startWanted()
+            compactionRound.wait()
+            defer { compactionRound.signal() }
+            // A backup is copying: stop here; compaction resumes after it.
+            if compactionHeld { break }
             done.formUnion(inputs)
             progress?(CompactionProgress(segment: inputs[0], index: done.count, count: max(plannedCount, done.count), report: report))
             let moved0 = report.bytesMoved, t0 = monotonicNanoseconds()

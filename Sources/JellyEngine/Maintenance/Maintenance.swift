@@ -15,6 +15,8 @@ final class Maintenance: @unchecked Sendable {
     let configuration: EmbeddedStoreConfiguration
     let wake = DispatchSemaphore(value: 0)
     let startDone = DispatchSemaphore(value: 0)
+    /// Held by a compaction round while it runs (`holdCompaction` waits for it).
+    let compactionRound = DispatchSemaphore(value: 1)
     private let thread = OSThread(name: "jelly-maint")
     let work = Mutex(Work())
     /// Where compaction copies live records; touched only on the worker thread, and by `stop`
@@ -35,6 +37,8 @@ final class Maintenance: @unchecked Sendable {
         var stopping = false
         var running = false
         var compactRequests: [CompactionRequest] = []
+        /// Backups copying now: compaction waits for them (it would remove what they copy).
+        var backupHolds = 0
         /// The log's next segment, started ahead of the committer's need.
         var startAhead = StartAhead<StartedSegment>()
     }
@@ -115,4 +119,19 @@ final class Maintenance: @unchecked Sendable {
             }
         }
     }
+
+    /// A backup starts: compaction stops before its next round and waits until
+    /// `releaseCompaction`. Returns once no round is running, so no file is removed or recycled
+    /// while the backup reads it.
+    func holdCompaction() {
+        work.withLock { $0.backupHolds += 1 }
+        compactionRound.wait()
+        compactionRound.signal()
+    }
+
+    func releaseCompaction() {
+        work.withLock { $0.backupHolds -= 1 }
+    }
+
+    var compactionHeld: Bool { work.withLock { $0.backupHolds > 0 } }
 }
