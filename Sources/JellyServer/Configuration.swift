@@ -29,6 +29,9 @@ public struct JellyServerConfiguration: Sendable {
     /// Whether the store can serve now, and why not (`GET /v1/health` answers 503 when not).
     /// Nil: always healthy (the embedded store fails at open instead).
     public var health: (@Sendable () -> (ok: Bool, detail: String))?
+    /// Takes an online backup named `name` (`POST /v1/admin/backup`); `jelly serve` puts it in
+    /// its backup directory. Nil: the store cannot be backed up over HTTP (cluster mode).
+    public var backup: (@Sendable (_ name: String) async throws -> BackupReport)?
 
     public init() {}
 

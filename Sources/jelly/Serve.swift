@@ -31,6 +31,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The data directory (default ./jelly-data).") var data: String?
     @Option(help: "HOST:PORT to listen on (default 127.0.0.1:7420; port 0 picks a free port).") var listen: String?
     @Option(help: "always | interval | interval:MS | never (default always).") var durability: String?
+    @Option(name: .customLong("backup-dir"), help: "Where POST /v1/admin/backup writes backups, one directory per name (default: the data directory's path with -backups appended).") var backupDir: String?
     @Option(help: "Cluster mode: NATS servers, nats://HOST:PORT[,nats://HOST:PORT…]. The data lives in JetStream.") var nats: String?
     @Option(name: .customLong("nats-shards"), help: "Cluster mode: streams the partitions hash onto (default 8; the same on every node).") var natsShards: Int?
     @Option(name: .customLong("nats-replicas"), help: "Cluster mode: replicas per stream, 1, 3 or 5 (default 3).") var natsReplicas: Int?
@@ -99,6 +100,9 @@ struct Serve: AsyncParsableCommand {
         if !loopback && serverConfig.auth == nil { logger.warning("serving \(host):\(port) WITHOUT AUTHENTICATION") }
 
         if nats != nil || file?.nats != nil {
+            if backupDir != nil || file?.backup_directory != nil {
+                throw ValidationError("--backup-dir and backup_directory are for the embedded store; in cluster mode back up the JetStream streams (docs/operations.md)")
+            }
             if data != nil || durability != nil || file?.value_cache_mib != nil || file?.tombstone_retention_ms != nil || file?.tombstones_per_partition_max != nil || file?.streams?.durability != nil {
                 throw ValidationError("--data, --durability, value_cache_mib, streams.durability and the tombstone settings are for the embedded store; with --nats the data lives in JetStream (see docs/cluster.md)")
             }
@@ -113,6 +117,12 @@ struct Serve: AsyncParsableCommand {
         storeConfig.commitObserver = CommitMetrics()
         let openConfig = storeConfig
         let embedded = try await failing { try EmbeddedStore.open(openConfig) }
+        let backupRoot = backupDir ?? file?.backup_directory ?? (trimmingSlashes(storeConfig.directory) + "-backups")
+        serverConfig.backup = { name in
+            let report = try await embedded.backup(to: backupRoot + "/" + name)
+            logger.info("backup taken", metadata: ["directory": "\(report.directory)", "version": "\(report.version)", "bytes_copied": "\(report.bytesCopied)", "ms": "\(report.milliseconds)"])
+            return report
+        }
         let metrics = MetricsEndpoint(
             storeGauges: {
                 let info = embedded.info()
@@ -239,4 +249,10 @@ struct CommitMetrics: CommitObserver {
     func synced(nanoseconds: UInt64) {
         syncLatency.recordNanoseconds(Int64(truncatingIfNeeded: nanoseconds))
     }
+}
+
+func trimmingSlashes(_ path: String) -> String {
+    var p = path
+    while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+    return p
 }

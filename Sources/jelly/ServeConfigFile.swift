@@ -42,6 +42,8 @@ struct ServeConfigFile: Decodable, Sendable {
     var tombstones_per_partition_max: Int?
     var nats: NATS?
     var streams: Streams?
+    /// Where `POST /v1/admin/backup` writes backups (embedded store; `--backup-dir`).
+    var backup_directory: String?
 
     /// Streams (docs/streams.md): the retention of streams that name none, the largest frame,
     /// and (embedded store only) when frames are synced.

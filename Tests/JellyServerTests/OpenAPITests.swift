@@ -24,6 +24,10 @@ private let secret = "an-hs256-secret-for-the-openapi-test!!"
         "POST /v1/partitions/{partition}/sync 503",
         // A stream log 64 MiB behind the disk, or a cluster without a stream leader.
         "POST /v1/partitions/{partition}/streams/{stream} 503",
+        // A backup over HTTP is the embedded store's; a cluster node answers 501. A backup that
+        // cannot be written (disk full, another backup's files in the way) answers 503/400.
+        "POST /v1/admin/backup 501",
+        "POST /v1/admin/backup 503",
     ]
 
     @Test func everyResponseMatchesTheDocumentAndEveryDocumentedResponseOccurs() async throws {
@@ -208,6 +212,13 @@ private let secret = "an-hs256-secret-for-the-openapi-test!!"
         try await r.expect(404, "POST", p + "/lock/break", headers: admin)
         try await r.expect(204, "DELETE", st + "?before=2", headers: server)
         try await r.expect(204, "DELETE", locked, headers: server)
+
+        // A backup (admin only), into the server's backup directory.
+        let json = ["Content-Type": "application/json"]
+        try await r.expect(401, "POST", base + "/v1/admin/backup", headers: json, body: jsonBody(["name": "walk"]))
+        try await r.expect(403, "POST", base + "/v1/admin/backup", headers: server.merging(json) { a, _ in a }, body: jsonBody(["name": "walk"]))
+        try await r.expect(400, "POST", base + "/v1/admin/backup", headers: admin.merging(json) { a, _ in a }, body: jsonBody(["name": "../walk"]))
+        try await r.expect(200, "POST", base + "/v1/admin/backup", headers: admin.merging(json) { a, _ in a }, body: jsonBody(["name": "walk"]))
     }
 
     func runChecker(document: String, records: String) throws -> (Int32, String) {

@@ -34,27 +34,6 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var files: [File]
 }
 
-/// What a backup did.
-public struct BackupReport: Sendable, Equatable, Codable {
-    public var directory: String
-    public var version: UInt64
-    public var files: Int
-    /// Bytes read from the store and written to the backup now.
-    public var bytesCopied: Int64
-    /// Bytes already in the backup directory (an earlier backup) and not copied again.
-    public var bytesReused: Int64
-    /// Files of an earlier backup no longer needed, deleted.
-    public var filesDeleted: Int
-    public var milliseconds: Int64
-}
-
-/// Progress of a long backup or restore, for a progress line.
-public struct BackupProgress: Sendable {
-    public var file: String
-    public var bytesDone: Int64
-    public var bytesTotal: Int64
-}
-
 enum BackupFiles {
     static let chunkBytes = 1 << 20
 

@@ -188,6 +188,21 @@ enum OpenAPIDocument {
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
             "403": {$ref: "#/components/responses/Forbidden"}
+      /v1/admin/backup:
+        post:
+          description: "Administrative (admin API key): an online backup of the embedded store, taken while saves go on, into the directory name inside the server's backup directory (jelly serve --backup-dir; default the data directory's path with -backups appended), on the server's machine. A second backup under the same name copies only what is new. Verify with jelly backup verify, restore with jelly restore (docs/operations.md)."
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: {type: object, required: [name], properties: {name: {type: string, pattern: "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"}}}
+          responses:
+            "200": {description: "The backup is complete.", content: {application/json: {schema: {$ref: "#/components/schemas/Backup"}}}}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+            "501": {description: "Cluster mode: back up the JetStream streams instead.", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+            "503": {$ref: "#/components/responses/Unavailable"}
       /v1/watch:
         get:
           description: 'A WebSocket for game backends (API keys): send {"partition": P, "since": V, "epoch": E} to watch a partition, {"partition": P, "unwatch": true} to stop; each message is a Changes body with partition. Without the upgrade (Connection: Upgrade, Upgrade: websocket) it is 400. The same upgrade on /v1/partitions/{partition}/changes watches one partition (client tokens too).'
@@ -316,6 +331,18 @@ enum OpenAPIDocument {
               minItems: 1
               items: {type: object, required: [value_base64], properties: {value_base64: {type: string, contentEncoding: base64}, base_version: {type: [integer, "null"], minimum: 0, maximum: 18446744073709551615, description: "Absent or null: the Jelly-Base-Version header, else 0."}}}
         Appended: {type: object, additionalProperties: false, required: [seq, seqs], properties: {seq: {$ref: "#/components/schemas/Version"}, seqs: {type: array, items: {$ref: "#/components/schemas/Version"}}}}
+        Backup:
+          type: object
+          additionalProperties: false
+          required: [directory, version, files, bytes_copied, bytes_reused, files_deleted, milliseconds]
+          properties:
+            directory: {type: string, description: "Where the backup is, on the server's machine."}
+            version: {$ref: "#/components/schemas/Version"}
+            files: {type: integer}
+            bytes_copied: {type: integer, description: "Bytes copied now."}
+            bytes_reused: {type: integer, description: "Bytes an earlier backup under this name already held."}
+            files_deleted: {type: integer, description: "Files of the earlier backup no longer needed."}
+            milliseconds: {type: integer}
         Unhealthy: {type: object, required: [status, detail], properties: {status: {type: string, const: unavailable}, detail: {type: string}}}
         Read: {type: string, enum: [server, owner, public], description: "Who may read an object: game servers, also its partition's client, or every client."}
         Write: {type: string, enum: [server, owner], description: "Who may write an object: game servers, or also its partition's client (while unlocked)."}

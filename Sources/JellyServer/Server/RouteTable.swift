@@ -73,6 +73,7 @@ enum Route: String, CaseIterable, Sendable {
     case health
     case openAPI = "openapi"
     case metrics
+    case backup
 
     static let object = RoutePattern("/v1/partitions/:partition/objects/:key")
     static let objects = RoutePattern("/v1/partitions/:partition/objects")
@@ -88,13 +89,14 @@ enum Route: String, CaseIterable, Sendable {
     static let healthPath = RoutePattern("/v1/health")
     static let openAPIPath = RoutePattern("/v1/openapi.yaml")
     static let metricsPath = RoutePattern("/metrics")
+    static let backupPath = RoutePattern("/v1/admin/backup")
 
     var method: HTTPRequest.Method {
         switch self {
         case .putObject: .put
         case .getObject, .listObjects, .inspectLock, .changes, .watch, .readFrames, .health, .openAPI, .metrics: .get
         case .deleteObject, .releaseLock, .trimStream: .delete
-        case .batch, .acquireLock, .renewLock, .transferLock, .breakLock, .sync, .appendFrame: .post
+        case .batch, .acquireLock, .renewLock, .transferLock, .breakLock, .sync, .appendFrame, .backup: .post
         }
     }
 
@@ -114,6 +116,7 @@ enum Route: String, CaseIterable, Sendable {
         case .health: Route.healthPath
         case .openAPI: Route.openAPIPath
         case .metrics: Route.metricsPath
+        case .backup: Route.backupPath
         }
     }
 }

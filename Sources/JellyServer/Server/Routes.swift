@@ -80,6 +80,8 @@ extension JellyHTTPServer {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: body))
             )
         }
+        let backup = configuration.backup
+        route(.backup) { api, request, _ in try await api.backup(request, backup) }
         route(.openAPI, nil) { _, _, _ in
             Response(status: .ok, headers: [.contentType: "application/yaml"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
         }

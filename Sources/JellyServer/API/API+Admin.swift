@@ -1,0 +1,46 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import JellyCore
+import NIOCore
+
+extension API {
+    /// A backup's name: the directory it goes in, inside the server's backup directory. One path
+    /// component, so that no request can write anywhere else on the server's machine.
+    static let backupNameBytesMax = 128
+
+    static func validateBackupName(_ name: String) throws {
+        let ok = !name.isEmpty && name.utf8.count <= backupNameBytesMax && name.first != "." &&
+            name.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "-" || $0 == "_" || $0 == "." }
+        guard ok else {
+            throw APIError.badRequest("backup name \(Names.quoted(name)) must be 1–\(backupNameBytesMax) ASCII letters, digits, '-', '_' or '.', not starting with '.' (it names a directory inside the server's backup directory)")
+        }
+    }
+
+    /// `POST /v1/admin/backup` with `{"name": "nightly"}`: an online backup into the server's
+    /// backup directory (a second one under the same name copies only what is new). Admin only.
+    func backup(_ request: Request, _ take: (@Sendable (String) async throws -> BackupReport)?) async throws -> Response {
+        try await auth.identify(request).requireAdmin("take backups")
+        struct Body: Decodable { var name: String }
+        let body = try await decode(Body.self, request)
+        try Self.validateBackupName(body.name)
+        guard let take else {
+            throw APIError(status: .notImplemented, code: "not_implemented", message: "this server's store cannot be backed up over HTTP: in cluster mode back up the JetStream streams with the NATS tools (docs/operations.md)")
+        }
+        let report = try await take(body.name)
+        struct Answer: Encodable {
+            var directory: String
+            var version: UInt64
+            var files: Int
+            var bytes_copied: Int64
+            var bytes_reused: Int64
+            var files_deleted: Int
+            var milliseconds: Int64
+        }
+        let answer = Answer(
+            directory: report.directory, version: report.version, files: report.files, bytes_copied: report.bytesCopied,
+            bytes_reused: report.bytesReused, files_deleted: report.filesDeleted, milliseconds: report.milliseconds
+        )
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(answer))))
+    }
+}
