@@ -314,6 +314,7 @@ struct Reply {
         case "locked": return .locked
         case "precondition_failed": return .preconditionFailed
         case "unavailable": return .unavailable
+        case "disk_full": return .diskFull
         case "unauthorized": return .unauthorized
         case "forbidden": return .forbidden
         case "not_found": return .notFound

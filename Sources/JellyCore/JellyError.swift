@@ -18,6 +18,9 @@ public struct JellyError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let preconditionFailed = Code("precondition_failed")
         /// The store cannot take writes (a disk write or sync failed earlier, or it is closed).
         public static let unavailable = Code("unavailable")
+        /// The disk holding the store is full: nothing was written. Writes resume by themselves
+        /// once space is freed; reads keep working. Not a failed device (that is `unavailable`).
+        public static let diskFull = Code("disk_full")
         /// Data on disk failed its checksum or does not follow the format.
         public static let corruption = Code("corruption")
         /// The data directory is open in another process.

@@ -28,7 +28,9 @@ public struct JellyServerConfiguration: Sendable {
     public var logRequests = false
     /// Whether the store can serve now, and why not (`GET /v1/health` answers 503 when not).
     /// Nil: always healthy (the embedded store fails at open instead).
-    public var health: (@Sendable () -> (ok: Bool, detail: String))?
+    /// `status` is `unavailable` (cannot serve) or `degraded` (reads work, writes are refused:
+    /// a full disk, a failed disk).
+    public var health: (@Sendable () -> (ok: Bool, status: String, detail: String))?
     /// Takes an online backup named `name` (`POST /v1/admin/backup`); `jelly serve` puts it in
     /// its backup directory. Nil: the store cannot be backed up over HTTP (cluster mode).
     public var backup: (@Sendable (_ name: String) async throws -> BackupReport)?

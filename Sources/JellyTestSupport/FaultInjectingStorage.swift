@@ -50,6 +50,8 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
         var operationsUntilCut: Int?
         /// Changes made so far (the range to pick `cutPower(afterOperations:)` from).
         var operations = 0
+        /// Bytes files may still grow by before writes fail with ENOSPC (nil: the real disk's).
+        var freeBytes: Int64?
     }
 
     /// A directory entry change not yet made durable by a sync of its directory.
@@ -87,6 +89,23 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
     /// would (nil: full speed again).
     public func throttleWrites(pathContaining: String, bytesPerSecond: Int?) {
         state.withLock { $0.throttle = bytesPerSecond.map { (pathContaining, $0) } }
+    }
+
+    /// A disk with `bytes` free from now on: writes that would grow files beyond it fail with
+    /// ENOSPC; removing and truncating files gives room back. nil: the real disk again.
+    public func limitSpace(freeBytes bytes: Int64?) { state.withLock { $0.freeBytes = bytes } }
+
+    public var freeBytes: Int64? { state.withLock { $0.freeBytes } }
+
+    /// Gives `n` bytes back to a limited disk.
+    fileprivate func released(_ n: Int64) {
+        state.withLock { s in if let free = s.freeBytes { s.freeBytes = free + max(0, n) } }
+    }
+
+    private func size(of path: String) -> Int64 {
+        guard let f = try? base.openRead(path: path) else { return 0 }
+        defer { f.close() }
+        return (try? f.size()) ?? 0
     }
 
     /// From now on every sync fails with EIO (as a dying disk would).
@@ -271,6 +290,11 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
             if let limit = s.failWritesAfterBytes, s.bytesWritten + length > limit {
                 throw JellyError(.io, "write \(path) failed: injected fault (EIO)")
             }
+            let growth = max(0, offset + Int64(length) - previousSize)
+            if let free = s.freeBytes {
+                if growth > free { throw JellyError(.diskFull, "write \(path) failed: No space left on device (errno 28, injected)") }
+                s.freeBytes = free - growth
+            }
             s.bytesWritten += length
             s.unsynced[path, default: []].append(PendingWrite(offset: offset, length: length, previous: previous, previousSize: previousSize))
         }
@@ -329,7 +353,10 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
 
     public func openWrite(path: String, truncate: Bool) throws -> any StorageFile {
         var file: (any StorageFile)?
-        if truncate && base.fileExists(path) { try checkPower("truncate", path) }
+        if truncate && base.fileExists(path) {
+            try checkPower("truncate", path)
+            released(size(of: path))
+        }
         try creating(path, isDirectory: false) { file = try base.openWrite(path: path, truncate: truncate) }
         guard let file else { throw JellyError(.io, "open \(path) failed") }
         return FaultFile(file, owner: self)
@@ -356,6 +383,7 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
         try checkPower("remove", path)
         guard base.fileExists(path) else { return }
         let bytes = try snapshot(path)
+        released(Int64(bytes.count))
         let pending = state.withLock { $0.unsynced.removeValue(forKey: path) } ?? []
         try base.remove(path)
         state.withLock { $0.unsyncedEntries[Self.parent(path), default: []].append(.removed(RemovedFile(path: path, bytes: bytes, pending: pending))) }
@@ -366,12 +394,15 @@ public final class FaultInjectingStorage: StorageSystem, Sendable {
         let displaced: RemovedFile? = base.fileExists(to)
             ? RemovedFile(path: to, bytes: try snapshot(to), pending: state.withLock { $0.unsynced.removeValue(forKey: to) } ?? [])
             : nil
+        released(Int64(displaced?.bytes.count ?? 0))
         try base.rename(from, to)
         state.withLock { s in
             if let pending = s.unsynced.removeValue(forKey: from) { s.unsynced[to] = pending }
             s.unsyncedEntries[Self.parent(to), default: []].append(.renamed(from: from, to: to, displaced: displaced))
         }
     }
+
+    public func availableBytes(_ path: String) -> Int64? { freeBytes ?? base.availableBytes(path) }
 
     public func syncDirectory(_ path: String) throws {
         try checkPower("fsync", path)
@@ -417,7 +448,9 @@ final class FaultFile: StorageFile, @unchecked Sendable {
     func size() throws -> Int64 { try inner.size() }
     func truncate(to size: Int64) throws {
         try owner.checkPower("truncate", inner.path)
+        let before = try inner.size()
         try inner.truncate(to: size)
+        owner.released(before - size)
     }
     func close() { inner.close() }
 }

@@ -117,6 +117,10 @@ struct Serve: AsyncParsableCommand {
         storeConfig.commitObserver = CommitMetrics()
         let openConfig = storeConfig
         let embedded = try await failing { try EmbeddedStore.open(openConfig) }
+        serverConfig.health = {
+            guard let refusal = embedded.writeRefusal else { return (true, "ok", "") }
+            return (false, "degraded", "reads work, writes are refused: \(refusal.message)")
+        }
         let backupRoot = backupDir ?? file?.backup_directory ?? (trimmingSlashes(storeConfig.directory) + "-backups")
         serverConfig.backup = { name in
             let report = try await embedded.backup(to: backupRoot + "/" + name)
@@ -208,7 +212,7 @@ extension Serve {
         }
         let store = try await failing { try ClusterStore.open(config) }
         var serverConfig = serverConfig
-        serverConfig.health = { store.health() }
+        serverConfig.health = { let h = store.health(); return (h.ok, "unavailable", h.detail) }
         let metrics = MetricsEndpoint(
             storeGauges: {
                 let status = store.connection.status

@@ -28,6 +28,19 @@ private let secret = "an-hs256-secret-for-the-openapi-test!!"
         // cannot be written (disk full, another backup's files in the way) answers 503/400.
         "POST /v1/admin/backup 501",
         "POST /v1/admin/backup 503",
+        // A full disk: DiskFullTests and the tmpfs test in DiskFullServerTests produce it.
+        "POST /v1/admin/backup 507",
+        "POST /v1/partitions/{partition}/batch 507",
+        "DELETE /v1/partitions/{partition}/lock 507",
+        "POST /v1/partitions/{partition}/lock 507",
+        "POST /v1/partitions/{partition}/lock/break 507",
+        "POST /v1/partitions/{partition}/lock/renew 507",
+        "POST /v1/partitions/{partition}/lock/transfer 507",
+        "DELETE /v1/partitions/{partition}/objects/{key} 507",
+        "PUT /v1/partitions/{partition}/objects/{key} 507",
+        "DELETE /v1/partitions/{partition}/streams/{stream} 507",
+        "POST /v1/partitions/{partition}/streams/{stream} 507",
+        "POST /v1/partitions/{partition}/sync 507",
     ]
 
     @Test func everyResponseMatchesTheDocumentAndEveryDocumentedResponseOccurs() async throws {

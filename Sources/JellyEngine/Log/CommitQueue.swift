@@ -27,6 +27,9 @@ struct CommitRequest: Sendable {
     /// Lock operations are synced in every durability mode.
     var needsSync: Bool
     var completion: CommitCompletion
+    /// The partition's lease before this request changed it at queuing (a lock operation, a
+    /// save that releases): restored if the request fails without poisoning the store.
+    var leaseBefore: (partition: ByteName, lease: Lease?)?
 
     var payloadBytes: Int {
         var n = 0

@@ -25,6 +25,9 @@ final class Committer: @unchecked Sendable {
     var activeSegmentID: UInt32 { log.id }
     private let buffer = AlignedBuffer(capacity: 1 << 20)
     private var unsynced = false
+    /// The log segment to start before the next block: set when starting it failed on a full
+    /// disk (the previous one is sealed, or none was started at open).
+    private var pendingSegment: UInt32?
     private var lastSyncNanos = monotonicNanoseconds()
     private let thread = OSThread(name: "jelly-commit")
     private let crashed = Atomic<Bool>(false)
@@ -93,13 +96,52 @@ final class Committer: @unchecked Sendable {
             for request in group { request.completion.finish(.failure(failure)) }
             return
         }
+        let locations: [UInt32]
         do {
-            let locations = try writeBlock(group, timing: &timing)
+            if let id = pendingSegment {
+                try activate(id: id)
+                pendingSegment = nil
+            }
+            locations = try writeBlock(group, timing: &timing)
+        } catch let error as JellyError where error.code == .diskFull {
+            // Nothing of this group reached the log (a block written in part is overwritten by
+            // the next one at the same offset): refuse it and wait for room. Not a failed device.
+            refuseForDiskFull(error, group: group)
+            return
+        } catch {
+            fail(error, requests: group)
+            return
+        }
+        do {
             if needsSync(group) { try syncActive(&timing) }
             apply(group, locations: locations, timing: &timing)
         } catch {
             fail(error, requests: group)
         }
+    }
+
+    /// The disk is full: refuse this group and everything queued, until the maintenance worker
+    /// sees room for a new segment again.
+    private func refuseForDiskFull(_ error: JellyError, group: [CommitRequest]) {
+        let refusal = Self.diskFullRefusal(error, directory: shared.directory, configuration: configuration)
+        let rest = shared.state.withLock { $0.refuseForDiskFull(refusal, group: group) }
+        for request in group + rest { request.completion.finish(.failure(refusal)) }
+        maintenance.wake.signal()
+    }
+
+    static func diskFullRefusal(_ error: JellyError, directory: String, configuration: EmbeddedStoreConfiguration) -> JellyError {
+        let mib = (Int64(configuration.segmentBytes) + Maintenance.diskReserveBytes) >> 20
+        return JellyError(
+            .diskFull,
+            "the disk holding \(directory) is full (\(error.message)): writes are refused until \(mib) MiB are free there (a new log segment and the reserve), then resume by themselves within a second; reads keep working. Free space on that disk (old backups, logs) or grow it"
+        )
+    }
+
+    /// At open on a full disk: no segment could be started; writes are refused until one can.
+    func startWithoutSegment(id: UInt32, error: JellyError) {
+        pendingSegment = id
+        let refusal = Self.diskFullRefusal(error, directory: shared.directory, configuration: configuration)
+        shared.state.withLock { $0.diskFull = refusal }
     }
 
     private func needsSync(_ group: [CommitRequest]) -> Bool {
@@ -213,7 +255,9 @@ final class Committer: @unchecked Sendable {
         let t0 = monotonicNanoseconds()
         try sealActive(trim: false, &timing)
         let t1 = monotonicNanoseconds()
+        pendingSegment = log.id + 1
         try activate(id: log.id + 1)
+        pendingSegment = nil
         timing.rotated(total: monotonicNanoseconds() - t0, seal: t1 - t0)
     }
 
@@ -258,7 +302,7 @@ final class Committer: @unchecked Sendable {
     private func finishClose() {
         var result: Result<Void, JellyError> = .success(())
         let failed = shared.state.withLock { $0.failure != nil }
-        if !failed {
+        if !failed && pendingSegment == nil {
             var timing = GroupTiming(requests: 0)
             do {
                 if log.blocks > 0 { try sealActive(trim: true, &timing) } else { try log.file.sync(); log.file.close() }

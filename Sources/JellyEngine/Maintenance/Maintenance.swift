@@ -88,8 +88,10 @@ final class Maintenance: @unchecked Sendable {
         _ = jelly_set_thread_io_low()
         let interval = configuration.compaction.checkIntervalMilliseconds
         while true {
-            _ = wake.wait(timeout: .now() + .milliseconds(interval))
+            let full = shared.state.withLock { $0.diskFull != nil }
+            _ = wake.wait(timeout: .now() + .milliseconds(full ? min(interval, Self.diskFullRecheckMilliseconds) : interval))
             if work.withLock({ $0.stopping }) { return }
+            if shared.state.withLock({ $0.diskFull != nil }) { checkDiskSpace() }
             startWanted()
             writePendingHints()
             let requests = work.withLock { w -> [CompactionRequest] in
@@ -134,4 +136,28 @@ final class Maintenance: @unchecked Sendable {
     }
 
     var compactionHeld: Bool { work.withLock { $0.backupHolds > 0 } }
+
+    // MARK: A full disk
+
+    /// Free space the store wants beyond a new segment before it takes writes again after the
+    /// disk filled: room for the hint files, seal blocks and the stream log's next file that
+    /// follow, so that it does not fill the disk again at once (docs/limits.md).
+    static let diskReserveBytes: Int64 = 16 << 20
+    /// How often a full disk is looked at again.
+    static let diskFullRecheckMilliseconds = 1_000
+
+    /// While writes are refused for a full disk: when there is room for a new segment and the
+    /// reserve again, prepares the segment's file and lets writes in. The committer starts its
+    /// segment with that file at the next write.
+    func checkDiskSpace() {
+        let needed = Int64(configuration.segmentBytes) + Self.diskReserveBytes
+        if let free = shared.storage.availableBytes(shared.directory), free < needed { return }
+        do {
+            let path = try prepareFile()
+            work.withLock { $0.prepared.append(path) }
+        } catch {
+            return
+        }
+        shared.state.withLock { $0.diskFull = nil }
+    }
 }

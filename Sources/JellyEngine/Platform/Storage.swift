@@ -25,6 +25,8 @@ public protocol StorageSystem: Sendable {
     func rename(_ from: String, _ to: String) throws
     /// Makes a directory's entries (creates, renames, removes) durable.
     func syncDirectory(_ path: String) throws
+    /// Bytes free for this process on the filesystem holding `path` (nil: unknown).
+    func availableBytes(_ path: String) -> Int64?
     /// Takes the exclusive lock that lets one process at a time open a store directory.
     /// The returned file holds the lock until closed.
     func lockDirectory(_ path: String) throws -> any StorageFile
@@ -57,6 +59,10 @@ extension StorageFile {
 }
 
 extension StorageSystem {
+    public func availableBytes(_ path: String) -> Int64? { nil }
+}
+
+extension StorageSystem {
     /// Creates `path` and every missing parent, each made durable in its own parent (a
     /// directory's entry is a change of its parent's contents: without the parent's sync, a power
     /// loss can take the new directory, and everything synced inside it, away).
@@ -81,6 +87,9 @@ public let storageAlignment = 4096
 
 func ioError(_ what: String, _ path: String, _ err: Int32 = errno) -> JellyError {
     let text = String(cString: strerror(err))
+    if err == ENOSPC || err == EDQUOT {
+        return JellyError(.diskFull, "\(what) \(path) failed: \(text) (errno \(err))")
+    }
     let next = err == EMFILE || err == ENFILE
         ? "; the store keeps every segment file open: raise the open-file limit (ulimit -n; jelly serve raises its soft limit to the hard one by itself)"
         : ""
@@ -162,6 +171,12 @@ public struct PosixStorage: StorageSystem {
         #else
         if Darwin.rename(from, to) != 0 { throw ioError("rename to \(to)", from) }
         #endif
+    }
+
+    public func availableBytes(_ path: String) -> Int64? {
+        var s = statvfs()
+        guard statvfs(path, &s) == 0 else { return nil }
+        return Int64(s.f_bavail) * Int64(s.f_frsize)
     }
 
     public func syncDirectory(_ path: String) throws {

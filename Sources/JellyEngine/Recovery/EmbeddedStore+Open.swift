@@ -92,7 +92,7 @@ extension EmbeddedStore {
             if scan.sealed {
                 index.markSealed(id, dataEnd: scan.dataEnd)
                 if !hints.contains(id) {
-                    try SegmentFiles.writeAtomically(storage, directory: directory, name: hintFileName(id), bytes: SegmentFiles.encodeHint(scan.entries, segmentID: id, dataEnd: scan.dataEnd, maxVersion: scanMax))
+                    notes += try writeHintIfRoom(storage, directory: directory, id: id, bytes: SegmentFiles.encodeHint(scan.entries, segmentID: id, dataEnd: scan.dataEnd, maxVersion: scanMax))
                 }
                 continue
             }
@@ -116,7 +116,7 @@ extension EmbeddedStore {
                 let sealVersion = max(maxVersion, versionFloor - 1)
                 var writer = SegmentWriter(id: id, file: file, dataEnd: scan.dataEnd, entries: scan.entries)
                 let (dataEnd, hint) = try writer.seal(version: sealVersion, trim: true, buffer: sealBuffer)
-                try SegmentFiles.writeAtomically(storage, directory: directory, name: hintFileName(id), bytes: hint)
+                notes += try writeHintIfRoom(storage, directory: directory, id: id, bytes: hint)
                 index.markSealed(id, dataEnd: dataEnd)
                 maxVersion = max(maxVersion, sealVersion)
             }
@@ -147,7 +147,13 @@ extension EmbeddedStore {
             maintenance.startAhead(id: reuse.id + 1)
         } else {
             committer = Committer(shared: shared, configuration: configuration, maintenance: maintenance, log: nil)
-            try committer.activate(id: (lastLogSegment ?? 0) + 1)
+            do {
+                try committer.activate(id: (lastLogSegment ?? 0) + 1)
+            } catch let error as JellyError where error.code == .diskFull {
+                // Open anyway: reads work, writes are refused until there is room again.
+                committer.startWithoutSegment(id: (lastLogSegment ?? 0) + 1, error: error)
+                notes.append("the disk is full: writes are refused until there is room for a new segment (\(error.message))")
+            }
         }
         committer.start()
         maintenance.start()
@@ -176,4 +182,15 @@ func boundRecoveredLeases(_ index: inout StoreIndex, now: Int64, limits: JellyLi
     index.leaseTTLUnits = [:]
     guard shortened > 0 else { return [] }
     return ["\(shortened) lock(s) expired up to \(largest) ms later than the TTL they were granted with allows from now: the clock is behind the one that granted them; each now expires at most its TTL from now"]
+}
+
+/// A hint is an index that the next open rebuilds when it is missing: on a full disk, open goes
+/// on without it.
+private func writeHintIfRoom(_ storage: any StorageSystem, directory: String, id: UInt32, bytes: [UInt8]) throws -> [String] {
+    do {
+        try SegmentFiles.writeAtomically(storage, directory: directory, name: hintFileName(id), bytes: bytes)
+        return []
+    } catch let error as JellyError where error.code == .diskFull {
+        return ["\(hintFileName(id)) not written (the disk is full); the next open rebuilds it"]
+    }
 }

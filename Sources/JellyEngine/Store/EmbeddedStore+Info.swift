@@ -133,6 +133,10 @@ extension EmbeddedStore {
         }
     }
 
+    /// Why writes are refused now (a full disk, until it has room again; a failed write or sync,
+    /// until a restart; closed), or nil when they are taken. Reads work either way.
+    public var writeRefusal: JellyError? { shared.state.withLock { $0.writeBlocker } }
+
     /// The active segment's id (for tests and `info`).
     public var activeSegment: UInt32 { shared.state.withLock { $0.activeSegment } }
 }

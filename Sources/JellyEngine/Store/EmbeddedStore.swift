@@ -150,13 +150,15 @@ public final class EmbeddedStore: JellyStore, Sendable {
             for i in refs.indices where include[i] {
                 state.overlay[refs[i], default: PendingObject()].push(version: metas[i].kind == .put ? version : nil)
             }
+            let leaseBefore = releaseLock ? (pk, state.index.leases[pk]) : nil
             if releaseLock { state.index.leases[pk] = nil }
             let (applied, previous) = (applied, previous)
             let request = CommitRequest(
                 records: records, include: include, metas: metas, version: version, needsSync: releaseLock,
                 completion: .callback { result in
                     completion(result.map { WriteResult(version: $0, applied: applied, previousVersions: previous) }.mapError { $0 })
-                }
+                },
+                leaseBefore: leaseBefore
             )
             return state.queue.enqueue(request) == .wakeCommitter ? .queuedWake : .queued
         }
@@ -262,7 +264,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
                 m.recordLength = UInt32(records.records[0].length)
                 let request = CommitRequest(
                     records: records, include: [true], metas: [m], version: version,
-                    needsSync: true, completion: .continuation(continuation)
+                    needsSync: true, completion: .continuation(continuation), leaseBefore: (pk, current)
                 )
                 return state.queue.enqueue(request) == .wakeCommitter ? .queuedWake : .queued
             }

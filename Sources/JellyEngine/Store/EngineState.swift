@@ -33,6 +33,9 @@ struct EngineState: Sendable {
     var nextVersion: UInt64 = 1
     /// Set when a write or sync failed: the store refuses writes from then on.
     var failure: JellyError?
+    /// Set while the disk is full: writes are refused with it until the maintenance worker
+    /// sees room again (`Maintenance.checkDiskSpace`). Unlike `failure`, it passes.
+    var diskFull: JellyError?
     var closed = false
     var readers: [UInt32: SegmentReader] = [:]
     var activeSegment: UInt32 = 0
@@ -42,6 +45,7 @@ struct EngineState: Sendable {
     var writeBlocker: JellyError? {
         if let failure { return failure }
         if closed { return JellyError(.unavailable, "the store is closed") }
+        if let diskFull { return diskFull }
         return nil
     }
 
@@ -63,6 +67,20 @@ struct EngineState: Sendable {
         if failure == nil { failure = error }
         overlay.removeAll()
         return (queue.drain(), failure ?? error)
+    }
+
+    /// The disk is full: `refusal` is answered to every write until it passes. The requests
+    /// queued (and the group being written, `group`) fail with it; what their queuing decided
+    /// ahead of the disk (lease changes, pending values) is undone newest first, so the state
+    /// is again that of the last durable commit. Returns the queued requests, to be failed.
+    mutating func refuseForDiskFull(_ refusal: JellyError, group: [CommitRequest]) -> [CommitRequest] {
+        diskFull = refusal
+        let queued = queue.drain()
+        overlay.removeAll()
+        for request in (group + queued).sorted(by: { $0.version > $1.version }) {
+            if let undo = request.leaseBefore { index.leases[undo.partition] = undo.lease }
+        }
+        return queued
     }
 
     /// Closing: no more writes are taken; the committer drains the queue, then exits.

@@ -237,7 +237,13 @@ final class FrameLog: Sendable {
             writer.end = last.end
             log.state.withLock { $0.active = last.id }
         } else {
-            try writer.startFile((recovered.last?.id ?? 0) + 1, log: log)
+            do {
+                try writer.startFile((recovered.last?.id ?? 0) + 1, log: log)
+            } catch let error as JellyError where error.code == .diskFull {
+                // The store opens for reads on a full disk; streams wait for a restart with room.
+                log.state.withLock { $0.failure = JellyError(.diskFull, "the stream log could not start a file when the store opened (\(error.message)); free space and restart to append frames") }
+                recovered.notes.append("streams refused: the disk is full (\(error.message))")
+            }
         }
         recovered.files = [:]
         return (log, recovered.notes)

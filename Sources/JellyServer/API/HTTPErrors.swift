@@ -20,6 +20,8 @@ struct APIError: Error {
         APIError(status: .methodNotAllowed, code: "bad_request", message: "\(method) is not allowed on \(path)")
     }
 
+    static let diskFullRetryAfterSeconds = 5
+
     /// The one mapping from the store contract's errors to HTTP.
     init(_ error: JellyError) {
         switch error.code {
@@ -28,6 +30,9 @@ struct APIError: Error {
         case .locked: self.init(status: .lockedStatus, code: "locked", message: error.message, holder: error.holder)
         case .preconditionFailed: self.init(status: .preconditionFailed, code: "precondition_failed", message: error.message)
         case .unavailable: self.init(status: .serviceUnavailable, code: "unavailable", message: error.message, retryAfterSeconds: 1)
+        // The store looks at the disk again every second, but someone has to free space first:
+        // a thousand game servers retrying every second would only add load.
+        case .diskFull: self.init(status: .insufficientStorage, code: "disk_full", message: error.message, retryAfterSeconds: APIError.diskFullRetryAfterSeconds)
         case .unauthorized: self.init(status: .unauthorized, code: "unauthorized", message: error.message)
         case .forbidden: self.init(status: .forbidden, code: "forbidden", message: error.message)
         case .notFound: self.init(status: .notFound, code: "not_found", message: error.message)
@@ -82,6 +87,7 @@ struct Answer {
 extension HTTPResponse.Status {
     /// 423 Locked (WebDAV, RFC 4918): the partition is locked, or the token sent is stale.
     static let lockedStatus = HTTPResponse.Status(code: 423, reasonPhrase: "Locked")
+    static let insufficientStorage = HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
 }
 
 /// Runs a handler, answering every failure as an API error (never a crash or a hang).

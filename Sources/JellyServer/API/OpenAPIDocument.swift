@@ -33,7 +33,7 @@ enum OpenAPIDocument {
           responses:
             "200": {description: "The server is up.", content: {application/json: {schema: {$ref: "#/components/schemas/Health"}}}}
             "503":
-              description: "A cluster node that cannot serve now (NATS unreachable, no stream leader); retry after Retry-After seconds."
+              description: "The store cannot take writes now: a cluster node without NATS or a stream leader (status unavailable), or an embedded store whose disk is full or failed (status degraded: reads work). detail says why; retry after Retry-After seconds."
               headers: {Retry-After: {required: true, schema: {type: string}}}
               content: {application/json: {schema: {$ref: "#/components/schemas/Unhealthy"}}}
       /v1/openapi.yaml:
@@ -55,6 +55,7 @@ enum OpenAPIDocument {
             - {name: Jelly-Write, in: header, schema: {type: string, enum: [server, owner]}, description: "Who may write the object (game servers only set it; default server)."}
           requestBody: {required: true, content: {"*/*": {schema: {type: string, format: binary, maxLength: 16777216}}}}
           responses:
+            "507": {$ref: "#/components/responses/DiskFull"}
             "200": {description: "Replaced.", headers: {ETag: {$ref: "#/components/headers/ETag"}}, content: {application/json: {schema: {$ref: "#/components/schemas/Written"}}}}
             "201": {description: "Created.", headers: {ETag: {$ref: "#/components/headers/ETag"}}, content: {application/json: {schema: {$ref: "#/components/schemas/Written"}}}}
             "400": {$ref: "#/components/responses/BadRequest"}
@@ -87,6 +88,7 @@ enum OpenAPIDocument {
             - {$ref: "#/components/parameters/lockToken"}
             - {$ref: "#/components/parameters/ifMatch"}
           responses:
+            "507": {$ref: "#/components/responses/DiskFull"}
             "204":
               description: "Deleted."
               headers: {Jelly-Previous-Version: {required: true, description: "The version the object had.", schema: {type: string, pattern: "^[0-9]+$"}}}
@@ -112,6 +114,7 @@ enum OpenAPIDocument {
         post:
           requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/Batch"}}}}
           responses:
+            "507": {$ref: "#/components/responses/DiskFull"}
             "200": {description: "Committed as one version.", content: {application/json: {schema: {$ref: "#/components/schemas/BatchResult"}}}}
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
@@ -124,6 +127,7 @@ enum OpenAPIDocument {
         post:
           requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/Acquire"}}}}
           responses:
+            "507": {$ref: "#/components/responses/DiskFull"}
             "200": {description: "Acquired (or extended for the same owner).", content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
@@ -139,6 +143,7 @@ enum OpenAPIDocument {
         delete:
           parameters: [{name: Jelly-Lock-Token, in: header, required: true, schema: {$ref: "#/components/schemas/TokenText"}, description: "The lock's token (400 without it)."}]
           responses:
+            "507": {$ref: "#/components/responses/DiskFull"}
             "204": {description: "Released."}
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
@@ -149,6 +154,7 @@ enum OpenAPIDocument {
         post:
           requestBody: {required: true, content: {application/json: {schema: {type: object, required: [token, ttl_ms], properties: {token: {$ref: "#/components/schemas/Token"}, ttl_ms: {$ref: "#/components/schemas/TTL"}}}}}}
           responses:
+            "507": {$ref: "#/components/responses/DiskFull"}
             "200": {description: "Renewed.", content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
@@ -159,6 +165,7 @@ enum OpenAPIDocument {
         post:
           requestBody: {required: true, content: {application/json: {schema: {type: object, required: [token, to_owner, ttl_ms], properties: {token: {$ref: "#/components/schemas/Token"}, to_owner: {$ref: "#/components/schemas/Owner"}, ttl_ms: {$ref: "#/components/schemas/TTL"}}}}}}
           responses:
+            "507": {$ref: "#/components/responses/DiskFull"}
             "200": {description: "Transferred with a new token.", content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
@@ -169,6 +176,7 @@ enum OpenAPIDocument {
         post:
           description: "Administrative (admin API key): removes the lock whoever holds it."
           responses:
+            "507": {$ref: "#/components/responses/DiskFull"}
             "200": {description: "The lock that was removed.", content: {application/json: {schema: {$ref: "#/components/schemas/Lock"}}}}
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
@@ -197,6 +205,7 @@ enum OpenAPIDocument {
               application/json:
                 schema: {type: object, required: [name], properties: {name: {type: string, pattern: "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"}}}
           responses:
+            "507": {$ref: "#/components/responses/DiskFull"}
             "200": {description: "The backup is complete.", content: {application/json: {schema: {$ref: "#/components/schemas/Backup"}}}}
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
@@ -216,6 +225,7 @@ enum OpenAPIDocument {
           description: "A client replica's push (docs/sync.md): mutations decided in order and committed in one batch with the client's progress. A repeated id is a duplicate with its first result; a base_version other than the object's version (0: must not exist) a conflict with the current object; a mutation the caller may not make is rejected; the rest applied. One mutation per key per push: the rest waits for the next (results stop before it). While a game server holds the lock: 423, nothing processed."
           requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/SyncRequest"}}}}
           responses:
+            "507": {$ref: "#/components/responses/DiskFull"}
             "200": {description: "The results.", content: {application/json: {schema: {$ref: "#/components/schemas/SyncResult"}}}}
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
@@ -236,6 +246,7 @@ enum OpenAPIDocument {
             - {name: retain_ms, in: query, schema: {type: string, pattern: "^[1-9][0-9]{0,19}$"}, description: "At least 1; at most the server's maximum (default 10,000,000 frames, 16 GiB, 366 days)."}
           requestBody: {required: false, description: "The frame (no body: an empty frame).", content: {application/octet-stream: {schema: {type: string, format: binary}}, application/vnd.jelly.frames+json: {schema: {$ref: "#/components/schemas/FramesRequest"}}}}
           responses:
+            "507": {$ref: "#/components/responses/DiskFull"}
             "200": {description: "Appended: the frames' sequences (seq is the last).", content: {application/json: {schema: {$ref: "#/components/schemas/Appended"}}}}
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
@@ -260,6 +271,7 @@ enum OpenAPIDocument {
             - {$ref: "#/components/parameters/lockToken"}
             - {name: before, in: query, schema: {type: string, pattern: "^[0-9]{1,20}$"}}
           responses:
+            "507": {$ref: "#/components/responses/DiskFull"}
             "204": {description: "Trimmed or removed."}
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
@@ -293,6 +305,10 @@ enum OpenAPIDocument {
         PreconditionFailed: {description: "A condition (If-Match, If-None-Match, if_version, if_absent) failed; nothing was written.", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
         TooLarge: {description: "The value or request body is over the limit.", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
         Locked: {description: "The lock is held by another owner or the token is stale; owner and expires_at_ms name the holder when there is one.", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+        DiskFull:
+          description: "The disk holding the store is full; nothing was written. Writes resume by themselves once space is freed (the store looks every second); reads keep working. Retry after Retry-After seconds."
+          headers: {Retry-After: {required: true, schema: {type: string}}}
+          content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}
         Unavailable: {description: "Try again: the store cannot serve now, or a client's write kept losing its compare-and-set.", content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
       schemas:
         Health: {type: object, required: [status], properties: {status: {type: string, const: ok}}}
@@ -343,14 +359,14 @@ enum OpenAPIDocument {
             bytes_reused: {type: integer, description: "Bytes an earlier backup under this name already held."}
             files_deleted: {type: integer, description: "Files of the earlier backup no longer needed."}
             milliseconds: {type: integer}
-        Unhealthy: {type: object, required: [status, detail], properties: {status: {type: string, const: unavailable}, detail: {type: string}}}
+        Unhealthy: {type: object, required: [status, detail], properties: {status: {type: string, enum: [unavailable, degraded], description: "unavailable: the store cannot serve (a cluster node without NATS). degraded: reads work, writes are refused (a full disk until space is freed, a failed disk until a restart); detail says why."}, detail: {type: string}}}
         Read: {type: string, enum: [server, owner, public], description: "Who may read an object: game servers, also its partition's client, or every client."}
         Write: {type: string, enum: [server, owner], description: "Who may write an object: game servers, or also its partition's client (while unlocked)."}
         Error:
           type: object
           required: [error, message]
           properties:
-            error: {type: string, enum: [bad_request, not_found, locked, precondition_failed, too_large, unauthorized, forbidden, unavailable, internal]}
+            error: {type: string, enum: [bad_request, not_found, locked, precondition_failed, too_large, unauthorized, forbidden, unavailable, disk_full, not_implemented, internal]}
             message: {type: string}
             owner: {type: string, description: "With 423: the holder of the lock."}
             expires_at_ms: {type: integer, description: "With 423: when the holder's lock expires (wall-clock ms)."}

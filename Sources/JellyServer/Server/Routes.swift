@@ -71,10 +71,10 @@ extension JellyHTTPServer {
         // Health and the document are not counted as API requests.
         let health = configuration.health
         route(.health, nil) { _, _, _ in
-            guard let (ok, detail) = health?(), !ok else {
+            guard let (ok, status, detail) = health?(), !ok else {
                 return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
             }
-            let body = try JSONEncoder().encode(["status": "unavailable", "detail": detail])
+            let body = try JSONEncoder().encode(["status": status, "detail": detail])
             return Response(
                 status: .serviceUnavailable, headers: [.contentType: "application/json", .retryAfter: "1"],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: body))
