@@ -73,7 +73,7 @@ struct BackupVerify: AsyncParsableCommand {
         line.finish()
         for problem in v.problems { print("DAMAGED: \(problem)") }
         let range = v.versionMin.map { "versions \($0)…\(v.versionMax ?? $0)" } ?? "no records"
-        print("backup of version \(v.version) (epoch \(v.epoch)): \(v.files) files, \(formatBytes(v.bytes)), \(v.records) records, \(range): \(v.isGood ? "good" : "\(v.problems.count) problem(s) found")")
+        print("backup of version \(v.version) (epoch \(v.epoch)): \(v.files) files, \(formatBytes(v.bytes)), \(v.records) records, \(range); restores to any version from \(v.restorableFrom) to \(v.version): \(v.isGood ? "good" : "\(v.problems.count) problem(s) found")")
         if !v.isGood { throw ExitCode(1) }
     }
 }
@@ -89,11 +89,12 @@ struct Restore: AsyncParsableCommand {
     )
     @Option(help: "The backup directory.") var from: String
     @Option(help: "The new data directory (must not exist, or be empty).") var data: String
+    @Option(name: .customLong("to-version"), help: "Restore to this version (a point in time; jelly backup verify prints the range the backup can restore to). Default: the backup's version.") var toVersion: UInt64?
 
     func run() async throws {
         try await failing {
             let line = ProgressLine("restore")
-            let r = try await Backups.restore(from: from, to: data, progress: { line.show($0) })
+            let r = try await Backups.restore(from: from, to: data, toVersion: toVersion, progress: { line.show($0) })
             line.finish()
             print("restored version \(r.version) into \(r.directory): \(r.files) files, \(formatBytes(r.bytes)), new epoch \(r.epoch), \(r.locksBroken) lock(s) removed, jelly check: consistent, in \(format2(Double(r.milliseconds) / 1000)) s")
         }

@@ -140,6 +140,56 @@ import Testing
         #expect(e.code == .corruption && e.message.contains("fails verification"))
     }
 
+    @Test func restoreToAVersionKeepsExactlyTheWritesAtOrBelowIt() async throws {
+        let dir = try TemporaryDirectory(), backup = try TemporaryDirectory(), restored = try TemporaryDirectory()
+        defer { dir.remove(); backup.remove(); restored.remove() }
+        var config = small(directory: dir.path)
+        config.compaction.automatic = false
+        let store = try EmbeddedStore.open(config)
+        // Concurrent writers, so that blocks hold several commits and a cut falls inside one;
+        // enough of them to fill several segments.
+        let acks = Acks()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for w in 0..<8 {
+                group.addTask {
+                    for i in 0..<120 {
+                        let key = "w\(w)-k\(i % 30)", value = Array("w\(w) \(i) ".utf8) + [UInt8](repeating: UInt8(i), count: 1_500)
+                        let v = try await store.put(partition: "p\(w % 3)", key: key, value: value)
+                        acks.add("p\(w % 3)/" + key, Ack(version: v, value: value))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let report = try await store.backup(to: backup.path)
+        let verification = try Backups.verify(directory: backup.path)
+        #expect(verification.restorableFrom <= 1 && verification.version == report.version)
+        let all = acks.all
+        let versions = all.values.flatMap { $0.map(\.version) }.sorted()
+        for (n, target) in [versions[versions.count / 3], versions[versions.count * 2 / 3] + 0, versions[0]].enumerated() {
+            let r = try await Backups.restore(from: backup.path, to: restored.path + "/r\(n)", toVersion: target, configure: shrink)
+            #expect(r.version == target)
+            let back = try EmbeddedStore.open(small(directory: r.directory))
+            for (path, list) in all {
+                let parts = path.split(separator: "/").map(String.init)
+                let expected = list.filter { $0.version <= target }.max { $0.version < $1.version }
+                let got = try await back.get(partition: parts[0], key: parts[1])
+                #expect(got?.version == expected?.version && got?.value == expected?.value, "to v\(target): \(path) restored v\(String(describing: got?.version)), expected v\(String(describing: expected?.version))")
+            }
+            try await back.close()
+            #expect(try StoreChecker.check(directory: r.directory).isConsistent)
+        }
+        // After a compaction, the log no longer holds the old versions: refused, with the range.
+        for i in 0..<30 { try await store.put(partition: "p0", key: "w0-k\(i)", value: [9]) }
+        _ = try await store.compact(force: true)
+        _ = try await store.backup(to: backup.path)
+        try await store.close()
+        let later = try Backups.verify(directory: backup.path)
+        #expect(later.restorableFrom > versions[versions.count / 2])
+        let refused = try await expectJellyError { try await Backups.restore(from: backup.path, to: restored.path + "/old", toVersion: versions[versions.count / 2], configure: shrink) }
+        #expect(refused.code == .invalidArgument && refused.message.contains("compaction"), "\(refused)")
+    }
+
     @Test func restoreNeverOverwritesAndBackupRefusesForeignDirectories() async throws {
         let dir = try TemporaryDirectory(), backup = try TemporaryDirectory(), other = try TemporaryDirectory()
         defer { dir.remove(); backup.remove(); other.remove() }

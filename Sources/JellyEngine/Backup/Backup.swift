@@ -30,6 +30,10 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var createdAtMilliseconds: Int64
     /// Every write acknowledged at or below this version is in the backup; none above it.
     public var version: UInt64
+    /// The backup can be restored to any version from this one up to `version`: the log holds
+    /// every record since (compaction, which drops superseded records, has not run since, nor
+    /// before it in the same process).
+    public var restorableFrom: UInt64 = 0
     public var segmentBytes: Int
     public var files: [File]
 }
@@ -63,6 +67,7 @@ enum BackupFiles {
             case ("epoch", 2): m.epoch = f[1]
             case ("created-at-ms", 2): m.createdAtMilliseconds = Int64(f[1]) ?? 0
             case ("version", 2): guard let v = UInt64(f[1]) else { throw bad("bad version line") }; m.version = v
+            case ("restorable-from", 2): guard let v = UInt64(f[1]) else { throw bad("bad restorable-from line") }; m.restorableFrom = v
             case ("segment-bytes", 2): guard let v = Int(f[1]) else { throw bad("bad segment-bytes line") }; m.segmentBytes = v
             case ("file", 4):
                 guard let size = Int64(f[2]), let crc = UInt32(f[3].dropFirst(2), radix: 16), !f[1].contains("/") else { throw bad("bad file line \(n + 1)") }
@@ -71,11 +76,12 @@ enum BackupFiles {
             }
         }
         guard m.format == BackupManifest.formatVersion, m.segmentBytes > 0 else { throw bad("no format or segment-bytes line") }
+        if m.restorableFrom == 0 || m.restorableFrom > m.version { m.restorableFrom = m.version }
         return m
     }
 
     static func encodeManifest(_ m: BackupManifest) -> [UInt8] {
-        var text = "jelly-backup \(m.format)\nepoch \(m.epoch)\ncreated-at-ms \(m.createdAtMilliseconds)\nversion \(m.version)\nsegment-bytes \(m.segmentBytes)\n"
+        var text = "jelly-backup \(m.format)\nepoch \(m.epoch)\ncreated-at-ms \(m.createdAtMilliseconds)\nversion \(m.version)\nrestorable-from \(m.restorableFrom)\nsegment-bytes \(m.segmentBytes)\n"
         for f in m.files { text += "file \(f.name) \(f.bytes) \(hexCRC(f.crc32c))\n" }
         var bytes = Array(text.utf8)
         let crc = bytes.withUnsafeBytes { crc32c($0) }
@@ -95,13 +101,20 @@ enum BackupFiles {
 
     /// Copies bytes [from, to) of `source` into `target` at the same offsets, continuing `crc`
     /// (the CRC-32C of the target's first `from` bytes). Returns the CRC of the first `to` bytes.
+    ///
+    /// With `direct` (segments: their lengths and offsets are whole pages), both files bypass the
+    /// page cache: a backup of a large store neither evicts the values the store serves from
+    /// memory nor leaves gigabytes of dirty pages whose writeback would stall the log's syncs.
     static func copy(
         _ storage: any StorageSystem, from source: String, to target: String, range: Range<Int64>, crc: UInt32,
-        buffer: UnsafeMutableRawBufferPointer, progress: (Int64) -> Void
+        buffer: UnsafeMutableRawBufferPointer, direct: Bool = false, progress: (Int64) -> Void
     ) throws -> UInt32 {
-        let input = try storage.openRead(path: source)
+        let aligned = range.lowerBound % Int64(storageAlignment) == 0 && range.upperBound % Int64(storageAlignment) == 0
+        let useDirect = direct && aligned
+        let input = useDirect ? try storage.openLog(path: source, create: false, direct: true) : try storage.openRead(path: source)
         defer { input.close() }
-        let output = try storage.openWrite(path: target, truncate: range.lowerBound == 0)
+        if range.lowerBound == 0 && storage.fileExists(target) { try storage.remove(target) }
+        let output = useDirect ? try storage.openLog(path: target, create: true, direct: true) : try storage.openWrite(path: target, truncate: range.lowerBound == 0)
         defer { output.close() }
         var crc = crc
         var at = range.lowerBound

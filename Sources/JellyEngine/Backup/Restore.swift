@@ -5,6 +5,9 @@ public struct BackupVerification: Sendable, Codable, Equatable {
     public var directory: String
     /// The manifest's version: every acknowledged write up to it is in the backup.
     public var version: UInt64
+    /// The backup restores to any version from this one up to `version` (`jelly restore
+    /// --to-version`).
+    public var restorableFrom: UInt64
     public var epoch: String
     /// The lowest and highest record versions the files hold (nil when they hold none).
     public var versionMin: UInt64?
@@ -20,6 +23,7 @@ public struct BackupVerification: Sendable, Codable, Equatable {
 /// What `Backups.restore` did.
 public struct RestoreReport: Sendable, Codable, Equatable {
     public var directory: String
+    /// The version restored: every write acknowledged at or below it is in the store, none above.
     public var version: UInt64
     /// The restored store's new epoch (client replicas and change feeds of the old one reset).
     public var epoch: String
@@ -50,7 +54,7 @@ public enum Backups {
             throw JellyError(.invalidArgument, "\(directory) holds no \(BackupManifest.fileName) manifest: it is not a backup, or a backup that did not finish (take it again)")
         }
         var result = BackupVerification(
-            directory: directory, version: manifest.version, epoch: manifest.epoch, versionMin: nil, versionMax: nil,
+            directory: directory, version: manifest.version, restorableFrom: manifest.restorableFrom, epoch: manifest.epoch, versionMin: nil, versionMax: nil,
             records: 0, files: manifest.files.count, bytes: manifest.files.reduce(0) { $0 + $1.bytes }, problems: []
         )
         let ids = manifest.files.compactMap { parseSegmentName($0.name, suffix: ".log") }
@@ -110,7 +114,7 @@ public enum Backups {
     /// - Throws: `.invalidArgument` when `directory` is not empty (a restore never overwrites a
     ///   store) or `backup` is not a backup; `.corruption` when the backup fails verification.
     public static func restore(
-        from backup: String, to directory: String, storage: any StorageSystem = PosixStorage(),
+        from backup: String, to directory: String, toVersion: UInt64? = nil, storage: any StorageSystem = PosixStorage(),
         configure: (inout EmbeddedStoreConfiguration) -> Void = { _ in },
         progress: ((BackupProgress) -> Void)? = nil
     ) async throws -> RestoreReport {
@@ -121,6 +125,10 @@ public enum Backups {
         let verification = try verify(directory: backup, storage: storage)
         guard verification.isGood, let manifest = try BackupFiles.decodeManifest(storage, directory: backup) else {
             throw JellyError(.corruption, "the backup in \(backup) fails verification: \(verification.problems.first ?? "unreadable manifest")\(verification.problems.count > 1 ? " (and \(verification.problems.count - 1) more)" : ""); restore another backup")
+        }
+        let target = toVersion ?? manifest.version
+        guard target >= manifest.restorableFrom && target <= manifest.version else {
+            throw JellyError(.invalidArgument, "the backup in \(backup) restores to versions \(manifest.restorableFrom)…\(manifest.version), not \(target): \(target > manifest.version ? "take a newer backup" : "compaction ran after it and dropped the records it needs (or the store was reopened); restore an older backup")")
         }
         try storage.makeDirectoryDurably(directory)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: BackupFiles.chunkBytes, alignment: storageAlignment)
@@ -134,6 +142,9 @@ public enum Backups {
             guard crc == file.crc32c else {
                 throw JellyError(.corruption, "\(backup)/\(file.name) changed while it was restored (CRC-32C \(hexCRC(crc)), the manifest says \(hexCRC(file.crc32c))); run jelly backup verify \(backup)")
             }
+        }
+        if target < manifest.version {
+            try cutLog(directory: directory, manifest: manifest, after: target, storage: storage)
         }
         // The versions the restored store issues start far above the backup's (a log segment
         // holding only a header whose version floor says so), and it gets a new epoch.
@@ -169,9 +180,58 @@ public enum Backups {
             throw JellyError(.corruption, "the restored store in \(directory) fails jelly check: \(check.problems.joined(separator: "; "))")
         }
         return RestoreReport(
-            directory: directory, version: manifest.version, epoch: epoch, files: manifest.files.count, bytes: verification.bytes,
+            directory: directory, version: target, epoch: epoch, files: manifest.files.count, bytes: verification.bytes,
             locksBroken: broken, milliseconds: Int64((monotonicNanoseconds() - started) / 1_000_000)
         )
     }
-}
 
+    /// Restoring to a version below the backup's: every record above `version` leaves the log.
+    /// Versions grow along the log (a block holds the commits of one group, in order), so the
+    /// first log segment holding a record above it is cut there: the block holding that record
+    /// is written again with the records before it, the file is cut after that block, its hint
+    /// removed (recovery scans it), and every later log segment removed. Compaction outputs
+    /// hold nothing above `restorableFrom` (they were written before it), so they stay.
+    static func cutLog(directory: String, manifest: BackupManifest, after version: UInt64, storage: any StorageSystem) throws {
+        let logIDs = manifest.files.compactMap { parseSegmentName($0.name, suffix: ".log") }.filter { !isCompactionOutput($0) }.sorted()
+        var cut = false
+        for id in logIDs {
+            let path = directory + "/" + segmentFileName(id)
+            if cut {
+                try storage.remove(path)
+                try storage.remove(directory + "/" + hintFileName(id))
+                continue
+            }
+            let bytes = try SegmentFiles.readAll(storage, path: path)
+            let scan = try SegmentFiles.scan(bytes, path: path, mayBeUnsealed: true)
+            guard let first = scan.entries.first(where: { $0.version > version }) else { continue }
+            cut = true
+            // The block holding the first record above `version`.
+            var block = Format.segmentHeaderBytes
+            var header: BlockHeader?
+            while block < scan.dataEnd {
+                guard let h = bytes.withUnsafeBytes({ BlockHeader.decode($0.baseAddress.unsafelyUnwrapped + block, expectedSegment: UInt64(id)) }) else { break }
+                if Int(first.offset) < block + h.totalBytes { header = h; break }
+                block += h.totalBytes
+            }
+            guard header != nil else {
+                throw JellyError(.corruption, "\(path): no block holds the record at offset \(first.offset); run jelly backup verify")
+            }
+            let kept = scan.entries.filter { Int($0.offset) >= block && $0.offset < first.offset }
+            let file = try storage.openLog(path: path, create: false, direct: false)
+            defer { file.close() }
+            var writer = SegmentWriter(id: id, file: file, dataEnd: block)
+            if !kept.isEmpty {
+                let payload = Int(first.offset) - (block + Format.blockHeaderBytes)
+                let buffer = AlignedBuffer(capacity: Format.alignUp(Format.blockHeaderBytes + payload))
+                bytes.withUnsafeBytes { raw in
+                    (buffer.pointer + Format.blockHeaderBytes).copyMemory(from: raw.baseAddress.unsafelyUnwrapped + block + Format.blockHeaderBytes, byteCount: payload)
+                }
+                _ = try writer.appendBlock(buffer, payloadBytes: payload, recordCount: UInt32(kept.count))
+            }
+            try file.truncate(to: Int64(writer.offset))
+            try file.sync()
+            try storage.remove(directory + "/" + hintFileName(id))
+        }
+        try storage.syncDirectory(directory)
+    }
+}

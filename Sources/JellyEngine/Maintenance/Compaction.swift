@@ -36,6 +36,7 @@ extension Maintenance {
             progress?(CompactionProgress(segment: inputs[0], index: done.count, count: max(plannedCount, done.count), report: report))
             let moved0 = report.bytesMoved, t0 = monotonicNanoseconds()
             try compactSegments(inputs, report: &report)
+            shared.state.withLock { $0.restorableFrom = $0.nextVersion }
             let t1 = monotonicNanoseconds()
             compactionStats.withLock {
                 $0.compactionNanos += t1 - t0

@@ -128,7 +128,8 @@ extension EmbeddedStore {
         for id in index.segments.keys {
             readers[id] = SegmentReader(id: id, file: try storage.openRead(path: path(segmentFileName(id))))
         }
-        let state = EngineState(recovered: index, readers: readers, nextVersion: max(maxVersion + 1, versionFloor, 1))
+        var state = EngineState(recovered: index, readers: readers, nextVersion: max(maxVersion + 1, versionFloor, 1))
+        state.restorableFrom = state.nextVersion
         let epoch = try Epoch.readOrCreate(storage, directory: directory)
         let (frames, frameNotes) = try FrameLog.open(
             directory: path("frames"), storage: storage, clock: configuration.clock, defaults: configuration.limits.streamRetentionDefault,

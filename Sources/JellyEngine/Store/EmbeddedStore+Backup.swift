@@ -1,3 +1,4 @@
+import CJellySystem
 import Dispatch
 import JellyCore
 
@@ -10,11 +11,17 @@ extension EmbeddedStore {
     ///   store's own directory; `.io` when a copy fails (the directory then still holds the
     ///   earlier backup whole, if any).
     public func backup(to directory: String, progress: (@Sendable (BackupProgress) -> Void)? = nil) async throws -> BackupReport {
-        try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<BackupReport, any Error>) in
-            DispatchQueue.global().async {
+        // A thread of its own, at the lowest best-effort I/O priority: the log's writes and
+        // syncs go first (as for compaction).
+        let thread = OSThread(name: "jelly-backup")
+        let report = try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<BackupReport, any Error>) in
+            thread.start {
+                _ = jelly_set_thread_io_low()
                 c.resume(with: Result { try self.backupBlocking(to: directory, progress: progress) })
             }
         }
+        thread.join()
+        return report
     }
 
     func backupBlocking(to directory: String, progress: (@Sendable (BackupProgress) -> Void)?) throws -> BackupReport {
@@ -36,12 +43,12 @@ extension EmbeddedStore {
         maintenance.holdCompaction()
         defer { maintenance.releaseCompaction() }
         // The snapshot: what each file holds at one version.
-        let (snapshot, version) = shared.state.withLock { state -> ([SnapshotFile], UInt64) in
+        let (snapshot, version, restorableFrom) = shared.state.withLock { state -> ([SnapshotFile], UInt64, UInt64) in
             var files: [SnapshotFile] = []
             for (id, stats) in state.index.segments.sorted(by: { $0.key < $1.key }) {
                 files.append(SnapshotFile(name: segmentFileName(id), bytes: stats.fileBytes, isSegment: true))
             }
-            return (files, state.index.maxVersion)
+            return (files, state.index.maxVersion, min(state.restorableFrom, state.index.maxVersion))
         }
         var files = snapshot
         for file in snapshot where file.isSegment {
@@ -75,7 +82,7 @@ extension EmbeddedStore {
                 if sameStart { resumeAt = old.bytes; crc = old.crc32c }
             }
             if resumeAt < file.bytes {
-                crc = try BackupFiles.copy(storage, from: from, to: to, range: resumeAt..<file.bytes, crc: crc, buffer: buffer) { n in
+                crc = try BackupFiles.copy(storage, from: from, to: to, range: resumeAt..<file.bytes, crc: crc, buffer: buffer, direct: file.isSegment && configuration.directIO) { n in
                     done += n
                     progress?(BackupProgress(file: file.name, bytesDone: done, bytesTotal: total))
                 }
@@ -87,7 +94,7 @@ extension EmbeddedStore {
         }
         let manifest = BackupManifest(
             format: BackupManifest.formatVersion, epoch: shared.epoch, createdAtMilliseconds: configuration.clock.nowMilliseconds(),
-            version: version, segmentBytes: configuration.segmentBytes, files: entries
+            version: version, restorableFrom: restorableFrom, segmentBytes: configuration.segmentBytes, files: entries
         )
         try storage.syncDirectory(directory)
         try SegmentFiles.writeAtomically(storage, directory: directory, name: BackupManifest.fileName, bytes: BackupFiles.encodeManifest(manifest))

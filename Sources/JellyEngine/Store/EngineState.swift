@@ -36,6 +36,10 @@ struct EngineState: Sendable {
     /// Set while the disk is full: writes are refused with it until the maintenance worker
     /// sees room again (`Maintenance.checkDiskSpace`). Unlike `failure`, it passes.
     var diskFull: JellyError?
+    /// The lowest version a backup taken now can be restored to: compaction (which drops
+    /// records superseded before it ran) has not run since. Set at open (what compaction did
+    /// before is not known) and at the end of every compaction round.
+    var restorableFrom: UInt64 = 1
     var closed = false
     var readers: [UInt32: SegmentReader] = [:]
     var activeSegment: UInt32 = 0
