@@ -90,7 +90,7 @@ let package = Package(
         .target(
             name: "JellyCluster",
             dependencies: [
-                "JellyCore", "NATSClient",
+                "JellyCore", "NATSClient", "CJellySystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -33,7 +33,7 @@ public struct JellyServerConfiguration: Sendable {
     public var health: (@Sendable () -> (ok: Bool, status: String, detail: String))?
     /// Takes an online backup named `name` (`POST /v1/admin/backup`); `jelly serve` puts it in
     /// its backup directory. Nil: the store cannot be backed up over HTTP (cluster mode).
-    public var backup: (@Sendable (_ name: String) async throws -> BackupReport)?
+    public var backup: (@Sendable (_ name: String, _ bytesPerSecond: Int64?) async throws -> BackupReport)?
 
     public init() {}
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JellyClient
+import JellyCluster
 import JellyCore
 import JellyEngine
 
@@ -28,10 +29,26 @@ struct BackupTake: AsyncParsableCommand {
     @Option(help: "A running server, like http://127.0.0.1:7420 (needs an admin key when auth is on).") var url: String?
     @Option(name: .customLong("api-key"), help: "The server's admin API key, when auth is on.") var apiKey: String?
     @Option(help: "A data directory no process has open (when there is no --url).") var data: String = "./jelly-data"
-    @Option(help: "Where the backup goes: a name on the server (--url) or a directory (--data).") var to: String
+    @Option(help: "Cluster mode: the NATS servers (or the `nats` section of --config); snapshots every shard stream into --to.") var nats: String?
+    @Option(help: "Cluster mode: jelly serve's config file (its `nats` section).") var config: String?
+    @Option(help: "Where the backup goes: a name on the server (--url) or a directory (--data, --nats).") var to: String
+    @Option(name: .customLong("rate-mib"), help: "With --data: cap the copy at this many MiB/s (the server's backups take rate_mib in the request).") var rateMiB: Int?
 
     func run() async throws {
         try await failing {
+            if nats != nil || config != nil {
+                let file = try config.map { try ServeConfigFile.load(path: $0) }
+                let store = try await ClusterStore.openAndWait(try clusterConfiguration(file: file, nats: nats, shards: nil, replicas: nil, limits: .default))
+                do {
+                    let r = try await store.backup(to: to) { printError("jelly backup: \($0)") }
+                    try await store.close()
+                    print("cluster backup in \(r.directory): \(r.streams) streams, \(r.messages) messages, \(formatBytes(r.bytes)), in \(format2(Double(r.milliseconds) / 1000)) s")
+                } catch {
+                    try? await store.close()
+                    throw error
+                }
+                return
+            }
             let report: BackupReport
             if let url {
                 let client = try JellyClient(JellyClient.Configuration(url: url, bearerToken: apiKey))
@@ -47,7 +64,7 @@ struct BackupTake: AsyncParsableCommand {
                 let store = try EmbeddedStore.open(try StoreOptions.configuration(data: data, durability: "always"))
                 let line = ProgressLine("backup")
                 do {
-                    report = try await store.backup(to: to) { line.show($0) }
+                    report = try await store.backup(to: to, bytesPerSecond: rateMiB.map { Int64($0) << 20 }) { line.show($0) }
                     try await store.close()
                 } catch {
                     try? await store.close()
@@ -68,6 +85,13 @@ struct BackupVerify: AsyncParsableCommand {
     @Argument(help: "The backup directory.") var directory: String
 
     func run() async throws {
+        if ClusterStore.isClusterBackup(directory) {
+            let v = try await failing { try ClusterStore.verifyBackup(directory: directory) }
+            for problem in v.problems { print("DAMAGED: \(problem)") }
+            print("cluster backup: \(v.streams) streams, \(v.messages) messages, \(formatBytes(v.bytes)): \(v.problems.isEmpty ? "good" : "\(v.problems.count) problem(s) found")")
+            if !v.problems.isEmpty { throw ExitCode(1) }
+            return
+        }
         let line = ProgressLine("verify")
         let v = try await failing { try Backups.verify(directory: directory, progress: { line.show($0) }) }
         line.finish()
@@ -88,11 +112,20 @@ struct Restore: AsyncParsableCommand {
             """
     )
     @Option(help: "The backup directory.") var from: String
-    @Option(help: "The new data directory (must not exist, or be empty).") var data: String
+    @Option(help: "The new data directory (must not exist, or be empty); not with --nats.") var data: String?
+    @Option(help: "Cluster mode: restore a cluster backup into the new cluster at these NATS servers (or the `nats` section of --config).") var nats: String?
+    @Option(help: "Cluster mode: jelly serve's config file (its `nats` section).") var config: String?
     @Option(name: .customLong("to-version"), help: "Restore to this version (a point in time; jelly backup verify prints the range the backup can restore to). Default: the backup's version.") var toVersion: UInt64?
 
     func run() async throws {
         try await failing {
+            if nats != nil || config != nil {
+                let file = try config.map { try ServeConfigFile.load(path: $0) }
+                let r = try await ClusterStore.restore(from: from, configuration: try clusterConfiguration(file: file, nats: nats, shards: nil, replicas: nil, limits: .default)) { printError("jelly restore: \($0)") }
+                print("restored \(r.streams) streams, \(r.messages) messages, \(formatBytes(r.bytes)); new epochs; \(r.locksBroken) lock(s) removed; in \(format2(Double(r.milliseconds) / 1000)) s")
+                return
+            }
+            guard let data else { throw ValidationError("--data: where to restore the store (or --nats for a cluster backup)") }
             let line = ProgressLine("restore")
             let r = try await Backups.restore(from: from, to: data, toVersion: toVersion, progress: { line.show($0) })
             line.finish()

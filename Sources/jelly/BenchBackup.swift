@@ -28,6 +28,7 @@ struct BenchBackup: AsyncParsableCommand {
     @Option(help: "Seconds of the workload alone (the baseline).") var duration: Double = 20
     @Option(help: "Players.") var players = 10_000
     @Option(help: "Concurrent sessions.") var sessions = 64
+    @Option(name: .customLong("rate-mib"), help: "Cap the backup's copy rate at this many MiB/s (default: none).") var rateMiB: Int?
     @Flag(help: "Keep the store and the backup afterwards.") var keep = false
 
     func run() async throws {
@@ -42,7 +43,7 @@ struct BenchBackup: AsyncParsableCommand {
         config.limits.valueBytesMax = max(config.limits.valueBytesMax, 1 << 20)
         let store = try await failing { try EmbeddedStore.open(config) }
         let bench = try Bench.parse(["--players", "\(players)", "--sessions", "\(sessions)", "--duration", "\(duration)"])
-        log("jelly bench-backup: fill \(format1(storeGiB)) GiB of 1 MiB values, then the session workload (\(players) players, \(sessions) sessions, 4 KiB saves, durability always) alone for \(format1(duration)) s and during the backup")
+        log("jelly bench-backup: backup rate cap \(rateMiB.map { "\($0) MiB/s" } ?? "none"); fill \(format1(storeGiB)) GiB of 1 MiB values, then the session workload (\(players) players, \(sessions) sessions, 4 KiB saves, durability always) alone for \(format1(duration)) s and during the backup")
 
         // Fill.
         let fillStart = monotonicSeconds()
@@ -75,7 +76,8 @@ struct BenchBackup: AsyncParsableCommand {
 
         // Baseline, then during the backup, in 2-second slices.
         let alone = try await slices(bench: bench, store: store, keys: keys, seconds: duration, while: nil)
-        let backup = Task { try await store.backup(to: to) }
+        let rate = rateMiB.map { Int64($0) << 20 }
+        let backup = Task { try await store.backup(to: to, bytesPerSecond: rate) }
         let during = try await slices(bench: bench, store: store, keys: keys, seconds: .infinity, while: backup)
         let report = try await backup.value
         try await store.close()

@@ -100,7 +100,7 @@ struct Serve: AsyncParsableCommand {
         if !loopback && serverConfig.auth == nil { logger.warning("serving \(host):\(port) WITHOUT AUTHENTICATION") }
 
         if nats != nil || file?.nats != nil {
-            if backupDir != nil || file?.backup_directory != nil {
+            if backupDir != nil || file?.backup_directory != nil || file?.backup_rate_mib != nil {
                 throw ValidationError("--backup-dir and backup_directory are for the embedded store; in cluster mode back up the JetStream streams (docs/operations.md)")
             }
             if data != nil || durability != nil || file?.value_cache_mib != nil || file?.tombstone_retention_ms != nil || file?.tombstones_per_partition_max != nil || file?.streams?.durability != nil {
@@ -122,8 +122,10 @@ struct Serve: AsyncParsableCommand {
             return (false, "degraded", "reads work, writes are refused: \(refusal.message)")
         }
         let backupRoot = backupDir ?? file?.backup_directory ?? (trimmingSlashes(storeConfig.directory) + "-backups")
-        serverConfig.backup = { name in
-            let report = try await embedded.backup(to: backupRoot + "/" + name)
+        let defaultRate = Int64(file?.backup_rate_mib ?? Serve.backupRateMiBDefault) << 20
+        serverConfig.backup = { name, rate in
+            let cap = rate ?? defaultRate
+            let report = try await embedded.backup(to: backupRoot + "/" + name, bytesPerSecond: cap > 0 ? cap : nil)
             logger.info("backup taken", metadata: ["directory": "\(report.directory)", "version": "\(report.version)", "bytes_copied": "\(report.bytesCopied)", "ms": "\(report.milliseconds)"])
             return report
         }
@@ -184,6 +186,11 @@ struct Serve: AsyncParsableCommand {
 }
 
 extension Serve {
+    /// Online backups copy at most this fast unless asked otherwise (`rate_mib`): on the test
+    /// machine's one disk, 150 MiB/s left the session workload's save rate unchanged, 300 MiB/s
+    /// cut it by 28% and no cap (636 MB/s) by 60% (docs/benchmarks.md, `jelly bench-backup`).
+    static let backupRateMiBDefault = 200
+
     /// Cluster mode: the same HTTP API over `ClusterStore`. Starts serving at once; until the
     /// NATS cluster is reachable and the streams are ready, requests answer 503 `unavailable`
     /// and `GET /v1/health` says why.
@@ -191,24 +198,8 @@ extension Serve {
         file: ServeConfigFile?, serverConfig: JellyServerConfiguration, limits: JellyLimits, logger: Logger,
         registry: PrometheusCollectorRegistry
     ) async throws {
-        let settings = file?.nats
-        let urls = nats ?? settings?.servers.joined(separator: ",") ?? ""
         let config: ClusterStoreConfiguration = try await failing {
-            var options = NATSOptions(servers: try NATSServerAddress.list(urls))
-            options.name = "jelly"
-            options.user = settings?.user
-            options.password = settings?.password
-            options.token = settings?.token
-            if let tls = settings?.tls { options.tls = NATSTLSOptions(caFile: tls.ca, certificateFile: tls.cert, privateKeyFile: tls.key) }
-            var c = ClusterStoreConfiguration(nats: options)
-            c.shards = natsShards ?? settings?.shards ?? c.shards
-            c.replicas = natsReplicas ?? settings?.replicas ?? c.replicas
-            c.streamPrefix = settings?.stream_prefix ?? c.streamPrefix
-            c.subjectPrefix = settings?.subject_prefix ?? c.subjectPrefix
-            if let ms = settings?.request_timeout_ms { c.requestTimeout = .milliseconds(ms) }
-            c.limits = limits
-            c.logger = Logger(label: "jelly.cluster")
-            return c
+            try clusterConfiguration(file: file, nats: nats, shards: natsShards, replicas: natsReplicas, limits: limits)
         }
         let store = try await failing { try ClusterStore.open(config) }
         var serverConfig = serverConfig
@@ -259,4 +250,26 @@ func trimmingSlashes(_ path: String) -> String {
     var p = path
     while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
     return p
+}
+
+/// Cluster mode's store configuration from the config file's `nats` section and the flags that
+/// override it (`jelly serve`, `jelly backup`, `jelly restore`).
+func clusterConfiguration(file: ServeConfigFile?, nats: String?, shards: Int?, replicas: Int?, limits: JellyLimits) throws -> ClusterStoreConfiguration {
+    let settings = file?.nats
+    let urls = nats ?? settings?.servers.joined(separator: ",") ?? ""
+    var options = NATSOptions(servers: try NATSServerAddress.list(urls))
+    options.name = "jelly"
+    options.user = settings?.user
+    options.password = settings?.password
+    options.token = settings?.token
+    if let tls = settings?.tls { options.tls = NATSTLSOptions(caFile: tls.ca, certificateFile: tls.cert, privateKeyFile: tls.key) }
+    var c = ClusterStoreConfiguration(nats: options)
+    c.shards = shards ?? settings?.shards ?? c.shards
+    c.replicas = replicas ?? settings?.replicas ?? c.replicas
+    c.streamPrefix = settings?.stream_prefix ?? c.streamPrefix
+    c.subjectPrefix = settings?.subject_prefix ?? c.subjectPrefix
+    if let ms = settings?.request_timeout_ms { c.requestTimeout = .milliseconds(ms) }
+    c.limits = limits
+    c.logger = Logger(label: "jelly.cluster")
+    return c
 }

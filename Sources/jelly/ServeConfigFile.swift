@@ -44,6 +44,8 @@ struct ServeConfigFile: Decodable, Sendable {
     var streams: Streams?
     /// Where `POST /v1/admin/backup` writes backups (embedded store; `--backup-dir`).
     var backup_directory: String?
+    /// Online backups' copy rate cap in MiB/s (0: none; default 200).
+    var backup_rate_mib: Int?
 
     /// Streams (docs/streams.md): the retention of streams that name none, the largest frame,
     /// and (embedded store only) when frames are synced.
@@ -123,7 +125,7 @@ struct ServeConfigFile: Decodable, Sendable {
     }
 
     private static let known: [String: Set<String>] = [
-        "": ["data", "listen", "durability", "tls", "auth", "limits", "log_requests", "value_cache_mib", "tombstone_retention_ms", "tombstones_per_partition_max", "nats", "streams"],
+        "": ["data", "listen", "durability", "tls", "auth", "limits", "log_requests", "value_cache_mib", "tombstone_retention_ms", "tombstones_per_partition_max", "nats", "streams", "backup_directory", "backup_rate_mib"],
         "streams": ["retain_frames", "retain_bytes", "retain_ms", "frame_bytes_max", "durability"],
         "nats": ["servers", "user", "password", "token", "tls", "shards", "replicas", "stream_prefix", "subject_prefix", "request_timeout_ms"],
         "nats.tls": ["ca", "cert", "key"],

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CJellySystem
 import Dispatch
 import JellyCore
@@ -10,21 +13,24 @@ extension EmbeddedStore {
     /// - Throws: `.invalidArgument` when `directory` is not empty and holds no backup, or is the
     ///   store's own directory; `.io` when a copy fails (the directory then still holds the
     ///   earlier backup whole, if any).
-    public func backup(to directory: String, progress: (@Sendable (BackupProgress) -> Void)? = nil) async throws -> BackupReport {
+    ///
+    /// `bytesPerSecond` caps the copy's rate: on a machine whose one disk also carries the log,
+    /// a backup at full speed slows every save's sync (docs/operations.md has the trade-off).
+    public func backup(to directory: String, bytesPerSecond: Int64? = nil, progress: (@Sendable (BackupProgress) -> Void)? = nil) async throws -> BackupReport {
         // A thread of its own, at the lowest best-effort I/O priority: the log's writes and
         // syncs go first (as for compaction).
         let thread = OSThread(name: "jelly-backup")
         let report = try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<BackupReport, any Error>) in
             thread.start {
                 _ = jelly_set_thread_io_low()
-                c.resume(with: Result { try self.backupBlocking(to: directory, progress: progress) })
+                c.resume(with: Result { try self.backupBlocking(to: directory, bytesPerSecond: bytesPerSecond, progress: progress) })
             }
         }
         thread.join()
         return report
     }
 
-    func backupBlocking(to directory: String, progress: (@Sendable (BackupProgress) -> Void)?) throws -> BackupReport {
+    func backupBlocking(to directory: String, bytesPerSecond: Int64?, progress: (@Sendable (BackupProgress) -> Void)?) throws -> BackupReport {
         let started = monotonicNanoseconds()
         let storage = configuration.storage
         let source = configuration.directory
@@ -62,6 +68,7 @@ extension EmbeddedStore {
 
         let total = files.reduce(Int64(0)) { $0 + $1.bytes }
         var done: Int64 = 0
+        var copied: Int64 = 0
         var report = BackupReport(directory: directory, version: version, files: files.count, bytesCopied: 0, bytesReused: 0, filesDeleted: 0, milliseconds: 0)
         var entries: [BackupManifest.File] = []
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: BackupFiles.chunkBytes, alignment: storageAlignment)
@@ -84,6 +91,13 @@ extension EmbeddedStore {
             if resumeAt < file.bytes {
                 crc = try BackupFiles.copy(storage, from: from, to: to, range: resumeAt..<file.bytes, crc: crc, buffer: buffer, direct: file.isSegment && configuration.directIO) { n in
                     done += n
+                    copied += n
+                    if let rate = bytesPerSecond, rate > 0 {
+                        // Ahead of the allowed rate: wait until the copy is back on it.
+                        let due = UInt64(Double(copied) / Double(rate) * 1e9)
+                        let elapsed = monotonicNanoseconds() - started
+                        if due > elapsed { usleep(useconds_t(min(1_000_000, (due - elapsed) / 1000))) }
+                    }
                     progress?(BackupProgress(file: file.name, bytesDone: done, bytesTotal: total))
                 }
             }

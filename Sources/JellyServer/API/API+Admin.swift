@@ -19,15 +19,18 @@ extension API {
 
     /// `POST /v1/admin/backup` with `{"name": "nightly"}`: an online backup into the server's
     /// backup directory (a second one under the same name copies only what is new). Admin only.
-    func backup(_ request: Request, _ take: (@Sendable (String) async throws -> BackupReport)?) async throws -> Response {
+    func backup(_ request: Request, _ take: (@Sendable (String, Int64?) async throws -> BackupReport)?) async throws -> Response {
         try await auth.identify(request).requireAdmin("take backups")
-        struct Body: Decodable { var name: String }
+        struct Body: Decodable { var name: String; var rate_mib: Int? }
         let body = try await decode(Body.self, request)
         try Self.validateBackupName(body.name)
+        if let rate = body.rate_mib, !(0...1_048_576).contains(rate) {
+            throw APIError.badRequest("rate_mib must be 0 (no cap) to 1048576 MiB/s, not \(rate)")
+        }
         guard let take else {
             throw APIError(status: .notImplemented, code: "not_implemented", message: "this server's store cannot be backed up over HTTP: in cluster mode back up the JetStream streams with the NATS tools (docs/operations.md)")
         }
-        let report = try await take(body.name)
+        let report = try await take(body.name, body.rate_mib.map { Int64($0) << 20 })
         struct Answer: Encodable {
             var directory: String
             var version: UInt64
