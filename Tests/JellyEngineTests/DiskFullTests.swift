@@ -55,6 +55,13 @@ import Testing
         let renew = try await expectJellyError { try await store.renewLock(partition: "player", token: lock.token, ttlMilliseconds: 600_000) }
         #expect(renew.code == .diskFull)
         #expect(try await store.inspectLock(partition: "player")?.token == lock.token)
+        // A release and a final save that releases, refused: the lock is still held, and a
+        // second server still cannot take it.
+        let release = try await expectJellyError { try await store.releaseLock(partition: "player", token: lock.token) }
+        #expect(release.code == .diskFull)
+        let final = try await expectJellyError { try await store.saveAndRelease(partition: "player", [.put(key: "slot-0", value: [0])], lockToken: lock.token) }
+        #expect(final.code == .diskFull)
+        #expect(try await store.inspectLock(partition: "player")?.token == lock.token, "a refused release let go of the lock")
         // Reads go on, and every acknowledged save is there.
         for (key, value) in acked { #expect(try await store.get(partition: "player", key: key)?.value == value, "\(key)") }
 

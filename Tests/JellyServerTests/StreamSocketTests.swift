@@ -263,10 +263,11 @@ func StreamWorld_resume(_ store: any JellyStore, partition: String, owner: Strin
             }
         }
         let events = SocketEvents(socket)
-        let enough = await events.wait { events.acked >= 2000 }
+        // Enough to be mid-stream; under a loaded suite the durable acks can come slowly.
+        let enough = await events.wait(.seconds(60)) { events.acked >= 500 }
         server.kill(signal: SIGKILL)
         sender.cancel()
-        #expect(enough, "2,000 frames acknowledged before the kill: \(events.acked)")
+        #expect(enough, "500 frames acknowledged before the kill: \(events.acked)")
         _ = await events.wait(.seconds(10)) { events.ended }
         let acked = events.acked
         let again = try ServerProcess(directory: dir.path + "/data")

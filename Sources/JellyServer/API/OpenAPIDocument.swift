@@ -203,7 +203,7 @@ enum OpenAPIDocument {
             required: true
             content:
               application/json:
-                schema: {type: object, required: [name], properties: {name: {type: string, pattern: "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"}, rate_mib: {type: integer, minimum: 0, maximum: 1048576, description: "Copy at most this many MiB/s (0: no cap; default: the server's backup_rate_mib, 200)."}}}
+                schema: {type: object, required: [name], properties: {name: {type: string, pattern: "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"}, rate_mib: {type: [integer, "null"], minimum: 0, maximum: 1048576, description: "Copy at most this many MiB/s (0: no cap; absent or null: the server's backup_rate_mib, 200 by default)."}}}
           responses:
             "507": {$ref: "#/components/responses/DiskFull"}
             "200": {description: "The backup is complete.", content: {application/json: {schema: {$ref: "#/components/schemas/Backup"}}}}
