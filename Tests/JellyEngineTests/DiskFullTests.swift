@@ -137,3 +137,29 @@ import Testing
         try? await store.close()
     }
 }
+
+extension DiskFullTests {
+    /// The refusal as pure state: requests queued ahead of the disk changed the lock table when
+    /// they were queued (a release, then another server's acquire); refusing them for a full
+    /// disk puts the table back as the last durable commit left it, newest change undone first.
+    @Test func refusingQueuedLockChangesPutsTheLockTableBack() {
+        var state = EngineState()
+        let p = ByteName("player")
+        let held = Lease(owner: "gs-1", token: LockToken(5), expiresAtMilliseconds: 10_000)
+        state.index.leases[p] = held
+        func request(_ version: UInt64, before: Lease?) -> CommitRequest {
+            CommitRequest(records: EncodedRecords(capacity: 0), include: [], metas: [], version: version, needsSync: true, completion: .callback { _ in }, leaseBefore: (p, before))
+        }
+        // gs-1 releases (queued), then gs-2 acquires (queued behind it).
+        _ = state.queue.enqueue(request(6, before: state.index.leases[p]))
+        state.index.leases[p] = nil
+        _ = state.queue.enqueue(request(7, before: state.index.leases[p]))
+        state.index.leases[p] = Lease(owner: "gs-2", token: LockToken(7), expiresAtMilliseconds: 20_000)
+
+        let refused = state.refuseForDiskFull(JellyError(.diskFull, "full"), group: [])
+        #expect(refused.count == 2)
+        #expect(state.index.leases[p] == held, "the refused release and acquire left \(String(describing: state.index.leases[p]))")
+        #expect(state.writeBlocker?.code == .diskFull)
+        #expect(state.overlay.isEmpty)
+    }
+}
