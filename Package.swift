@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "JellyClient", targets: ["JellyClient"]),
         .library(name: "JellyCluster", targets: ["JellyCluster"]),
         .library(name: "NATSClient", targets: ["NATSClient"]),
+        .library(name: "GodotVariant", targets: ["GodotVariant"]),
         .library(name: "JellyReplica", targets: ["JellyReplica"]),
         .executable(name: "jelly", targets: ["jelly"]),
     ],
@@ -96,10 +97,12 @@ let package = Package(
             ]
         ),
         .target(name: "JellyReplica", dependencies: ["JellyCore", "JellyEngine"]),
+        // Godot's binary serialization, decoded without the engine; depends on nothing.
+        .target(name: "GodotVariant"),
         .executableTarget(
             name: "jelly",
             dependencies: [
-                "JellyCore", "JellyEngine", "CJellySystem", "JellyServer", "JellyClient", "JellyCluster", "NATSClient", "JellyReplica",
+                "JellyCore", "JellyEngine", "CJellySystem", "JellyServer", "JellyClient", "JellyCluster", "NATSClient", "JellyReplica", "GodotVariant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -110,6 +113,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "JellyCoreTests", dependencies: ["JellyCore", "JellyTestSupport"]),
+        .testTarget(name: "GodotVariantTests", dependencies: ["GodotVariant", "JellyTestSupport"]),
         .testTarget(
             name: "JellyServerTests",
             dependencies: [

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import GodotVariant
 import JellyCore
 import JellyEngine
 
@@ -37,6 +39,7 @@ struct Get: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
     @Argument var partition: String
     @Argument var key: String
+    @Option(help: "Print the value as: raw (default, the bytes), godot (a Godot Variant from var_to_bytes / var2bytes, as JSON), json (pretty JSON), text (UTF-8) or hex.") var decode: ValueDecoding = .raw
 
     func run() async throws {
         let found = try await failing { () -> StoredObject? in
@@ -51,7 +54,12 @@ struct Get: AsyncParsableCommand {
             throw ExitCode(3)
         }
         printError("version \(found.version), \(found.value.count) bytes, \(found.contentType)")
-        writeStandardOutput(found.value)
+        if decode == .raw {
+            writeStandardOutput(found.value)
+            return
+        }
+        let text = try await failing { try decode.render(found.value, contentType: found.contentType) }
+        print(text)
     }
 }
 
@@ -156,6 +164,26 @@ struct Unlock: AsyncParsableCommand {
                 try? await s.close()
                 throw error
             }
+        }
+    }
+}
+
+/// How `jelly get --decode` shows a value (`ValuePreview` does the work).
+enum ValueDecoding: String, ExpressibleByArgument, CaseIterable {
+    case raw, godot, json, text, hex
+
+    func render(_ value: [UInt8], contentType: String) throws -> String {
+        switch self {
+        case .raw: return String(decoding: value, as: UTF8.self)
+        case .godot: return try ValuePreview.godot(value, contentType: contentType)
+        case .json:
+            guard let object = try? JSONSerialization.jsonObject(with: Data(value), options: [.fragmentsAllowed]),
+                  let text = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes]) else {
+                throw ValuePreview.NotDecodable(description: "not JSON; try --decode text or hex")
+            }
+            return String(decoding: text, as: UTF8.self)
+        case .text: return try ValuePreview.text(value)
+        case .hex: return ValuePreview.hex(value)
         }
     }
 }
