@@ -83,6 +83,29 @@ public final class JellyClient: JellyStore {
         )
     }
 
+    public func listPartitions(prefix: String?, after: String?, limit: Int) async throws -> PartitionListing {
+        var path = "/v1/partitions?limit=\(max(1, min(limit, limits.listLimitMax)))"
+        if let prefix, !prefix.isEmpty { path += "&prefix=\(PercentEncoding.escape(prefix))" }
+        if let after { path += "&after=\(PercentEncoding.escape(after))" }
+        let response = try await send(.GET, path, idempotent: true)
+        try response.check()
+        struct Body: Decodable {
+            struct Lock: Decodable { var owner: String; var token: UInt64?; var expires_at_ms: Int64 }
+            struct Partition: Decodable { var partition: String; var objects: Int; var lock: Lock? }
+            var partitions: [Partition]
+            var next: String?
+        }
+        let body = try response.decode(Body.self)
+        return PartitionListing(
+            partitions: body.partitions.map { p in
+                PartitionSummary(partition: p.partition, objects: p.objects, lock: p.lock.map {
+                    LockInfo(partition: p.partition, owner: $0.owner, token: LockToken($0.token ?? 0), expiresAtMilliseconds: $0.expires_at_ms)
+                })
+            },
+            next: body.next
+        )
+    }
+
     public func write(partition: String, _ operations: [WriteOperation], lockToken: LockToken?, releaseLock: Bool) async throws -> WriteResult {
         if operations.count == 1 && !releaseLock {
             switch operations[0] {

@@ -26,6 +26,41 @@ extension ClusterStore {
         return ObjectListing(objects: objects, next: more ? entries.last?.0 : nil)
     }
 
+    /// Candidates from every shard stream's lock and object subjects (`STREAM.INFO` with a
+    /// subjects filter), then each page's partitions counted through `list` and `inspectLock`:
+    /// a round trip per partition listed, for operators.
+    public func listPartitions(prefix: String?, after: String?, limit: Int) async throws -> PartitionListing {
+        let limits = self.limits
+        if let after { try Names.validate(after, as: .partition, maxBytes: limits.partitionBytesMax) }
+        if let prefix, !prefix.isEmpty { try Names.validate(prefix, as: .partition, maxBytes: limits.partitionBytesMax) }
+        try checkReady()
+        let limit = max(1, min(limit, limits.listLimitMax))
+        var names = Set<String>()
+        let partitionToken = configuration.subjectPrefix.split(separator: ".").count + 1
+        for shard in 0..<configuration.shards {
+            let stream = "\(configuration.streamPrefix)_\(shard)"
+            for filter in ["\(configuration.subjectPrefix).\(shard).*.l", "\(configuration.subjectPrefix).\(shard).*.o.*"] {
+                let subjects = try await call("listing \(stream)", { try await js.subjects(stream: stream, filter: filter) })
+                for subject in subjects.keys {
+                    let tokens = subject.split(separator: ".")
+                    guard tokens.count > partitionToken + 1, let bytes = Base64URL.decode(tokens[partitionToken]) else { continue }
+                    names.insert(String(decoding: bytes, as: UTF8.self))
+                }
+            }
+        }
+        return try await PartitionListing.page(names, prefix: prefix, after: after, limit: limit) { name in
+            var objects = 0
+            var cursor: String? = nil
+            repeat {
+                let page = try await list(partition: name, after: cursor, limit: limits.listLimitMax)
+                objects += page.objects.count
+                cursor = page.next
+            } while cursor != nil
+            let lock = try await inspectLock(partition: name)
+            return objects > 0 || lock != nil ? PartitionSummary(partition: name, objects: objects, lock: lock) : nil
+        }
+    }
+
     public func inspectLock(partition: String) async throws -> LockInfo? {
         try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
         try checkReady()

@@ -22,6 +22,12 @@ public protocol JellyStore: Sendable {
     /// `limit` is clamped to `limits.listLimitMax`.
     func list(partition: String, after: String?, limit: Int) async throws -> ObjectListing
 
+    /// Lists the store's partitions that hold an object or a live lock, in ascending byte order
+    /// of name, starting after `after`, optionally only those starting with `prefix`; each with
+    /// its object count and live lock. For operators (the console): it reads the whole index
+    /// (embedded) or every shard's subjects (cluster), so it is not for the game's hot path.
+    func listPartitions(prefix: String?, after: String?, limit: Int) async throws -> PartitionListing
+
     /// Commits `operations` on one partition atomically, with one version for every object
     /// written. With `releaseLock`, the lease named by `lockToken` is released in the same
     /// commit: the lock is never free before the final save is durable.

@@ -185,3 +185,52 @@ public struct ObjectListing: Hashable, Sendable {
 
 /// The content type stored when a put does not name one.
 public let defaultContentType = "application/octet-stream"
+
+/// One partition in a store-wide listing (`listPartitions`): for operators and the console.
+public struct PartitionSummary: Hashable, Sendable {
+    public var partition: String
+    /// Objects it holds (deleted ones not counted).
+    public var objects: Int
+    /// Its lock, while live.
+    public var lock: LockInfo?
+
+    public init(partition: String, objects: Int, lock: LockInfo?) {
+        self.partition = partition
+        self.objects = objects
+        self.lock = lock
+    }
+}
+
+public struct PartitionListing: Hashable, Sendable {
+    public var partitions: [PartitionSummary]
+    /// Pass as `after` to get the next page; nil on the last page.
+    public var next: String?
+
+    public init(partitions: [PartitionSummary], next: String?) {
+        self.partitions = partitions
+        self.next = next
+    }
+}
+
+extension PartitionListing {
+    /// Pages `candidates` (partition names in any order, duplicates allowed) by ascending byte
+    /// order after `after`, keeping those `summary` says to list: the rule both backends share.
+    public static func page(
+        _ candidates: some Sequence<String>, prefix: String?, after: String?, limit: Int,
+        summary: (String) async throws -> PartitionSummary?
+    ) async rethrows -> PartitionListing {
+        let afterBytes = after.map { Array($0.utf8) }
+        let prefixBytes = Array((prefix ?? "").utf8)
+        let names = Set(candidates).filter { name in
+            let b = Array(name.utf8)
+            return b.starts(with: prefixBytes) && (afterBytes.map { $0.lexicographicallyPrecedes(b) } ?? true)
+        }.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        var page: [PartitionSummary] = []
+        for name in names {
+            guard let s = try await summary(name) else { continue }
+            if page.count == limit { return PartitionListing(partitions: page, next: page.last?.partition) }
+            page.append(s)
+        }
+        return PartitionListing(partitions: page, next: nil)
+    }
+}

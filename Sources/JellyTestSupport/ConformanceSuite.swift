@@ -67,7 +67,7 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
 /// The contract of `JellyStore`, as executable cases. Every backend runs all of them.
 public enum ConformanceSuite {
-    public static let cases: [ConformanceCase] = coreCases + feedCases + syncCases + streamCases
+    public static let cases: [ConformanceCase] = coreCases + feedCases + syncCases + streamCases + partitionCases
 
     static let coreCases: [ConformanceCase] = [
         ConformanceCase(name: "object access is stored with each version and survives a restart") { h in

@@ -28,6 +28,8 @@ private let secret = "an-hs256-secret-for-the-openapi-test!!"
         // cannot be written (disk full, another backup's files in the way) answers 503/400.
         "POST /v1/admin/backup 501",
         "POST /v1/admin/backup 503",
+        // Only a cluster node without NATS.
+        "GET /v1/partitions 503",
         // A full disk: DiskFullTests and the tmpfs test in DiskFullServerTests produce it.
         "POST /v1/admin/backup 507",
         "POST /v1/partitions/{partition}/batch 507",
@@ -225,6 +227,13 @@ private let secret = "an-hs256-secret-for-the-openapi-test!!"
         try await r.expect(404, "POST", p + "/lock/break", headers: admin)
         try await r.expect(204, "DELETE", st + "?before=2", headers: server)
         try await r.expect(204, "DELETE", locked, headers: server)
+
+        // The store-wide partition listing (game servers and admins).
+        try await r.expect(200, "GET", base + "/v1/partitions?limit=2", headers: server)
+        try await r.expect(200, "GET", base + "/v1/partitions?prefix=p&after=a", headers: admin)
+        try await r.expect(400, "GET", base + "/v1/partitions?limit=0", headers: server)
+        try await r.expect(401, "GET", base + "/v1/partitions")
+        try await r.expect(403, "GET", base + "/v1/partitions", headers: alice)
 
         // A backup (admin only), into the server's backup directory.
         let json = ["Content-Type": "application/json"]

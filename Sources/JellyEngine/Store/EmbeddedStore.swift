@@ -291,6 +291,32 @@ public final class EmbeddedStore: JellyStore, Sendable {
         return object
     }
 
+    public func listPartitions(prefix: String?, after: String?, limit: Int) async throws -> PartitionListing {
+        if let after { try Names.validate(after, as: .partition, maxBytes: limits.partitionBytesMax) }
+        if let prefix, !prefix.isEmpty { try Names.validate(prefix, as: .partition, maxBytes: limits.partitionBytesMax) }
+        let limit = max(1, min(limit, limits.listLimitMax))
+        let now = clock.nowMilliseconds()
+        // One pass over the index under its lock: each partition's live objects and live lock.
+        let summaries: [String: PartitionSummary] = try shared.state.withLock { state in
+            if state.closed { throw JellyError(.unavailable, "the store is closed") }
+            var out: [String: PartitionSummary] = [:]
+            for (p, slots) in state.index.partitions {
+                let name = p.string
+                if let prefix, !name.utf8.starts(with: prefix.utf8) { continue }
+                var objects = 0
+                for (k, e) in slots where e.kind == .put && !SystemKeys.isSystem(k.string) { objects += 1 }
+                let lock = state.index.leases[p].flatMap { $0.isLive(at: now) ? $0.info(partition: name) : nil }
+                if objects > 0 || lock != nil { out[name] = PartitionSummary(partition: name, objects: objects, lock: lock) }
+            }
+            for (p, lease) in state.index.leases where lease.isLive(at: now) && out[p.string] == nil {
+                if let prefix, !p.string.utf8.starts(with: prefix.utf8) { continue }
+                out[p.string] = PartitionSummary(partition: p.string, objects: 0, lock: lease.info(partition: p.string))
+            }
+            return out
+        }
+        return await PartitionListing.page(summaries.keys, prefix: prefix, after: after, limit: limit) { summaries[$0] }
+    }
+
     public func list(partition: String, after: String?, limit: Int) async throws -> ObjectListing {
         try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
         if let after { try Names.validate(after, as: .key, maxBytes: limits.keyBytesMax) }

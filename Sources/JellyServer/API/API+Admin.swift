@@ -46,4 +46,42 @@ extension API {
         )
         return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(answer))))
     }
+
+    /// `GET /v1/partitions?prefix=&after=&limit=`: the store's partitions holding an object or
+    /// a live lock, in byte order, with their object counts and locks. Game servers and admins
+    /// (the console); never clients.
+    func listPartitions(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        var limit = 100
+        if let text = query.get("limit") {
+            guard let n = WholeNumbers.parse(text).map({ Int(clamping: $0) }), n >= 1, n <= store.limits.listLimitMax else {
+                throw APIError.badRequest("limit must be a whole number from 1 to \(store.limits.listLimitMax)")
+            }
+            limit = n
+        }
+        let after = query.get("after")
+        let prefix = query.get("prefix")
+        if let after { try Names.validate(after, as: .partition, maxBytes: store.limits.partitionBytesMax) }
+        if let prefix, !prefix.isEmpty { try Names.validate(prefix, as: .partition, maxBytes: store.limits.partitionBytesMax) }
+        try await auth.identify(request).requireServer("list partitions")
+        let page = try await store.listPartitions(prefix: prefix, after: after, limit: limit)
+        var out = JSONText(capacity: 64 + page.partitions.count * 96)
+        out.raw("{")
+        if let next = page.next { out.raw("\"next\":"); out.string(next); out.raw(",") }
+        out.raw("\"partitions\":[")
+        for (i, p) in page.partitions.enumerated() {
+            if i > 0 { out.raw(",") }
+            out.raw("{")
+            if let lock = p.lock {
+                out.raw("\"lock\":{\"expires_at_ms\":\(lock.expiresAtMilliseconds),\"owner\":")
+                out.string(lock.owner)
+                out.raw(",\"token\":\(lock.token.rawValue)},")
+            }
+            out.raw("\"objects\":\(p.objects),\"partition\":")
+            out.string(p.partition)
+            out.raw("}")
+        }
+        out.raw("]}")
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: out.buffer))
+    }
 }

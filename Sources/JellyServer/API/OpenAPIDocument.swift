@@ -196,6 +196,38 @@ enum OpenAPIDocument {
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
             "403": {$ref: "#/components/responses/Forbidden"}
+      /v1/partitions:
+        get:
+          description: "The store's partitions holding an object or a live lock, in byte order of name, each with its object count and lock. For operators and the console (game servers and admins; not clients): it reads the whole index."
+          parameters:
+            - {name: prefix, in: query, schema: {type: string}, description: "Only partitions whose name starts with this."}
+            - {name: after, in: query, schema: {type: string}, description: "The next of the previous page."}
+            - {name: limit, in: query, schema: {type: string, pattern: "^(1000|[1-9][0-9]{0,2})$"}, description: "Partitions per page, 1-1000 (default 100)."}
+          responses:
+            "200":
+              description: "A page of partitions."
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    additionalProperties: false
+                    required: [partitions]
+                    properties:
+                      next: {type: string}
+                      partitions:
+                        type: array
+                        items:
+                          type: object
+                          additionalProperties: false
+                          required: [partition, objects]
+                          properties:
+                            partition: {type: string}
+                            objects: {type: integer, minimum: 0}
+                            lock: {$ref: "#/components/schemas/Lock"}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+            "503": {$ref: "#/components/responses/Unavailable"}
       /v1/admin/backup:
         post:
           description: "Administrative (admin API key): an online backup of the embedded store, taken while saves go on, into the directory name inside the server's backup directory (jelly serve --backup-dir; default the data directory's path with -backups appended), on the server's machine. A second backup under the same name copies only what is new. Verify with jelly backup verify, restore with jelly restore (docs/operations.md)."

@@ -74,6 +74,7 @@ enum Route: String, CaseIterable, Sendable {
     case openAPI = "openapi"
     case metrics
     case backup
+    case listPartitions = "list_partitions"
 
     static let object = RoutePattern("/v1/partitions/:partition/objects/:key")
     static let objects = RoutePattern("/v1/partitions/:partition/objects")
@@ -90,11 +91,12 @@ enum Route: String, CaseIterable, Sendable {
     static let openAPIPath = RoutePattern("/v1/openapi.yaml")
     static let metricsPath = RoutePattern("/metrics")
     static let backupPath = RoutePattern("/v1/admin/backup")
+    static let partitionsPath = RoutePattern("/v1/partitions")
 
     var method: HTTPRequest.Method {
         switch self {
         case .putObject: .put
-        case .getObject, .listObjects, .inspectLock, .changes, .watch, .readFrames, .health, .openAPI, .metrics: .get
+        case .getObject, .listObjects, .inspectLock, .changes, .watch, .readFrames, .health, .openAPI, .metrics, .listPartitions: .get
         case .deleteObject, .releaseLock, .trimStream: .delete
         case .batch, .acquireLock, .renewLock, .transferLock, .breakLock, .sync, .appendFrame, .backup: .post
         }
@@ -117,6 +119,7 @@ enum Route: String, CaseIterable, Sendable {
         case .openAPI: Route.openAPIPath
         case .metrics: Route.metricsPath
         case .backup: Route.backupPath
+        case .listPartitions: Route.partitionsPath
         }
     }
 }

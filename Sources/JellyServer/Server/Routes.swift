@@ -51,6 +51,7 @@ extension JellyHTTPServer {
         route(.getObject) { try await $0.getObject($1, $2) }
         route(.deleteObject) { try await $0.deleteObject($1, $2) }
         route(.listObjects) { try await $0.listObjects($1, $2) }
+        route(.listPartitions) { try await $0.listPartitions($1, $2) }
         route(.batch) { try await $0.batch($1, $2) }
         route(.acquireLock) { try await $0.acquire($1, $2) }
         route(.inspectLock) { try await $0.inspect($1, $2) }
