@@ -117,7 +117,7 @@ let package = Package(
         .testTarget(
             name: "JellyServerTests",
             dependencies: [
-                "JellyCore", "JellyEngine", "JellyTestSupport", "JellyClient", "JellyServer", "jelly",
+                "JellyCore", "JellyEngine", "JellyTestSupport", "JellyClient", "JellyServer", "jelly", "GodotVariant",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
             ]

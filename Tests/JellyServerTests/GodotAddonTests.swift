@@ -1,0 +1,59 @@
+import Foundation
+import GodotVariant
+import JellyClient
+import JellyCore
+import JellyTestSupport
+import Testing
+
+/// The Godot addon (clients/godot) with a real headless Godot 3.2.3 (`godot3-server`, installed by
+/// scripts/test) against a real `jelly serve`: a scripted session (lock and load, saves, a second
+/// server refused, renew, save and release, load elsewhere, a stale holder fenced, a transfer),
+/// then what it stored read back in Swift and decoded as a Godot Variant.
+@Suite struct GodotAddonTests {
+    static var clientsDirectory: String {
+        // Tests/JellyServerTests/GodotAddonTests.swift → the repository's clients/godot.
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("clients/godot").path
+    }
+
+    @Test func aScriptedSessionInARealGodot() async throws {
+        let godot = "/usr/bin/godot3-server"
+        guard FileManager.default.isExecutableFile(atPath: godot) else {
+            throw ConformanceFailure("godot3-server is not installed: run scripts/test (it installs it) or apt-get install godot3-server")
+        }
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let project = dir.path + "/project"
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: project, withIntermediateDirectories: true)
+        try fm.copyItem(atPath: Self.clientsDirectory + "/godot3/addons", toPath: project + "/addons")
+        try fm.copyItem(atPath: Self.clientsDirectory + "/tests/session_test.gd", toPath: project + "/session_test.gd")
+        try "config_version=4\n\n[application]\nconfig/name=\"jelly-test\"\n".write(toFile: project + "/project.godot", atomically: true, encoding: .utf8)
+
+        let server = try JellyServeProcess(directory: dir.path + "/data")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        // Godot exits 0 on a parse error and can hang on a runtime error: a deadline, and the
+        // script's PASS line is required.
+        process.arguments = ["60", godot, "--no-window", "--path", project, "-s", "session_test.gd"]
+        process.environment = ["JELLY_URL": server.base, "HOME": dir.path, "PATH": "/usr/bin:/bin"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try startProcess(process)
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(output.contains("\nPASS"), "the Godot session did not pass:\n\(output.suffix(3000))")
+        #expect(!output.contains("FAIL"), "\(output.suffix(3000))")
+
+        // What the addon stored is a Godot Variant, readable without the engine.
+        let client = try JellyClient(JellyClient.Configuration(url: server.base))
+        let stored = try #require(try await client.get(partition: "player-1", key: "progress"))
+        #expect(stored.contentType == "application/x-godot-variant; version=3")
+        let (value, version) = try GodotVariant.decodeAny(stored.value, version: GodotVariant.version(ofContentType: stored.contentType))
+        #expect(version == .godot3)
+        #expect(value.jsonText() == #"{"level":4,"pos":{"Vector2":[1.0,2.0]},"items":["sword","shield"]}"#, "\(value.jsonText())")
+        try await client.close()
+        server.kill(signal: SIGTERM)
+    }
+}

@@ -1,0 +1,132 @@
+extends Node
+class_name JellySession
+# A game server's session on one player's partition of a Jelly server (docs/http-api.md):
+# lock and load, saves that carry the lock's fencing token, save and release, renew, transfer.
+#
+# Godot 3 edition (tested against a real `jelly serve` with godot3-server). Every call is a
+# coroutine: `var r = yield(session.save("progress", data), "completed")`. Every result is a
+# Dictionary a game can match on:
+#   {"ok": true, ...}
+#   {"ok": false, "error": "locked", "holder": {"owner": ..., "expires_at_ms": ...}}  another server holds it
+#   {"ok": false, "error": "fenced"}       this session's lock is gone (expired, broken, moved): stop saving
+#   {"ok": false, "error": "unavailable" or "disk_full", "retry_after": seconds}        try again later
+#   {"ok": false, "error": "bad_request", "message": ...}                                a bug to fix
+# Values are stored as Godot Variants (var2bytes) under "application/x-godot-variant; version=3",
+# so a Dictionary with Vector2s and arrays comes back as it was saved; `jelly get --decode godot`
+# and the web console show them as JSON.
+
+const VARIANT_CONTENT_TYPE = "application/x-godot-variant; version=3"
+
+var base_url := "http://127.0.0.1:7420"
+var api_key := ""
+var partition := ""
+var owner_name := ""
+var ttl_ms := 30000
+# The lock's fencing token (0: never locked) and the objects loaded with it, decoded. After a
+# release or a transfer the token is stale: a save then answers "fenced", never lands.
+var token := 0
+var objects := {}
+
+func _init(url := "http://127.0.0.1:7420", key := "", partition_name := "", owner := "", ttl := 30000):
+	base_url = url
+	api_key = key
+	partition = partition_name
+	owner_name = owner
+	ttl_ms = ttl
+
+# Takes the lock and loads every object in one round trip.
+func lock_and_load() -> Dictionary:
+	var r = yield(_request(HTTPClient.METHOD_POST, _partition_path() + "/lock", {"owner": owner_name, "ttl_ms": ttl_ms, "load": true}), "completed")
+	if not r.ok:
+		return r
+	token = int(r.body.token)
+	objects = {}
+	for o in r.body.get("objects", []):
+		objects[o.key] = _decode_value(o)
+	return {"ok": true, "token": token, "objects": objects}
+
+# Saves one object with the lock's token. `value` is any Variant (a Dictionary, an Array...).
+func save(key: String, value) -> Dictionary:
+	return yield(_batch([_put(key, value)], false), "completed")
+
+# Saves several objects in one commit (all or nothing).
+func save_all(values: Dictionary) -> Dictionary:
+	var ops := []
+	for key in values:
+		ops.append(_put(key, values[key]))
+	return yield(_batch(ops, false), "completed")
+
+# The session's last save and the release, in one commit.
+func save_and_release(key: String, value) -> Dictionary:
+	return yield(_batch([_put(key, value)], true), "completed")
+
+func renew() -> Dictionary:
+	var r = yield(_request(HTTPClient.METHOD_POST, _partition_path() + "/lock/renew", {"token": token, "ttl_ms": ttl_ms}), "completed")
+	return r if not r.ok else {"ok": true, "expires_at_ms": r.body.expires_at_ms}
+
+# Hands the partition to another server (a teleport): it gets a new token; this one is fenced.
+func transfer(to_owner: String) -> Dictionary:
+	var r = yield(_request(HTTPClient.METHOD_POST, _partition_path() + "/lock/transfer", {"token": token, "to_owner": to_owner, "ttl_ms": ttl_ms}), "completed")
+	return r if not r.ok else {"ok": true, "token": int(r.body.token)}
+
+func release() -> Dictionary:
+	return yield(_request(HTTPClient.METHOD_DELETE, _partition_path() + "/lock", null, ["Jelly-Lock-Token: %d" % token]), "completed")
+
+# --- The wire ---
+
+func _put(key: String, value) -> Dictionary:
+	return {"op": "put", "key": key, "value_base64": Marshalls.raw_to_base64(var2bytes(value)), "content_type": VARIANT_CONTENT_TYPE}
+
+func _batch(ops: Array, release_lock: bool) -> Dictionary:
+	var r = yield(_request(HTTPClient.METHOD_POST, _partition_path() + "/batch", {"lock_token": token, "release_lock": release_lock, "operations": ops}), "completed")
+	return r if not r.ok else {"ok": true, "version": r.body.version}
+
+func _decode_value(o: Dictionary):
+	var bytes = Marshalls.base64_to_raw(o.value_base64)
+	if str(o.get("content_type", "")).begins_with("application/x-godot-variant"):
+		return bytes2var(bytes)
+	return bytes
+
+func _partition_path() -> String:
+	return "/v1/partitions/" + partition.percent_encode()
+
+func _request(method: int, path: String, body, extra_headers := []) -> Dictionary:
+	var http := HTTPRequest.new()
+	add_child(http)
+	var headers := PoolStringArray(extra_headers)
+	headers.append("Content-Type: application/json")
+	if api_key != "":
+		headers.append("Authorization: Bearer " + api_key)
+	var text := "" if body == null else to_json(body)
+	var err := http.request(base_url + path, headers, true, method, text)
+	if err != OK:
+		http.queue_free()
+		return {"ok": false, "error": "unavailable", "message": "cannot send the request (error %d)" % err, "retry_after": 1}
+	var done = yield(http, "request_completed")
+	http.queue_free()
+	return _answer(done[0], done[1], done[2], done[3])
+
+func _answer(result: int, status: int, headers: PoolStringArray, raw: PoolByteArray) -> Dictionary:
+	if result != HTTPRequest.RESULT_SUCCESS:
+		return {"ok": false, "error": "unavailable", "message": "no answer from Jelly (HTTPRequest result %d)" % result, "retry_after": 1}
+	var body = {}
+	if raw.size() > 0:
+		var parsed = JSON.parse(raw.get_string_from_utf8())
+		if parsed.error == OK:
+			body = parsed.result
+	if status >= 200 and status < 300:
+		return {"ok": true, "status": status, "body": body}
+	var error := str(body.get("error", "http_%d" % status)) if body is Dictionary else "http_%d" % status
+	var answer := {"ok": false, "status": status, "error": error, "message": str(body.get("message", "")) if body is Dictionary else ""}
+	if status == 423:
+		if body is Dictionary and body.has("owner"):
+			answer.holder = {"owner": body.owner, "expires_at_ms": body.get("expires_at_ms", 0)}
+		# Our own token refused: the lock is gone (expired, broken, moved to another server).
+		if token != 0 and (not answer.has("holder") or answer.holder.owner != owner_name):
+			answer.error = "fenced"
+	if status == 503 or status == 507:
+		answer.retry_after = 1
+		for h in headers:
+			if h.to_lower().begins_with("retry-after:"):
+				answer.retry_after = int(h.substr(12).strip_edges())
+	return answer
