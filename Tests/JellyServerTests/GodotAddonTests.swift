@@ -56,4 +56,16 @@ import Testing
         try await client.close()
         server.kill(signal: SIGTERM)
     }
+
+    /// The Godot 4 edition cannot run here (Godot 4 is not packaged): gdtoolkit's parser and
+    /// linter check it (`pip install gdtoolkit`, installed by scripts/test).
+    @Test func theGodot4EditionParsesAndLints() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.clientsDirectory + "/godot4/addons/jelly")
+            .filter { $0.hasSuffix(".gd") }.map { Self.clientsDirectory + "/godot4/addons/jelly/" + $0 }
+        #expect(files.count == 2)
+        for tool in ["gdparse", "gdlint"] {
+            let (status, output) = try runToEnd("/usr/bin/env", [tool] + files)
+            #expect(status == 0, "\(tool): \(output)")
+        }
+    }
 }
