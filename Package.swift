@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "JellyServer",
             dependencies: [
-                "JellyCore",
+                "JellyCore", "GodotVariant",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -31,8 +31,6 @@ extension ClusterStore {
     /// a round trip per partition listed, for operators.
     public func listPartitions(prefix: String?, after: String?, limit: Int) async throws -> PartitionListing {
         let limits = self.limits
-        if let after { try Names.validate(after, as: .partition, maxBytes: limits.partitionBytesMax) }
-        if let prefix, !prefix.isEmpty { try Names.validate(prefix, as: .partition, maxBytes: limits.partitionBytesMax) }
         try checkReady()
         let limit = max(1, min(limit, limits.listLimitMax))
         var names = Set<String>()

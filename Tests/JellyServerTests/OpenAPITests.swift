@@ -228,6 +228,17 @@ private let secret = "an-hs256-secret-for-the-openapi-test!!"
         try await r.expect(204, "DELETE", st + "?before=2", headers: server)
         try await r.expect(204, "DELETE", locked, headers: server)
 
+        // Who the key is, and value previews (the console's).
+        try await r.expect(200, "GET", base + "/v1/me", headers: admin)
+        try await r.expect(200, "GET", base + "/v1/me", headers: alice)
+        try await r.expect(401, "GET", base + "/v1/me")
+        try await r.expect(201, "PUT", p + "/objects/preview-me", headers: server, body: Data("x".utf8))
+        try await r.expect(200, "GET", p + "/objects/preview-me/preview", headers: server)
+        try await r.expect(404, "GET", p + "/objects/missing-key/preview", headers: server)
+        try await r.expect(400, "GET", base + "/v1/partitions/%2E/objects/k/preview", headers: server)
+        try await r.expect(401, "GET", p + "/objects/preview-me/preview")
+        try await r.expect(403, "GET", p + "/objects/preview-me/preview", headers: alice)
+
         // The store-wide partition listing (game servers and admins).
         try await r.expect(200, "GET", base + "/v1/partitions?limit=2", headers: server)
         try await r.expect(200, "GET", base + "/v1/partitions?prefix=p&after=a", headers: admin)

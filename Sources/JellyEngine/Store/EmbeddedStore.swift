@@ -292,8 +292,7 @@ public final class EmbeddedStore: JellyStore, Sendable {
     }
 
     public func listPartitions(prefix: String?, after: String?, limit: Int) async throws -> PartitionListing {
-        if let after { try Names.validate(after, as: .partition, maxBytes: limits.partitionBytesMax) }
-        if let prefix, !prefix.isEmpty { try Names.validate(prefix, as: .partition, maxBytes: limits.partitionBytesMax) }
+        // `after` and `prefix` are compared byte by byte: any text will do.
         let limit = max(1, min(limit, limits.listLimitMax))
         let now = clock.nowMilliseconds()
         // One pass over the index under its lock: each partition's live objects and live lock.

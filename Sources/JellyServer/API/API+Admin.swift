@@ -59,10 +59,9 @@ extension API {
             }
             limit = n
         }
-        let after = query.get("after")
-        let prefix = query.get("prefix")
-        if let after { try Names.validate(after, as: .partition, maxBytes: store.limits.partitionBytesMax) }
-        if let prefix, !prefix.isEmpty { try Names.validate(prefix, as: .partition, maxBytes: store.limits.partitionBytesMax) }
+        // Any text is a cursor or a prefix (compared byte by byte); empty means none.
+        let after = query.get("after").flatMap { $0.isEmpty ? nil : $0 }
+        let prefix = query.get("prefix").flatMap { $0.isEmpty ? nil : $0 }
         try await auth.identify(request).requireServer("list partitions")
         let page = try await store.listPartitions(prefix: prefix, after: after, limit: limit)
         var out = JSONText(capacity: 64 + page.partitions.count * 96)

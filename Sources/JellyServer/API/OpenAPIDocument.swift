@@ -196,6 +196,40 @@ enum OpenAPIDocument {
             "400": {$ref: "#/components/responses/BadRequest"}
             "401": {$ref: "#/components/responses/Unauthorized"}
             "403": {$ref: "#/components/responses/Forbidden"}
+      /v1/me:
+        get:
+          description: "Who the credential is: its role (admin, server or client; admin when auth is off) and its key's name or its client's partition. The web console (/console) uses it."
+          responses:
+            "200":
+              description: "The caller."
+              content:
+                application/json:
+                  schema: {type: object, additionalProperties: false, required: [role], properties: {role: {type: string, enum: [admin, server, client]}, name: {type: string}, partition: {type: string}}}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+      /v1/partitions/{partition}/objects/{key}/preview:
+        parameters: [{$ref: "#/components/parameters/partition"}, {$ref: "#/components/parameters/key"}]
+        get:
+          description: "The value as text for an operator (game servers and admins): a Godot Variant (application/x-godot-variant, or octet-stream bytes that read as one) decoded to JSON, JSON indented, UTF-8 text, or hex (the first 16 KiB)."
+          responses:
+            "200":
+              description: "The preview."
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    additionalProperties: false
+                    required: [key, version, content_type, size, decoded_as, text]
+                    properties:
+                      key: {type: string}
+                      version: {$ref: "#/components/schemas/Version"}
+                      content_type: {type: string}
+                      size: {type: integer}
+                      decoded_as: {type: string, enum: [godot, json, text, hex]}
+                      text: {type: string}
+            "400": {$ref: "#/components/responses/BadRequest"}
+            "401": {$ref: "#/components/responses/Unauthorized"}
+            "403": {$ref: "#/components/responses/Forbidden"}
+            "404": {$ref: "#/components/responses/NotFound"}
       /v1/partitions:
         get:
           description: "The store's partitions holding an object or a live lock, in byte order of name, each with its object count and lock. For operators and the console (game servers and admins; not clients): it reads the whole index."

@@ -75,6 +75,10 @@ enum Route: String, CaseIterable, Sendable {
     case metrics
     case backup
     case listPartitions = "list_partitions"
+    case me
+    case preview
+    case console
+    case consoleFile = "console_file"
 
     static let object = RoutePattern("/v1/partitions/:partition/objects/:key")
     static let objects = RoutePattern("/v1/partitions/:partition/objects")
@@ -92,11 +96,15 @@ enum Route: String, CaseIterable, Sendable {
     static let metricsPath = RoutePattern("/metrics")
     static let backupPath = RoutePattern("/v1/admin/backup")
     static let partitionsPath = RoutePattern("/v1/partitions")
+    static let mePath = RoutePattern("/v1/me")
+    static let previewPath = RoutePattern("/v1/partitions/:partition/objects/:key/preview")
+    static let consolePath = RoutePattern("/console")
+    static let consoleFilePath = RoutePattern("/console/:file")
 
     var method: HTTPRequest.Method {
         switch self {
         case .putObject: .put
-        case .getObject, .listObjects, .inspectLock, .changes, .watch, .readFrames, .health, .openAPI, .metrics, .listPartitions: .get
+        case .getObject, .listObjects, .inspectLock, .changes, .watch, .readFrames, .health, .openAPI, .metrics, .listPartitions, .me, .preview, .console, .consoleFile: .get
         case .deleteObject, .releaseLock, .trimStream: .delete
         case .batch, .acquireLock, .renewLock, .transferLock, .breakLock, .sync, .appendFrame, .backup: .post
         }
@@ -120,6 +128,10 @@ enum Route: String, CaseIterable, Sendable {
         case .metrics: Route.metricsPath
         case .backup: Route.backupPath
         case .listPartitions: Route.partitionsPath
+        case .me: Route.mePath
+        case .preview: Route.previewPath
+        case .console: Route.consolePath
+        case .consoleFile: Route.consoleFilePath
         }
     }
 }

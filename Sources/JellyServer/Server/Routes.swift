@@ -52,6 +52,11 @@ extension JellyHTTPServer {
         route(.deleteObject) { try await $0.deleteObject($1, $2) }
         route(.listObjects) { try await $0.listObjects($1, $2) }
         route(.listPartitions) { try await $0.listPartitions($1, $2) }
+        route(.me) { api, request, _ in try await api.me(request) }
+        route(.preview) { try await $0.preview($1, $2) }
+        // The console's files are not API requests (not counted).
+        route(.console, nil) { _, _, _ in try API.consoleFile("index.html") }
+        route(.consoleFile, nil) { _, _, context in try API.consoleFile(context.parameters.get("file") ?? "") }
         route(.batch) { try await $0.batch($1, $2) }
         route(.acquireLock) { try await $0.acquire($1, $2) }
         route(.inspectLock) { try await $0.inspect($1, $2) }
