@@ -16,26 +16,24 @@ import Testing
             .appendingPathComponent("clients/godot").path
     }
 
-    @Test func aScriptedSessionInARealGodot() async throws {
+    /// Runs `script` (clients/godot/tests) in a fresh project with the Godot 3 addon, against
+    /// `server`, in a real godot3-server; returns its output.
+    static func runGodot(_ script: String, server: JellyServeProcess, in dir: TemporaryDirectory) throws -> String {
         let godot = "/usr/bin/godot3-server"
         guard FileManager.default.isExecutableFile(atPath: godot) else {
             throw ConformanceFailure("godot3-server is not installed: run scripts/test (it installs it) or apt-get install godot3-server")
         }
-        let dir = try TemporaryDirectory()
-        defer { dir.remove() }
-        let project = dir.path + "/project"
+        let project = dir.path + "/project-" + script
         let fm = FileManager.default
         try fm.createDirectory(atPath: project, withIntermediateDirectories: true)
-        try fm.copyItem(atPath: Self.clientsDirectory + "/godot3/addons", toPath: project + "/addons")
-        try fm.copyItem(atPath: Self.clientsDirectory + "/tests/session_test.gd", toPath: project + "/session_test.gd")
+        try fm.copyItem(atPath: clientsDirectory + "/godot3/addons", toPath: project + "/addons")
+        try fm.copyItem(atPath: clientsDirectory + "/tests/" + script, toPath: project + "/" + script)
         try "config_version=4\n\n[application]\nconfig/name=\"jelly-test\"\n".write(toFile: project + "/project.godot", atomically: true, encoding: .utf8)
-
-        let server = try JellyServeProcess(directory: dir.path + "/data")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
         // Godot exits 0 on a parse error and can hang on a runtime error: a deadline, and the
         // script's PASS line is required.
-        process.arguments = ["60", godot, "--no-window", "--path", project, "-s", "session_test.gd"]
+        process.arguments = ["90", godot, "--no-window", "--path", project, "-s", script]
         process.environment = ["JELLY_URL": server.base, "HOME": dir.path, "PATH": "/usr/bin:/bin"]
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -43,6 +41,14 @@ import Testing
         try startProcess(process)
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
+        return output
+    }
+
+    @Test func aScriptedSessionInARealGodot() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let server = try JellyServeProcess(directory: dir.path + "/data")
+        let output = try Self.runGodot("session_test.gd", server: server, in: dir)
         #expect(output.contains("\nPASS"), "the Godot session did not pass:\n\(output.suffix(3000))")
         #expect(!output.contains("FAIL"), "\(output.suffix(3000))")
 
@@ -57,12 +63,29 @@ import Testing
         server.kill(signal: SIGTERM)
     }
 
+    /// Two devices' replicas: offline edits, a conflict the game resolves from base, mine and
+    /// theirs, a game server's session refusing pushes and winning, a queue kept in user://
+    /// across a restart.
+    @Test func aReplicaScenarioInARealGodot() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let server = try JellyServeProcess(directory: dir.path + "/data")
+        let output = try Self.runGodot("replica_test.gd", server: server, in: dir)
+        #expect(output.contains("\nPASS"), "the Godot replica scenario did not pass:\n\(output.suffix(3000))")
+        #expect(!output.contains("FAIL"), "\(output.suffix(3000))")
+        let client = try JellyClient(JellyClient.Configuration(url: server.base))
+        let coins = try #require(try await client.get(partition: "player-9", key: "coins"))
+        #expect(try GodotVariant.decode(coins.value, version: .godot3) == .int(10))
+        try await client.close()
+        server.kill(signal: SIGTERM)
+    }
+
     /// The Godot 4 edition cannot run here (Godot 4 is not packaged): gdtoolkit's parser and
     /// linter check it (`pip install gdtoolkit`, installed by scripts/test).
     @Test func theGodot4EditionParsesAndLints() throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.clientsDirectory + "/godot4/addons/jelly")
             .filter { $0.hasSuffix(".gd") }.map { Self.clientsDirectory + "/godot4/addons/jelly/" + $0 }
-        #expect(files.count == 2)
+        #expect(files.count == 3)
         for tool in ["gdparse", "gdlint"] {
             let (status, output) = try runToEnd("/usr/bin/env", [tool] + files)
             #expect(status == 0, "\(tool): \(output)")
