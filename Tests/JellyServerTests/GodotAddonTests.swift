@@ -59,6 +59,8 @@ import Testing
         let (value, version) = try GodotVariant.decodeAny(stored.value, version: GodotVariant.version(ofContentType: stored.contentType))
         #expect(version == .godot3)
         #expect(value.jsonText() == #"{"level":4,"pos":{"Vector2":[1.0,2.0]},"items":["sword","shield"]}"#, "\(value.jsonText())")
+        let profile = try #require(try await client.get(partition: "player-1", key: "profile"))
+        #expect(profile.contentType == "application/json" && String(decoding: profile.value, as: UTF8.self).contains("\"level\":4"), "\(String(decoding: profile.value, as: UTF8.self))")
         try await client.close()
         server.kill(signal: SIGTERM)
     }

@@ -46,7 +46,7 @@ enum ConsoleAssets {
         <button id="break-lock" hidden>Break the lock</button>
         <p id="partition-error" class="error"></p>
         <h3>Objects</h3>
-        <table id="objects"><thead><tr><th>key</th><th>version</th><th>size</th><th>type</th><th>value</th></tr></thead><tbody></tbody></table>
+        <table id="objects"><thead><tr><th>key</th><th>version</th><th>size</th><th>type</th><th>access</th><th>value</th></tr></thead><tbody></tbody></table>
         <h3>Changes, live</h3>
         <ol id="feed"></ol>
       </section>
@@ -192,7 +192,7 @@ enum ConsoleAssets {
         const tr = document.createElement("tr");
         tr.dataset.key = o.key;
         tr.innerHTML = "<td>" + esc(o.key) + "</td><td>" + o.version + "</td><td>" + o.size + "</td><td>" + esc(o.content_type) +
-          "</td><td><pre class=\"preview\">…</pre></td>";
+          "</td><td>read " + esc(o.read || "server") + ", write " + esc(o.write || "server") + "</td><td><pre class=\"preview\">…</pre></td>";
         body.appendChild(tr);
         api("/v1/partitions/" + enc(name) + "/objects/" + enc(o.key) + "/preview").then((r) => r.json()).then((p) => {
           tr.querySelector("pre").textContent = "(" + p.decoded_as + ") " + p.text;

@@ -44,6 +44,11 @@ func run():
 	r = yield(a.save("progress", {"level": 99}), "completed")
 	check(not r.ok and r.error == "fenced", "a stale holder is fenced: %s" % str(r))
 
+	# JSON values, when the game prefers them.
+	b.json_values = true
+	r = yield(b.save("profile", {"name": "ana", "level": 4}), "completed")
+	check(r.ok, "b saves JSON: %s" % str(r))
+
 	r = yield(b.transfer("gs-c"), "completed")
 	check(r.ok and r.token > 0, "b transfers to gs-c: %s" % str(r))
 	r = yield(b.save("progress", {"level": 5}), "completed")

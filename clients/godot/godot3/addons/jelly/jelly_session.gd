@@ -22,6 +22,9 @@ var api_key := ""
 var partition := ""
 var owner_name := ""
 var ttl_ms := 30000
+# Store values as JSON (application/json) instead of Godot Variants: readable by any client, but
+# only JSON's kinds survive (a Vector2 comes back as the string "(1, 2)").
+var json_values := false
 # The lock's fencing token (0: never locked) and the objects loaded with it, decoded. After a
 # release or a transfer the token is stale: a save then answers "fenced", never lands.
 var token := 0
@@ -75,6 +78,8 @@ func release() -> Dictionary:
 # --- The wire ---
 
 func _put(key: String, value) -> Dictionary:
+	if json_values:
+		return {"op": "put", "key": key, "value_base64": Marshalls.utf8_to_base64(to_json(value)), "content_type": "application/json"}
 	return {"op": "put", "key": key, "value_base64": Marshalls.raw_to_base64(var2bytes(value)), "content_type": VARIANT_CONTENT_TYPE}
 
 func _batch(ops: Array, release_lock: bool) -> Dictionary:
@@ -83,8 +88,12 @@ func _batch(ops: Array, release_lock: bool) -> Dictionary:
 
 func _decode_value(o: Dictionary):
 	var bytes = Marshalls.base64_to_raw(o.value_base64)
-	if str(o.get("content_type", "")).begins_with("application/x-godot-variant"):
+	var type := str(o.get("content_type", ""))
+	if type.begins_with("application/x-godot-variant"):
 		return bytes2var(bytes)
+	if type.begins_with("application/json"):
+		var parsed = JSON.parse(bytes.get_string_from_utf8())
+		return parsed.result if parsed.error == OK else bytes
 	return bytes
 
 func _partition_path() -> String:

@@ -21,6 +21,9 @@ var api_key := ""
 var partition := ""
 var owner_name := ""
 var ttl_ms := 30000
+## Store values as JSON (application/json) instead of Godot Variants: readable by any client, but
+## only JSON's kinds survive (a Vector2 comes back as a string).
+var json_values := false
 ## The lock's fencing token (0: never locked) and the objects loaded with it, decoded. After a
 ## release or a transfer the token is stale: a save then answers "fenced", never lands.
 var token := 0
@@ -90,6 +93,13 @@ func release() -> Dictionary:
 
 
 func _put(key: String, value: Variant) -> Dictionary:
+	if json_values:
+		return {
+			"op": "put",
+			"key": key,
+			"value_base64": Marshalls.utf8_to_base64(JSON.stringify(value)),
+			"content_type": "application/json",
+		}
 	return {
 		"op": "put",
 		"key": key,
@@ -106,8 +116,12 @@ func _batch(ops: Array, release_lock: bool) -> Dictionary:
 
 func _decode_value(o: Dictionary) -> Variant:
 	var bytes := Marshalls.base64_to_raw(o.value_base64)
-	if str(o.get("content_type", "")).begins_with("application/x-godot-variant"):
+	var type := str(o.get("content_type", ""))
+	if type.begins_with("application/x-godot-variant"):
 		return bytes_to_var(bytes)
+	if type.begins_with("application/json"):
+		var parsed: Variant = JSON.parse_string(bytes.get_string_from_utf8())
+		return parsed if parsed != null else bytes
 	return bytes
 
 
