@@ -228,17 +228,7 @@ public final class JellyClient: JellyStore {
     public func backup(name: String) async throws -> BackupReport {
         let response = try await send(.POST, "/v1/admin/backup", json: ["name": name])
         try response.check()
-        struct Body: Decodable {
-            var directory: String
-            var version: UInt64
-            var files: Int
-            var bytes_copied: Int64
-            var bytes_reused: Int64
-            var files_deleted: Int
-            var milliseconds: Int64
-        }
-        let b = try response.decode(Body.self)
-        return BackupReport(directory: b.directory, version: b.version, files: b.files, bytesCopied: b.bytes_copied, bytesReused: b.bytes_reused, filesDeleted: b.files_deleted, milliseconds: b.milliseconds)
+        return try response.decode(BackupReport.self)
     }
 
     /// Closes the connections. The remote store stays up.

@@ -15,6 +15,12 @@ public struct BackupReport: Sendable, Equatable, Codable {
     /// Files of an earlier backup no longer needed, deleted.
     public var filesDeleted: Int
     public var milliseconds: Int64
+
+    /// The names of `POST /v1/admin/backup`'s answer.
+    enum CodingKeys: String, CodingKey {
+        case directory, version, files, milliseconds
+        case bytesCopied = "bytes_copied", bytesReused = "bytes_reused", filesDeleted = "files_deleted"
+    }
 }
 
 /// Progress of a long backup or restore, for a progress line.

@@ -28,7 +28,8 @@ import Testing
                 try nc.publish(reply, payload: m.payload, headers: h)
             }
         }
-        _ = try await nc.request("svc.echo", payload: ByteBuffer(string: "warmup")) // the SUB has reached the server
+        // The SUB has reached the server; a loaded machine can take seconds to answer.
+        _ = try await nc.request("svc.echo", payload: ByteBuffer(string: "warmup"), timeout: .seconds(30))
         try nc.publish("greet.alice", payload: ByteBuffer(string: "hello"), headers: ["Kind": "greeting", "Multi": "a b: c"])
         try nc.publish("greet.bob", payload: ByteBuffer(string: ""))
         var iterator = sub.messages.makeAsyncIterator()

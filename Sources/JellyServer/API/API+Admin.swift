@@ -31,20 +31,7 @@ extension API {
             throw APIError(status: .notImplemented, code: "not_implemented", message: "this server's store cannot be backed up over HTTP: in cluster mode back up the JetStream streams with the NATS tools (docs/operations.md)")
         }
         let report = try await take(body.name, body.rate_mib.map { Int64($0) << 20 })
-        struct Answer: Encodable {
-            var directory: String
-            var version: UInt64
-            var files: Int
-            var bytes_copied: Int64
-            var bytes_reused: Int64
-            var files_deleted: Int
-            var milliseconds: Int64
-        }
-        let answer = Answer(
-            directory: report.directory, version: report.version, files: report.files, bytes_copied: report.bytesCopied,
-            bytes_reused: report.bytesReused, files_deleted: report.filesDeleted, milliseconds: report.milliseconds
-        )
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(answer))))
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(report))))
     }
 
     /// `GET /v1/partitions?prefix=&after=&limit=`: the store's partitions holding an object or
