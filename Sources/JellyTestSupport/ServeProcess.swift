@@ -96,10 +96,17 @@ public final class OutputCollector: @unchecked Sendable {
 /// Starts `process`, one start at a time in this test process: Foundation's `Process.run()` on
 /// Linux is not safe to call from several threads at once (a CI run crashed in its memcpy while
 /// parallel suites each started processes). Every test starts its children through this.
+///
+/// The child gets an explicit environment, a copy taken once: without one, `Process.run()` reads
+/// the C `environ` while it builds the child's, and a `setenv` on another thread at that moment
+/// (libraries do it) frees what it copies. The crash in `Process.run`'s memcpy kept coming back
+/// with the start lock alone.
 public func startProcess(_ process: Process) throws {
     processStartLock.lock()
     defer { processStartLock.unlock() }
+    if process.environment == nil { process.environment = environmentAtStart }
     try process.run()
 }
 
 private let processStartLock = NSLock()
+private let environmentAtStart: [String: String] = ProcessInfo.processInfo.environment
