@@ -69,9 +69,10 @@ final class TwoNodeCluster: @unchecked Sendable {
 
     /// The NATS server leading `stream`, asked through a client of our own.
     func leader(of stream: String) async throws -> String {
-        let connection = try await NATSConnection.connect(options: NATSOptions(servers: try NATSServerAddress.list(nats.urls)))
+        let connection = try await NATSConnection.connect(options: NATSOptions(servers: try NATSServerAddress.list(nats.urls)), timeout: .seconds(30))
         let js = JetStream(connection: connection)
-        for _ in 0..<100 {
+        // A loaded machine (the whole suite at once on two cores) can take many seconds.
+        for _ in 0..<300 {
             if let leader = try? await js.streamInfo(stream)?.cluster?.leader {
                 await connection.close()
                 return leader
@@ -181,7 +182,7 @@ final class TwoNodeCluster: @unchecked Sendable {
             }
         }
         // The restarted server catches up: every replica of every stream is current again.
-        let connection = try await NATSConnection.connect(options: NATSOptions(servers: try NATSServerAddress.list(cluster.nats.urls)))
+        let connection = try await NATSConnection.connect(options: NATSOptions(servers: try NATSServerAddress.list(cluster.nats.urls)), timeout: .seconds(30))
         let js = JetStream(connection: connection)
         var current = false
         for _ in 0..<200 where !current {
