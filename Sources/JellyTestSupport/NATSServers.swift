@@ -107,6 +107,15 @@ public final class NATSTestServers: @unchecked Sendable {
         p.waitUntilExit()
     }
 
+    /// Sends `signal` to one server and returns at once (SIGSTOP pauses it: a hung server whose
+    /// connections stay open; SIGCONT resumes it).
+    public func signal(_ name: String, _ signal: Int32) {
+        lock.lock()
+        let p = processes[name]
+        lock.unlock()
+        if let p { Foundation.kill(p.processIdentifier, signal) }
+    }
+
     public func log(_ name: String) -> String {
         lock.lock()
         defer { lock.unlock() }

@@ -18,6 +18,9 @@ public final class NATSConnection: Sendable {
     let sslContext: NIOSSLContext?
     let inboxPrefix: String
     private let state: Mutex<State>
+    /// When anything last arrived from the server (monotonic nanoseconds): written on every
+    /// inbound operation without a lock, read by the stall watchdog.
+    private let lastInbound = Atomic<UInt64>(0)
     private let supervisor: Mutex<Task<Void, Never>?> = Mutex(nil)
 
     enum Status: Sendable { case connecting, connected, closed }
@@ -32,6 +35,8 @@ public final class NATSConnection: Sendable {
         var subject: String
         var continuation: CheckedContinuation<NATSMessage, any Error>
         var timeout: Scheduled<Void>?
+        /// When it was sent (monotonic nanoseconds), for the stall watchdog.
+        var sentAt: UInt64 = 0
     }
 
     struct State: Sendable {
@@ -49,6 +54,10 @@ public final class NATSConnection: Sendable {
         var waiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
         var nextWaiter: UInt64 = 1
         var pingsOutstanding = 0
+        /// The stall watchdog's PING in flight: when it was sent.
+        var stallProbeSentAt: UInt64?
+        /// Since when the connected server has not answered a waiting request (nil: it answers).
+        var stalledSince: UInt64?
         var dropped: UInt64 = 0
         var reconnects: UInt64 = 0
     }
@@ -78,7 +87,10 @@ public final class NATSConnection: Sendable {
         } else {
             self.sslContext = nil
         }
-        self.state = Mutex(State(servers: options.servers))
+        var initial = State(servers: options.servers)
+        // Clients of one cluster spread over its servers instead of all on the first.
+        if options.randomizeServers { initial.nextServer = Int.random(in: 0..<options.servers.count) }
+        self.state = Mutex(initial)
         let task = Task { [weak self] in
             guard let self else { return }
             await self.superviseConnection()
@@ -199,7 +211,7 @@ public final class NATSConnection: Sendable {
                 }
                 let id = s.nextRequest
                 s.nextRequest += 1
-                s.requests[id] = PendingRequest(subject: subject, continuation: continuation, timeout: nil)
+                s.requests[id] = PendingRequest(subject: subject, continuation: continuation, timeout: nil, sentAt: monotonicNow())
                 return .success((id, channel))
             }
             switch registered {
@@ -365,6 +377,8 @@ public final class NATSConnection: Sendable {
             s.connectedServer = server
             s.info = info
             s.pingsOutstanding = 0
+            s.stallProbeSentAt = nil
+            s.stalledSince = nil
             s.lastError = ""
             discover(from: info, tls: server.tls, into: &s)
             var buffer = channel.allocator.buffer(capacity: 256)
@@ -376,7 +390,9 @@ public final class NATSConnection: Sendable {
             return w
         }
         for w in waiters { w.resume() }
+        lastInbound.store(monotonicNow(), ordering: .relaxed)
         schedulePing(channel: channel)
+        scheduleStallCheck(channel: channel)
         logger.info("connected to NATS", metadata: ["server": "\(server)", "version": "\(info.version ?? "?")"])
         return channel
     }
@@ -401,6 +417,53 @@ public final class NATSConnection: Sendable {
             self.schedulePing(channel: channel)
         }
     }
+
+    /// Every quarter of `stallTimeout`: is a request waiting on a server that sends nothing?
+    private func scheduleStallCheck(channel: any Channel) {
+        let limit = options.stallTimeout.nanoseconds
+        channel.eventLoop.scheduleTask(in: .nanoseconds(max(1, limit / 4))) { [weak self] in
+            guard let self, channel.isActive else { return }
+            let now = monotonicNow()
+            let inbound = self.lastInbound.load(ordering: .relaxed)
+            let action = self.state.withLock { s -> StallAction in
+                guard s.channel === channel else { return .stop }
+                if let probe = s.stallProbeSentAt {
+                    if inbound >= probe { s.stallProbeSentAt = nil; s.stalledSince = nil; return .none }
+                    return now - probe > UInt64(limit) ? .drop : .none
+                }
+                let oldest = s.requests.values.map(\.sentAt).min()
+                guard let oldest, now - oldest > UInt64(limit), inbound < oldest else { return .none }
+                s.stallProbeSentAt = now
+                s.stalledSince = oldest
+                return .probe
+            }
+            switch action {
+            case .stop: return
+            case .none: break
+            case .probe: channel.writeAndFlush(channel.allocator.buffer(string: "PING\r\n"), promise: nil)
+            case .drop:
+                let server = self.state.withLock { s -> String in
+                    s.lastError = "\(s.connectedServer.map { "\($0)" } ?? "the NATS server") stopped answering (requests waited, a PING went unanswered); trying another server"
+                    return s.connectedServer.map { "\($0)" } ?? "?"
+                }
+                self.logger.warning("NATS server stopped answering; dropping the connection", metadata: ["server": "\(server)"])
+                channel.close(promise: nil)
+                return
+            }
+            self.scheduleStallCheck(channel: channel)
+        }
+    }
+
+    enum StallAction { case stop, none, probe, drop }
+
+    /// Since when the connected server has left a waiting request unanswered, in milliseconds,
+    /// or nil while it answers: a paused or cut-off server, before the connection is dropped.
+    public var stalledMilliseconds: UInt64? {
+        state.withLock { s in s.stalledSince.map { (monotonicNow() - $0) / 1_000_000 } }
+    }
+
+    /// Something arrived from the server (the stall watchdog's evidence of life).
+    func noteInbound() { lastInbound.store(monotonicNow(), ordering: .relaxed) }
 
     // MARK: Inbound
 
@@ -510,6 +573,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let op = unwrapInboundIn(data)
+        connection.noteInbound()
         switch (phase, op) {
         case (.awaitingInfo, .info(let info)):
             self.info = info
@@ -580,3 +644,6 @@ extension Duration {
 enum JSONCoding {
     static let decoder = JSONDecoder()
 }
+
+/// Monotonic nanoseconds (CLOCK_MONOTONIC through Dispatch).
+func monotonicNow() -> UInt64 { DispatchTime.now().uptimeNanoseconds }

@@ -87,6 +87,13 @@ public struct NATSOptions: Sendable {
     /// Client PING interval and how many may go unanswered before the connection is dropped.
     public var pingInterval: Duration = .seconds(10)
     public var maxPingsOutstanding: Int = 2
+    /// A server that stops answering without closing the connection (a paused process, a dead
+    /// link): when a request has waited this long and nothing at all came from the server since
+    /// it was sent, a PING asks; no answer within the same time and the connection is dropped
+    /// and the next server tried, long before the keep-alive PINGs would notice.
+    public var stallTimeout: Duration = .milliseconds(1500)
+    /// Start with a random server of the list, so that clients spread over a cluster.
+    public var randomizeServers: Bool = true
     /// Most messages a subscription buffers for a slow consumer; newer ones are dropped and counted.
     public var subscriptionBufferLimit: Int = 65_536
     /// Add the servers a cluster announces (INFO `connect_urls`) to the list.

@@ -148,3 +148,63 @@ import Testing
         await nc.close()
     }
 }
+
+/// A NATS server that hangs instead of crashing (SIGSTOP: its connections stay open, nothing
+/// answers): the client notices from its waiting requests within seconds, drops the connection
+/// and goes on through another server, instead of waiting for the keep-alive PINGs (20 s and more).
+@Suite struct StalledServerTests {
+    @Test func aPausedServerIsLeftWithinSeconds() async throws {
+        let servers = try await NATSTestServers(count: 3)
+        defer { servers.finish() }
+        let list = try NATSServerAddress.list(servers.urls)
+        var options = NATSOptions(servers: list)
+        options.reconnectWait = .milliseconds(20)
+        options.requestTimeout = .seconds(10)
+        let nc = try await NATSConnection.connect(options: options, timeout: .seconds(30))
+        let first = try #require(nc.status.server)
+        let paused = try #require(servers.nodes.first { $0.clientPort == first.port })
+        // A responder on another server of the cluster.
+        var other = NATSOptions(servers: list.filter { $0.port != first.port })
+        other.discoverServers = false
+        let rc = try await NATSConnection.connect(options: other, timeout: .seconds(30))
+        let service = try rc.subscribe("svc.echo")
+        let responder = Task { for await m in service.messages { if let r = m.replyTo { try? rc.publish(r, payload: m.payload) } } }
+        // The responder's interest reaches the other servers of the cluster after a moment.
+        var ready = false
+        for _ in 0..<300 where !ready {
+            ready = (try? await nc.request("svc.echo", payload: ByteBuffer(string: "warmup"), timeout: .seconds(5))) != nil
+            if !ready { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        try #require(ready, "the responder answers through the cluster")
+
+        servers.signal(paused.name, SIGSTOP)
+        defer { servers.signal(paused.name, SIGCONT) }
+        let start = ContinuousClock.now
+        // Watch the stall flag meanwhile, as /v1/health does.
+        let monitor = Task { () -> Bool in
+            while !Task.isCancelled {
+                if nc.stalledMilliseconds != nil { return true }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return false
+        }
+        var answered = false
+        while !answered && ContinuousClock.now - start < .seconds(30) {
+            do {
+                _ = try await nc.request("svc.echo", payload: ByteBuffer(string: "ping"), timeout: .seconds(2))
+                answered = true
+            } catch {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        monitor.cancel()
+        let sawStall = await monitor.value
+        let took = ContinuousClock.now - start
+        #expect(answered && took < .seconds(5), "a request got through \(took) after the server paused (answered: \(answered))")
+        #expect(nc.status.server?.port != first.port, "still on the paused server")
+        #expect(sawStall, "the stall was visible (stalledMilliseconds) while it lasted")
+        responder.cancel()
+        await nc.close()
+        await rc.close()
+    }
+}
