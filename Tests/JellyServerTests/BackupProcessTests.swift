@@ -7,6 +7,7 @@ import Testing
 /// Backup and restore as an operator runs them: `POST /v1/admin/backup` on a real `jelly serve`
 /// (through `jelly backup --url`), `jelly backup verify`, `jelly restore`, and a server on the
 /// restored directory.
+extension HeavyProcessTests {
 @Suite struct BackupProcessTests {
     @Test func backupOverHTTPVerifyRestoreAndServe() async throws {
         let dir = try TemporaryDirectory()
@@ -64,4 +65,5 @@ import Testing
         back.kill(signal: SIGTERM)
         server.kill(signal: SIGTERM)
     }
+}
 }

@@ -9,6 +9,7 @@ import Testing
 /// sign-in (a wrong key refused), partitions, a partition's objects with decoded previews, its
 /// lock counting down, the live change feed, the server's rates; a server key cannot break a
 /// lock, an admin key does, and the lock is gone for the API too.
+extension HeavyProcessTests {
 @Suite struct ConsoleTests {
     static let adminKey = "console-admin-0123456789abcdef"
     static let serverKey = "console-server-0123456789abcdef"
@@ -61,4 +62,5 @@ import Testing
         try await game.close()
         server.kill(signal: SIGTERM)
     }
+}
 }

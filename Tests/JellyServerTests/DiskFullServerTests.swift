@@ -9,6 +9,7 @@ import Testing
 /// storage seam). Saves fill it until the server answers 507; health says degraded; reads go
 /// on; a restart on the full disk serves reads; growing the filesystem lets writes resume
 /// without a restart; nothing acknowledged is lost.
+extension HeavyProcessTests {
 @Suite(.enabled(if: canMountTmpfs(), "needs root to mount a small tmpfs"))
 struct DiskFullServerTests {
 
@@ -74,6 +75,7 @@ struct DiskFullServerTests {
             #expect(r.status == 200 && r.body.suffix("\(n)".utf8.count) == Data("\(n)".utf8), "\(key): save \(n) acknowledged, read \(r.status)")
         }
     }
+}
 }
 
 /// Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN).

@@ -9,6 +9,7 @@ import Testing
 /// scripts/test) against a real `jelly serve`: a scripted session (lock and load, saves, a second
 /// server refused, renew, save and release, load elsewhere, a stale holder fenced, a transfer),
 /// then what it stored read back in Swift and decoded as a Godot Variant.
+extension HeavyProcessTests {
 @Suite struct GodotAddonTests {
     static var clientsDirectory: String {
         // Tests/JellyServerTests/GodotAddonTests.swift → the repository's clients/godot.
@@ -93,4 +94,5 @@ import Testing
             #expect(status == 0, "\(tool): \(output)")
         }
     }
+}
 }

@@ -121,6 +121,7 @@ func StreamWorld_resume(_ store: any JellyStore, partition: String, owner: Strin
     return (lock, tick)
 }
 
+extension HeavyProcessTests {
 @Suite(.serialized) struct StreamSocketTests {
     func readAll(_ store: any JellyStore, _ partition: String, _ stream: String) async throws -> [Frame] {
         try await store.readAllFrames(partition: partition, stream: stream)
@@ -321,4 +322,5 @@ func StreamWorld_resume(_ store: any JellyStore, partition: String, owner: Strin
             try await client.close()
         }
     }
+}
 }
