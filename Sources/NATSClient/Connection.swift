@@ -58,6 +58,9 @@ public final class NATSConnection: Sendable {
         var stallProbeSentAt: UInt64?
         /// Since when the connected server has not answered a waiting request (nil: it answers).
         var stalledSince: UInt64?
+        /// A server just left for not answering: tried last for a while (a paused server still
+        /// accepts TCP connections, and each attempt would cost a handshake timeout).
+        var avoid: (server: NATSServerAddress, until: UInt64)?
         var dropped: UInt64 = 0
         var reconnects: UInt64 = 0
     }
@@ -289,8 +292,14 @@ public final class NATSConnection: Sendable {
         while !Task.isCancelled {
             let next: NATSServerAddress? = state.withLock { s in
                 if s.status == .closed { return nil }
-                let server = s.servers[s.nextServer % s.servers.count]
+                var server = s.servers[s.nextServer % s.servers.count]
                 s.nextServer += 1
+                if let avoid = s.avoid, monotonicNow() < avoid.until {
+                    for _ in 0..<s.servers.count where server == avoid.server {
+                        server = s.servers[s.nextServer % s.servers.count]
+                        s.nextServer += 1
+                    }
+                }
                 return server
             }
             guard let server = next else { return }
@@ -444,6 +453,7 @@ public final class NATSConnection: Sendable {
             case .drop:
                 let server = self.state.withLock { s -> String in
                     s.lastError = "\(s.connectedServer.map { "\($0)" } ?? "the NATS server") stopped answering (requests waited, a PING went unanswered); trying another server"
+                    if let stalled = s.connectedServer { s.avoid = (stalled, monotonicNow() + 30_000_000_000) }
                     return s.connectedServer.map { "\($0)" } ?? "?"
                 }
                 self.logger.warning("NATS server stopped answering; dropping the connection", metadata: ["server": "\(server)"])
