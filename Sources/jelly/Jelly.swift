@@ -14,7 +14,7 @@ struct Jelly: AsyncParsableCommand {
         subcommands: [
             Serve.self, Put.self, Get.self, Delete.self, List.self, Lock.self, Unlock.self,
             Info.self, Check.self, Compact.self, Bench.self, BenchOpen.self, CrashWriter.self, ReplicaCommand.self, BenchSync.self, StreamCommand.self, StreamWorld.self, BenchFrames.self,
-            BackupCommand.self, Restore.self, BenchBackup.self,
+            BackupCommand.self, Restore.self, BenchBackup.self, BenchJetStream.self,
         ]
     )
 }
