@@ -432,16 +432,17 @@ public final class NATSConnection: Sendable {
         let limit = options.stallTimeout.nanoseconds
         channel.eventLoop.scheduleTask(in: .nanoseconds(max(1, limit / 4))) { [weak self] in
             guard let self, channel.isActive else { return }
-            let now = monotonicNow()
             let inbound = self.lastInbound.load(ordering: .relaxed)
             let action = self.state.withLock { s -> StallAction in
                 guard s.channel === channel else { return .stop }
+                // Read under the lock: a request registered meanwhile is never newer than `now`.
+                let now = monotonicNow()
                 if let probe = s.stallProbeSentAt {
                     if inbound >= probe { s.stallProbeSentAt = nil; s.stalledSince = nil; return .none }
-                    return now - probe > UInt64(limit) ? .drop : .none
+                    return now > probe && now - probe > UInt64(limit) ? .drop : .none
                 }
                 let oldest = s.requests.values.map(\.sentAt).min()
-                guard let oldest, now - oldest > UInt64(limit), inbound < oldest else { return .none }
+                guard let oldest, now > oldest, now - oldest > UInt64(limit), inbound < oldest else { return .none }
                 s.stallProbeSentAt = now
                 s.stalledSince = oldest
                 return .probe
@@ -469,7 +470,7 @@ public final class NATSConnection: Sendable {
     /// Since when the connected server has left a waiting request unanswered, in milliseconds,
     /// or nil while it answers: a paused or cut-off server, before the connection is dropped.
     public var stalledMilliseconds: UInt64? {
-        state.withLock { s in s.stalledSince.map { (monotonicNow() - $0) / 1_000_000 } }
+        state.withLock { s in s.stalledSince.map { (monotonicNow() &- $0) / 1_000_000 } }
     }
 
     /// Something arrived from the server (the stall watchdog's evidence of life).
