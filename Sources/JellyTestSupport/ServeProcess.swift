@@ -93,6 +93,26 @@ public final class OutputCollector: @unchecked Sendable {
     }
 }
 
+/// Runs a program to its end; its exit status and its standard output and error, interleaved
+/// (or its standard output alone, with `standardError: false`), in `currentDirectory` if given.
+public func runToEnd(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil, standardError: Bool = true,
+    currentDirectory: String? = nil
+) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = standardError ? pipe : FileHandle.nullDevice
+    try startProcess(process)
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
+}
+
 /// Starts `process`, one start at a time in this test process: Foundation's `Process.run()` on
 /// Linux is not safe to call from several threads at once (a CI run crashed in its memcpy while
 /// parallel suites each started processes). Every test starts its children through this.

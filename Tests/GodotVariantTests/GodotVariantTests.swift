@@ -55,18 +55,9 @@ import Testing
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try godot3Script.write(toFile: dir.path + "/vectors.gd", atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
         // Godot exits 0 on a parse error and can hang on a runtime error: a deadline, and the
         // PASS line is required.
-        process.arguments = ["30", binary, "--no-window", "-s", dir.path + "/vectors.gd"]
-        process.currentDirectoryURL = URL(fileURLWithPath: dir.path)
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try startProcess(process)
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let (_, output) = try runToEnd("/usr/bin/timeout", ["30", binary, "--no-window", "-s", dir.path + "/vectors.gd"], currentDirectory: dir.path)
         guard output.contains("\nPASS") else { throw ConformanceFailure("godot3-server did not finish the script: \(output.suffix(2000))") }
         var vectors: [String: [UInt8]] = [:]
         for line in output.split(separator: "\n") where line.hasPrefix("VECTOR ") {

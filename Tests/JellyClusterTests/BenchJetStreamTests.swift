@@ -8,16 +8,8 @@ import Testing
     func theYardstickRuns(mode: String) async throws {
         let servers = try await NATSTestServers(count: 1)
         defer { servers.finish() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try jellyExecutablePath())
-        process.arguments = ["bench-jetstream", "--nats", servers.urls, "--replicas", "1", "--duration", "1", "--inflight", "4", "--mode", mode]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try startProcess(process)
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)")
+        let (status, output) = try runToEnd(try jellyExecutablePath(), ["bench-jetstream", "--nats", servers.urls, "--replicas", "1", "--duration", "1", "--inflight", "4", "--mode", mode])
+        #expect(status == 0, "\(output)")
         #expect(output.contains(mode == "plain" ? "publishes/s:" : "atomic batches/s:") && output.contains("p99"), "\(output)")
     }
 }

@@ -30,19 +30,12 @@ extension HeavyProcessTests {
         try fm.copyItem(atPath: clientsDirectory + "/godot3/addons", toPath: project + "/addons")
         try fm.copyItem(atPath: clientsDirectory + "/tests/" + script, toPath: project + "/" + script)
         try "config_version=4\n\n[application]\nconfig/name=\"jelly-test\"\n".write(toFile: project + "/project.godot", atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
         // Godot exits 0 on a parse error and can hang on a runtime error: a deadline, and the
         // script's PASS line is required.
-        process.arguments = ["90", godot, "--no-window", "--path", project, "-s", script]
-        process.environment = ["JELLY_URL": server.base, "HOME": dir.path, "PATH": "/usr/bin:/bin"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try startProcess(process)
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return output
+        return try runToEnd(
+            "/usr/bin/timeout", ["90", godot, "--no-window", "--path", project, "-s", script],
+            environment: ["JELLY_URL": server.base, "HOME": dir.path, "PATH": "/usr/bin:/bin"]
+        ).output
     }
 
     @Test func aScriptedSessionInARealGodot() async throws {

@@ -48,18 +48,3 @@ func jsonBody(_ object: [String: Any]) -> Data {
     (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
 }
 
-/// Runs a program to its end; its exit status and its standard output and error, interleaved
-/// (or its standard output alone, with `standardError: false`).
-func runToEnd(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, standardError: Bool = true) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = standardError ? pipe : FileHandle.nullDevice
-    try startProcess(process)
-    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, output)
-}

@@ -60,10 +60,10 @@ extension EmbeddedStore {
         for file in snapshot where file.isSegment {
             guard let id = parseSegmentName(file.name, suffix: ".log") else { continue }
             let hint = source + "/" + hintFileName(id)
-            if storage.fileExists(hint), let size = try? storage.openRead(path: hint), let bytes = try? size.size() {
-                size.close()
-                files.append(SnapshotFile(name: hintFileName(id), bytes: bytes, isSegment: false))
-            }
+            // A segment sealed a moment ago may have no hint yet: restore rebuilds it by scanning.
+            guard storage.fileExists(hint), let file = try? storage.openRead(path: hint) else { continue }
+            defer { file.close() }
+            if let bytes = try? file.size() { files.append(SnapshotFile(name: hintFileName(id), bytes: bytes, isSegment: false)) }
         }
 
         let total = files.reduce(Int64(0)) { $0 + $1.bytes }

@@ -39,13 +39,7 @@ extension API {
     /// (the console); never clients.
     func listPartitions(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let query = request.uri.queryParameters
-        var limit = 100
-        if let text = query.get("limit") {
-            guard let n = WholeNumbers.parse(text).map({ Int(clamping: $0) }), n >= 1, n <= store.limits.listLimitMax else {
-                throw APIError.badRequest("limit must be a whole number from 1 to \(store.limits.listLimitMax)")
-            }
-            limit = n
-        }
+        let limit = try pageLimit(request)
         // Any text is a cursor or a prefix (compared byte by byte); empty means none.
         let after = query.get("after").flatMap { $0.isEmpty ? nil : $0 }
         let prefix = query.get("prefix").flatMap { $0.isEmpty ? nil : $0 }

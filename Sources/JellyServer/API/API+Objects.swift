@@ -163,13 +163,7 @@ extension API {
     func listObjects(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (partition, _) = try names(context, withKey: false)
         let query = request.uri.queryParameters
-        var limit = 100
-        if let text = query.get("limit") {
-            guard let n = WholeNumbers.parse(text).map({ Int(clamping: $0) }), n >= 1, n <= store.limits.listLimitMax else {
-                throw APIError.badRequest("limit must be a whole number from 1 to \(store.limits.listLimitMax)")
-            }
-            limit = n
-        }
+        let limit = try pageLimit(request)
         let after = query.get("after")
         if let after { try Names.validate(after, as: .key, maxBytes: store.limits.keyBytesMax) }
         let identity = try await auth.identify(request)

@@ -104,6 +104,15 @@ struct API: Sendable {
         }
     }
 
+    /// A listing's `limit` query parameter: 1 to the store's `listLimitMax`, 100 when absent.
+    func pageLimit(_ request: Request) throws -> Int {
+        guard let text = request.uri.queryParameters.get("limit") else { return 100 }
+        guard let n = WholeNumbers.parse(text).map({ Int(clamping: $0) }), n >= 1, n <= store.limits.listLimitMax else {
+            throw APIError.badRequest("limit must be a whole number from 1 to \(store.limits.listLimitMax)")
+        }
+        return n
+    }
+
     func body(_ request: Request, limit: Int, what: String) async throws -> [UInt8] {
         Array(try await collect(request, limit: limit, what: what).readableBytesView)
     }
