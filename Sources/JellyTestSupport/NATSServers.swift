@@ -21,7 +21,7 @@ public final class NATSTestServers: @unchecked Sendable {
     public let directory: TemporaryDirectory
     public let nodes: [Node]
     private let lock = NSLock()
-    private var processes: [String: Process] = [:]
+    private var processes: [String: Subprocess] = [:]
     /// Every run's output per server, restarts appended.
     private var outputs: [String: [OutputCollector]] = [:]
 
@@ -85,12 +85,8 @@ public final class NATSTestServers: @unchecked Sendable {
     /// Starts (or restarts) one server on its old ports and store.
     public func start(_ name: String) throws {
         guard let node = nodes.first(where: { $0.name == name }) else { throw ConformanceFailure("no NATS node \(name)") }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try Self.binary())
-        p.arguments = ["-c", node.configFile]
-        let output = OutputCollector()
-        output.attach(to: p)
-        try startProcess(p)
+        let p = try Subprocess(try Self.binary(), ["-c", node.configFile], output: .pipe, error: .standardOutput)
+        let output = OutputCollector(p.standardOutput ?? FileHandle.nullDevice)
         lock.lock()
         processes[name] = p
         outputs[name, default: []].append(output)
@@ -103,7 +99,7 @@ public final class NATSTestServers: @unchecked Sendable {
         let p = processes.removeValue(forKey: name)
         lock.unlock()
         guard let p else { return }
-        Foundation.kill(p.processIdentifier, signal)
+        p.send(signal)
         p.waitUntilExit()
     }
 
@@ -113,7 +109,7 @@ public final class NATSTestServers: @unchecked Sendable {
         lock.lock()
         let p = processes[name]
         lock.unlock()
-        if let p { Foundation.kill(p.processIdentifier, signal) }
+        p?.send(signal)
     }
 
     public func log(_ name: String) -> String {

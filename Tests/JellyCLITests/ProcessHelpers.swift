@@ -11,62 +11,39 @@ struct CommandResult {
 
 /// Runs `jelly ARGS` to completion.
 func runJelly(_ arguments: [String], stdin: String? = nil) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: try jellyBinary())
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe(), input = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = input
-    try startProcess(process)
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try? input.fileHandleForWriting.close()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    let process = try Subprocess(try jellyBinary(), arguments, input: true, output: .pipe, error: .pipe)
+    // Both streams are read as they come: one left unread could fill its pipe and stall the child.
+    let out = OutputCollector(process.standardOutput ?? FileHandle.nullDevice)
+    let err = OutputCollector(process.standardError ?? FileHandle.nullDevice)
+    if let stdin { process.standardInput?.write(Data(stdin.utf8)) }
+    try? process.standardInput?.close()
+    let status = process.waitUntilExit()
+    return CommandResult(
+        status: status, stdout: String(decoding: out.waitForEnd(seconds: 10), as: UTF8.self),
+        stderr: String(decoding: err.waitForEnd(seconds: 10), as: UTF8.self))
 }
 
 /// A child process whose standard output is collected line by line until it is killed.
-final class ChildProcess: @unchecked Sendable {
-    let process = Process()
-    private let out = Pipe()
-    private let lock = NSLock()
-    private var buffer = Data()
+final class ChildProcess: Sendable {
+    let process: Subprocess
+    private let output: OutputCollector
 
     init(_ arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: try jellyBinary())
-        process.arguments = arguments
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        out.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.lock()
-            self.buffer.append(data)
-            self.lock.unlock()
-        }
-        try startProcess(process)
+        process = try Subprocess(try jellyBinary(), arguments, output: .pipe)
+        output = OutputCollector(process.standardOutput ?? FileHandle.nullDevice)
     }
 
     /// Complete lines printed so far.
     var lines: [String] {
-        lock.lock()
-        defer { lock.unlock() }
-        let text = String(decoding: buffer, as: UTF8.self)
-        var parts = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var parts = output.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         parts.removeLast() // the unfinished line, or "" after the last newline
         return parts
     }
 
     func killHard() {
-        kill(process.processIdentifier, SIGKILL)
+        process.send(SIGKILL)
         process.waitUntilExit()
-        out.fileHandleForReading.readabilityHandler = nil
-        // Drain what the pipe still holds.
-        let rest = out.fileHandleForReading.readDataToEndOfFile()
-        lock.lock()
-        buffer.append(rest)
-        lock.unlock()
+        // Everything the process wrote before it died.
+        output.waitForEnd(seconds: 10)
     }
 }

@@ -296,12 +296,7 @@ final class TwoNodeCluster: @unchecked Sendable {
         // Start NATS on that port: the node connects, makes its streams and serves.
         let config = dir.path + "/nats.conf"
         try "listen: 127.0.0.1:\(port)\njetstream { store_dir: \"\(dir.path)/js\" }\n".write(toFile: config, atomically: true, encoding: .utf8)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: try NATSTestServers.binary())
-        server.arguments = ["-c", config]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try startProcess(server)
+        let server = try Subprocess(try NATSTestServers.binary(), ["-c", config])
         defer { server.terminate(); server.waitUntilExit() }
         var ok = false
         for _ in 0..<150 where !ok {

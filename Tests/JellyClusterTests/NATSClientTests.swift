@@ -117,15 +117,10 @@ import Testing
     @Test func userPasswordAndTLS() async throws {
         let dir = try TemporaryDirectory(prefix: "jelly-nats-tls")
         defer { dir.remove() }
-        let openssl = Process()
-        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        openssl.arguments = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                             "-keyout", dir.path + "/key.pem", "-out", dir.path + "/cert.pem", "-days", "1",
-                             "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]
-        openssl.standardError = FileHandle.nullDevice
-        try startProcess(openssl)
-        openssl.waitUntilExit()
-        try #require(openssl.terminationStatus == 0, "openssl makes a test certificate")
+        let openssl = try runToEnd("/usr/bin/env", ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", dir.path + "/key.pem", "-out", dir.path + "/cert.pem", "-days", "1",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], standardError: false)
+        try #require(openssl.status == 0, "openssl makes a test certificate")
         let servers = try await NATSTestServers(count: 1, extraConfig: """
             authorization { user: game, password: "pw" }
             tls { cert_file: "\(dir.path)/cert.pem", key_file: "\(dir.path)/key.pem" }

@@ -193,14 +193,9 @@ struct TestClaims: JWTPayload {
     @Test func tlsWithHTTP2() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let openssl = Process()
-        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        openssl.arguments = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                             "-keyout", dir.path + "/key.pem", "-out", dir.path + "/cert.pem", "-days", "1", "-subj", "/CN=localhost"]
-        openssl.standardError = FileHandle.nullDevice
-        try startProcess(openssl)
-        openssl.waitUntilExit()
-        try #require(openssl.terminationStatus == 0, "openssl makes a test certificate")
+        let openssl = try runToEnd("/usr/bin/env", ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", dir.path + "/key.pem", "-out", dir.path + "/cert.pem", "-days", "1", "-subj", "/CN=localhost"], standardError: false)
+        try #require(openssl.status == 0, "openssl makes a test certificate")
         let server = try ServerProcess(directory: dir.path + "/data", extraArguments: ["--tls-cert", dir.path + "/cert.pem", "--tls-key", dir.path + "/key.pem"])
         defer { _ = server.kill(signal: SIGKILL) }
         #expect(server.log.contains("https://127.0.0.1:"))

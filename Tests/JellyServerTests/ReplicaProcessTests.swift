@@ -6,21 +6,17 @@ import Testing
 
 /// A `jelly replica` process: one command line in, one answer line out.
 final class ReplicaWorker: @unchecked Sendable {
-    let process = Process()
-    private let input = Pipe()
-    private let output = Pipe()
+    let process: Subprocess
     private var buffer: [UInt8] = []
     let name: String
 
     init(name: String, url: String, token: String, dir: String) throws {
         self.name = name
-        process.executableURL = URL(fileURLWithPath: try jellyExecutablePath())
         // Small pushes, so a queue takes several and a kill can land between them.
-        process.arguments = ["replica", "--url", url, "--token", token, "--partition", "player", "--dir", dir, "--merge", "append", "--push-batch", "3"]
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try startProcess(process)
+        process = try Subprocess(
+            try jellyExecutablePath(),
+            ["replica", "--url", url, "--token", token, "--partition", "player", "--dir", dir, "--merge", "append", "--push-batch", "3"],
+            input: true, output: .pipe)
         let ready = try readLine()
         guard ready.hasPrefix("ready ") else { throw ConformanceFailure("\(name): \(ready)") }
     }
@@ -28,12 +24,12 @@ final class ReplicaWorker: @unchecked Sendable {
     /// Sends a command and returns its answer line.
     @discardableResult
     func send(_ line: String) throws -> String {
-        input.fileHandleForWriting.write(Data((line + "\n").utf8))
+        process.standardInput?.write(Data((line + "\n").utf8))
         return try readLine()
     }
 
     /// Sends a command without waiting for the answer.
-    func post(_ line: String) { input.fileHandleForWriting.write(Data((line + "\n").utf8)) }
+    func post(_ line: String) { process.standardInput?.write(Data((line + "\n").utf8)) }
 
     func readLine() throws -> String {
         while true {
@@ -42,14 +38,14 @@ final class ReplicaWorker: @unchecked Sendable {
                 buffer.removeSubrange(...nl)
                 return line
             }
-            let chunk = output.fileHandleForReading.availableData
+            let chunk = process.standardOutput?.availableData ?? Data()
             if chunk.isEmpty { throw ConformanceFailure("\(name) exited (status \(process.isRunning ? -1 : process.terminationStatus))") }
             buffer.append(contentsOf: chunk)
         }
     }
 
     func kill9() {
-        kill(process.processIdentifier, SIGKILL)
+        process.send(SIGKILL)
         process.waitUntilExit()
     }
 

@@ -5,26 +5,19 @@ import JellyTestSupport
 import Testing
 
 /// A `jelly stream-world` process: a game server sending a frame every tick (docs/streams.md).
-final class WorldProcess: @unchecked Sendable {
-    let process = Process()
-    private let output = Pipe()
-    private let lock = NSLock()
-    private var text = ""
+final class WorldProcess: Sendable {
+    let process: Subprocess
+    private let output: OutputCollector
 
     init(url: String, partition: String, owner: String, ticks: Int = 0, ttl: Int = 1000) throws {
-        process.executableURL = URL(fileURLWithPath: try jellyExecutablePath())
-        process.arguments = ["stream-world", "--url", url, "--partition", partition, "--owner", owner, "--ttl-ms", String(ttl), "--hz", "100", "--save-every", "7", "--ticks", String(ticks)]
-        process.standardOutput = output
-        process.standardError = output
-        output.fileHandleForReading.readabilityHandler = { [weak self] h in
-            let data = h.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.withLock { self.text += String(decoding: data, as: UTF8.self) }
-        }
-        try startProcess(process)
+        process = try Subprocess(
+            try jellyExecutablePath(),
+            ["stream-world", "--url", url, "--partition", partition, "--owner", owner, "--ttl-ms", String(ttl), "--hz", "100", "--save-every", "7", "--ticks", String(ticks)],
+            output: .pipe, error: .standardOutput)
+        output = OutputCollector(process.standardOutput ?? FileHandle.nullDevice)
     }
 
-    var lines: [String] { lock.withLock { text }.split(separator: "\n").map(String.init) }
+    var lines: [String] { output.text.split(separator: "\n").map(String.init) }
 
     func last(_ prefix: String) -> [String]? {
         lines.last { $0.hasPrefix(prefix + " ") }.map { $0.split(separator: " ").map(String.init) }
@@ -41,23 +34,15 @@ final class WorldProcess: @unchecked Sendable {
     }
 
     func kill9() {
-        kill(process.processIdentifier, SIGKILL)
-        _ = waitUntilGone()
-        // Let the pipe deliver what the process wrote before it died.
-        Thread.sleep(forTimeInterval: 0.1)
-        output.fileHandleForReading.readabilityHandler = nil
+        process.send(SIGKILL)
+        process.waitUntilExit()
+        // Everything the process wrote before it died.
+        output.waitForEnd(seconds: 10)
     }
 
-    /// Waits until the process no longer exists, up to `seconds`. Not `waitUntilExit`:
-    /// Foundation on Linux can miss a child's exit while other tests start processes, and then
-    /// waits (spinning) forever; `kill(pid, 0)` asks the kernel.
+    /// Waits until the process has exited, up to `seconds`.
     func waitUntilGone(seconds: Double = 10) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if kill(process.processIdentifier, 0) != 0 && errno == ESRCH { return true }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        return false
+        process.waitUntilExit(seconds: seconds) != nil
     }
 
     /// Whether the process printed a line starting with `prefix` within `timeout`.
