@@ -87,7 +87,7 @@ public final class ClusterStore: JellyStore, Sendable {
         let (ready, problem) = readiness.withLock { ($0.ready, $0.problem) }
         let nats = connection.status
         if ready && nats.connected, let stalled = connection.stalledMilliseconds {
-            return (false, "\(nats.server.map { "\($0)" } ?? "the NATS server") has not answered for \(stalled) ms (paused or cut off?); the connection is dropped and another server tried within \(connection.options.stallTimeout * 2)")
+            return (false, "\(nats.server.map { "\($0)" } ?? "the NATS server") has not answered for \(stalled) ms (paused or cut off?); the connection is dropped and another server tried within \(connection.options.stallTimeout)")
         }
         if ready && nats.connected { return (true, "connected to \(nats.server.map { "\($0)" } ?? "NATS"); \(configuration.shards) streams ready") }
         if ready { return (false, "NATS connection lost: \(nats.lastError); reconnecting") }

@@ -11,15 +11,19 @@ import JellyCore
 public final class NATSTestServers: @unchecked Sendable {
     public struct Node: Sendable {
         public var name: String
+        /// The address it listens on: 127.0.0.1, or its host's on a `TestNetwork`.
+        public var address = "127.0.0.1"
         public var clientPort: Int
         public var clusterPort: Int
         public var storeDirectory: String
         public var configFile: String
-        public var url: String { "nats://127.0.0.1:\(clientPort)" }
+        public var url: String { "nats://\(address):\(clientPort)" }
     }
 
     public let directory: TemporaryDirectory
     public let nodes: [Node]
+    /// Where the servers run: hosts n1, n2, n3 of this network, or this machine's loopback.
+    public let network: TestNetwork?
     private let lock = NSLock()
     private var processes: [String: Subprocess] = [:]
     /// Every run's output per server, restarts appended.
@@ -36,28 +40,33 @@ public final class NATSTestServers: @unchecked Sendable {
     }
 
     /// Starts `count` servers (1, or 3 for a cluster) and waits until JetStream is ready on all.
-    public init(count: Int, maxPayload: Int = 8 << 20, extraConfig: String = "") async throws {
+    /// On a `network`, server i runs in host n\(i) on the standard ports.
+    public init(count: Int, maxPayload: Int = 8 << 20, extraConfig: String = "", network: TestNetwork? = nil) async throws {
         directory = try TemporaryDirectory(prefix: "jelly-nats")
+        self.network = network
         var nodes: [Node] = []
         for i in 1...count {
-            nodes.append(Node(
-                name: "n\(i)", clientPort: try freePort(), clusterPort: try freePort(),
+            var node = Node(
+                name: "n\(i)", clientPort: network == nil ? try freePort() : 4222,
+                clusterPort: network == nil ? try freePort() : 6222,
                 storeDirectory: directory.path + "/n\(i)", configFile: directory.path + "/n\(i).conf"
-            ))
+            )
+            if let network { node.address = network.clusterAddress(node.name) }
+            nodes.append(node)
         }
         self.nodes = nodes
         for node in nodes {
             var config = """
             server_name: \(node.name)
-            listen: 127.0.0.1:\(node.clientPort)
+            listen: \(node.address):\(node.clientPort)
             max_payload: \(maxPayload)
             jetstream { store_dir: "\(node.storeDirectory)", sync_interval: always }
             \(extraConfig)
 
             """
             if count > 1 {
-                let routes = nodes.map { "nats-route://127.0.0.1:\($0.clusterPort)" }.joined(separator: ", ")
-                config += "cluster { name: jelly-test, listen: 127.0.0.1:\(node.clusterPort), routes: [\(routes)] }\n"
+                let routes = nodes.map { "nats-route://\($0.address):\($0.clusterPort)" }.joined(separator: ", ")
+                config += "cluster { name: jelly-test, listen: \(node.address):\(node.clusterPort), routes: [\(routes)] }\n"
             }
             try config.write(toFile: node.configFile, atomically: true, encoding: .utf8)
         }
@@ -85,7 +94,9 @@ public final class NATSTestServers: @unchecked Sendable {
     /// Starts (or restarts) one server on its old ports and store.
     public func start(_ name: String) throws {
         guard let node = nodes.first(where: { $0.name == name }) else { throw ConformanceFailure("no NATS node \(name)") }
-        let p = try Subprocess(try Self.binary(), ["-c", node.configFile], output: .pipe, error: .standardOutput)
+        var (executable, arguments) = (try Self.binary(), ["-c", node.configFile])
+        if let network { (executable, arguments) = network.command(in: node.name, executable, arguments) }
+        let p = try Subprocess(executable, arguments, output: .pipe, error: .standardOutput)
         let output = OutputCollector(p.standardOutput ?? FileHandle.nullDevice)
         lock.lock()
         processes[name] = p

@@ -7,6 +7,8 @@ import Foundation
 public final class JellyServeProcess: @unchecked Sendable {
     public let process: Subprocess
     public private(set) var port = 0
+    /// The address it listens on.
+    public let host: String
     private let output: OutputCollector
 
     /// `jelly serve --data DIRECTORY --listen 127.0.0.1:0` plus `extraArguments`.
@@ -15,11 +17,16 @@ public final class JellyServeProcess: @unchecked Sendable {
     }
 
     /// `jelly serve --listen 127.0.0.1:0` plus `arguments`; with `softOpenFileLimit`, started
-    /// through `sh` under `ulimit -S -n` (the shell execs jelly, so the pid is jelly's).
-    public init(arguments: [String], softOpenFileLimit: Int? = nil) throws {
+    /// through `sh` under `ulimit -S -n` (the shell execs jelly, so the pid is jelly's). With
+    /// `network`, in its host `networkHost` (j1 or j2), listening on its client address.
+    public init(arguments: [String], softOpenFileLimit: Int? = nil, network: TestNetwork? = nil, networkHost: String = "j1") throws {
         let jelly = try jellyExecutablePath()
-        let serve = ["serve", "--listen", "127.0.0.1:0"] + arguments
-        if let softOpenFileLimit {
+        host = network?.clientAddress(networkHost) ?? "127.0.0.1"
+        let serve = ["serve", "--listen", "\(host):\(network == nil ? 0 : 8080)"] + arguments
+        if let network {
+            let (executable, wrapped) = network.command(in: networkHost, jelly, serve)
+            process = try Subprocess(executable, wrapped, output: .pipe, error: .standardOutput)
+        } else if let softOpenFileLimit {
             process = try Subprocess(
                 "/bin/sh", ["-c", "ulimit -S -n \(softOpenFileLimit) && exec \"$0\" \"$@\"", jelly] + serve,
                 output: .pipe, error: .standardOutput)
@@ -31,7 +38,7 @@ public final class JellyServeProcess: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             for scheme in ["http", "https"] {
-                let prefix = "jelly serve: listening on \(scheme)://127.0.0.1:"
+                let prefix = "jelly serve: listening on \(scheme)://\(host):"
                 if let line = log.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) {
                     port = Int(line.dropFirst(prefix.count).prefix { $0.isNumber }) ?? 0
                     return
@@ -47,7 +54,7 @@ public final class JellyServeProcess: @unchecked Sendable {
 
     public var log: String { output.text }
 
-    public var base: String { "http://127.0.0.1:\(port)" }
+    public var base: String { "http://\(host):\(port)" }
 
     /// Sends `signal`, waits for the exit, returns the exit status.
     @discardableResult

@@ -427,9 +427,11 @@ public final class NATSConnection: Sendable {
         }
     }
 
-    /// Every quarter of `stallTimeout`: is a request waiting on a server that sends nothing?
+    /// Every eighth of `stallTimeout`: is a request waiting on a server that sends nothing? Half
+    /// of it with nothing inbound sends a PING; the other half with no answer drops the
+    /// connection, so a silent server costs `stallTimeout` (and a check's granularity).
     private func scheduleStallCheck(channel: any Channel) {
-        let limit = options.stallTimeout.nanoseconds
+        let limit = options.stallTimeout.nanoseconds / 2
         channel.eventLoop.scheduleTask(in: .nanoseconds(max(1, limit / 4))) { [weak self] in
             guard let self, channel.isActive else { return }
             let inbound = self.lastInbound.load(ordering: .relaxed)

@@ -88,9 +88,10 @@ public struct NATSOptions: Sendable {
     public var pingInterval: Duration = .seconds(10)
     public var maxPingsOutstanding: Int = 2
     /// A server that stops answering without closing the connection (a paused process, a dead
-    /// link): when a request has waited this long and nothing at all came from the server since
-    /// it was sent, a PING asks; no answer within the same time and the connection is dropped
-    /// and the next server tried, long before the keep-alive PINGs would notice.
+    /// link): when a request has waited half this long and nothing at all came from the server
+    /// since it was sent, a PING asks; no answer within the other half and the connection is
+    /// dropped (its waiting requests fail at once) and the next server tried, long before the
+    /// keep-alive PINGs would notice.
     public var stallTimeout: Duration = .milliseconds(1500)
     /// Start with a random server of the list, so that clients spread over a cluster.
     public var randomizeServers: Bool = true

@@ -1,0 +1,78 @@
+import Foundation
+
+/// Separate hosts on this machine for cluster tests: `scripts/netns-cluster` (network namespaces,
+/// veth pairs, two bridges), which the benchmarks use too. NATS servers run in hosts n1–n3 on
+/// the cluster network, Jelly nodes in j1 and j2 on both networks; the test process is on both
+/// (an operator's machine), so it can ask NATS who leads a stream and talk to the Jelly nodes.
+///
+/// A fault is a host's cluster link taken down (`cut`): for a NATS host, every peer and client
+/// loses it; for a Jelly host, NATS does (its game servers still reach it).
+public final class TestNetwork: Sendable {
+    public let name: String
+    public let octet: Int
+    public let delayMilliseconds: Int
+
+    /// The script, from this file's place in the repository.
+    public static let script: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() } // TestNetwork.swift, JellyTestSupport, Sources
+        return url.path + "/scripts/netns-cluster"
+    }()
+
+    /// Brings the hosts up (replacing a set of the same name left by a killed run). The default
+    /// name and subnet come from this process's id, so two test runs on one machine (a CI clone
+    /// beside a developer's run) do not take each other's hosts.
+    public init(
+        name: String = "t\(getpid() % 100_000)", octet: Int = 100 + Int(getpid() % 150), delayMilliseconds: Int = 0
+    ) throws {
+        self.name = name
+        self.octet = octet
+        self.delayMilliseconds = delayMilliseconds
+        try run(["up", "--delay-ms", String(delayMilliseconds)])
+    }
+
+    private var environment: [String: String] {
+        var e = ProcessInfo.processInfo.environment
+        e["JELLY_NETNS"] = name
+        e["JELLY_NETNS_NET"] = String(octet)
+        return e
+    }
+
+    private func run(_ arguments: [String]) throws {
+        let result = try runToEnd("/bin/bash", [Self.script] + arguments, environment: environment)
+        guard result.status == 0 else {
+            throw ConformanceFailure("scripts/netns-cluster \(arguments.joined(separator: " ")) failed (\(result.status)): \(result.output)")
+        }
+    }
+
+    /// The host's address on the cluster network (NATS servers and Jelly nodes).
+    public func clusterAddress(_ host: String) -> String {
+        switch host {
+        case "n1": "10.\(octet).1.1"
+        case "n2": "10.\(octet).1.2"
+        case "n3": "10.\(octet).1.3"
+        case "j1": "10.\(octet).1.11"
+        default: "10.\(octet).1.12"
+        }
+    }
+
+    /// A Jelly host's address on the client network.
+    public func clientAddress(_ host: String) -> String {
+        host == "j1" ? "10.\(octet).2.11" : "10.\(octet).2.12"
+    }
+
+    /// `executable arguments` run inside `host` (`ip netns exec` execs it: the pid is the
+    /// program's own, so signals reach it).
+    public func command(in host: String, _ executable: String, _ arguments: [String]) -> (String, [String]) {
+        ("/usr/sbin/ip", ["netns", "exec", "\(name)-\(host)", executable] + arguments)
+    }
+
+    /// Takes `host`'s cluster link down.
+    public func cut(_ host: String) throws { try run(["cut", host]) }
+
+    /// Puts `host`'s cluster link back.
+    public func heal(_ host: String) throws { try run(["heal", host]) }
+
+    /// Removes the hosts (stop what runs in them first).
+    public func finish() { try? run(["down"]) }
+}

@@ -1,0 +1,397 @@
+import Foundation
+import JellyClient
+import JellyCore
+import JellyTestSupport
+import NATSClient
+import NIOCore
+import Synchronization
+import Testing
+
+/// Three NATS servers and two Jelly nodes on separate hosts (`TestNetwork`: network namespaces),
+/// game servers' traffic from this machine to the Jelly nodes' client addresses.
+final class NetworkCluster: @unchecked Sendable {
+    let network: TestNetwork
+    let nats: NATSTestServers
+    let prefix = "N" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+    private(set) var nodes: [JellyServeProcess] = []
+    private(set) var clients: [JellyClient] = []
+    let hosts = ["j1", "j2"]
+
+    init() async throws {
+        network = try TestNetwork()
+        do {
+            nats = try await NATSTestServers(count: 3, network: network)
+        } catch {
+            network.finish()
+            throw error
+        }
+        do {
+            let config = nats.directory.path + "/jelly.json"
+            // Every node lists the servers in its own order: the connections spread over the cluster.
+            let json = """
+            {"nats": {"servers": [\(nats.nodes.map { "\"\($0.url)\"" }.joined(separator: ","))], "shards": 2, "replicas": 3,
+                      "stream_prefix": "\(prefix)", "subject_prefix": "\(prefix.lowercased())", "request_timeout_ms": 3000}}
+            """
+            try json.write(toFile: config, atomically: true, encoding: .utf8)
+            for host in hosts {
+                // The client network is this machine's private bridge: no keys needed.
+                nodes.append(try JellyServeProcess(
+                    arguments: ["--config", config, "--insecure-allow-unauthenticated-network-access"], network: network, networkHost: host))
+            }
+            for node in nodes {
+                var c = JellyClient.Configuration(url: node.base)
+                c.retries = 0
+                c.requestTimeoutMilliseconds = 10_000
+                clients.append(try JellyClient(c))
+            }
+            for c in clients { try await waitHealthy(c) }
+        } catch {
+            await finish()
+            throw error
+        }
+    }
+
+    func waitHealthy(_ c: JellyClient, timeout: TimeInterval = 30) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            do {
+                _ = try await c.get(partition: "health-probe", key: "k")
+                return
+            } catch {}
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw ConformanceFailure("the jelly node did not become ready")
+    }
+
+    /// The NATS server (n1–n3) a Jelly node is connected to now: its log's last "connected to NATS".
+    func connectedServer(of node: Int) async throws -> String? {
+        guard let line = nodes[node].log.split(separator: "\n").last(where: { $0.contains("connected to NATS") }) else { return nil }
+        return nats.nodes.first { line.contains("server=\($0.url) ") }?.name
+    }
+
+    /// The NATS server leading `stream`, asked from this machine (on the cluster network).
+    func leader(of stream: String) async throws -> String {
+        let connection = try await NATSConnection.connect(options: NATSOptions(servers: try NATSServerAddress.list(nats.urls)), timeout: .seconds(30))
+        let js = JetStream(connection: connection)
+        for _ in 0..<300 {
+            if let leader = try? await js.streamInfo(stream)?.cluster?.leader {
+                await connection.close()
+                return leader
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        await connection.close()
+        throw ConformanceFailure("stream \(stream) has no leader")
+    }
+
+    /// Moves every shard stream's leader off `server` (JetStream's leader step-down with a
+    /// preferred server) and waits until none is led by it.
+    func moveLeaders(awayFrom server: String) async throws {
+        let others = nats.nodes.map(\.name).filter { $0 != server }
+        let connection = try await NATSConnection.connect(options: NATSOptions(servers: try NATSServerAddress.list(nats.urls)), timeout: .seconds(30))
+        defer { Task { await connection.close() } }
+        for shard in 0..<2 {
+            let stream = "\(prefix)_\(shard)"
+            for attempt in 0..<20 {
+                guard try await leader(of: stream) == server else { break }
+                var payload = ByteBuffer()
+                payload.writeString(#"{"placement":{"preferred":"\#(others[attempt % others.count])"}}"#)
+                _ = try? await connection.request("$JS.API.STREAM.LEADER.STEPDOWN.\(stream)", payload: payload, timeout: .seconds(5))
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            guard try await leader(of: stream) != server else { throw ConformanceFailure("\(stream) is still led by \(server)") }
+        }
+    }
+
+    func finish() async {
+        for c in clients { try? await c.close() }
+        clients = []
+        for n in nodes where n.process.isRunning { n.kill(signal: SIGKILL) }
+        for node in nats.nodes { nats.signal(node.name, SIGCONT) }
+        nats.finish()
+        network.finish()
+    }
+
+    static func run(_ body: (NetworkCluster) async throws -> Void) async throws {
+        let cluster = try await NetworkCluster()
+        do {
+            try await body(cluster)
+        } catch {
+            await cluster.finish()
+            throw error
+        }
+        await cluster.finish()
+    }
+}
+
+/// Game servers' sessions through two Jelly nodes: each player locks its partition through one
+/// node and saves without pause; when a node answers `unavailable` (or cannot be reached) the game
+/// server goes on through the other node with the same token. Records every acknowledgement's
+/// time, so a test can say how long writes stopped and how soon they came back.
+final class SessionWorkload: Sendable {
+    struct Player: Sendable {
+        var acked = 0
+        var attempted = 0
+        var ackTimes: [ContinuousClock.Instant] = []
+        var switches = 0
+    }
+
+    let players: Int
+    private let state: Mutex<[Player]>
+    private let wrongAnswers = Mutex<[String]>([])
+    private let stopped = Mutex(false)
+    private let task = Mutex<Task<Void, any Error>?>(nil)
+
+    init(players: Int, clients: [JellyClient]) {
+        self.players = players
+        state = Mutex(Array(repeating: Player(), count: players))
+        let t = Task { [self] in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for p in 0..<players {
+                    group.addTask { try await self.session(p, clients) }
+                }
+                try await group.waitForAll()
+            }
+        }
+        task.withLock { $0 = t }
+    }
+
+    private func session(_ p: Int, _ clients: [JellyClient]) async throws {
+        let partition = "player-\(p)"
+        var node = p % clients.count
+        var token: LockToken?
+        while token == nil && !stopped.withLock({ $0 }) {
+            do {
+                token = try await clients[node].acquireLock(partition: partition, owner: "gs-\(p)", ttlMilliseconds: 300_000).token
+            } catch let e as JellyError where e.code == .unavailable {
+                node = (node + 1) % clients.count
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        guard let token else { return }
+        var value = 0
+        while !stopped.withLock({ $0 }) {
+            value += 1
+            state.withLock { $0[p].attempted = value }
+            do {
+                try await clients[node].put(partition: partition, key: "progress", value: Array(String(value).utf8), lockToken: token)
+                let now = ContinuousClock.now
+                state.withLock {
+                    $0[p].acked = value
+                    $0[p].ackTimes.append(now)
+                }
+            } catch let e as JellyError where e.code == .unavailable {
+                node = (node + 1) % clients.count
+                state.withLock { $0[p].switches += 1 }
+                try await Task.sleep(for: .milliseconds(50))
+            } catch {
+                wrongAnswers.withLock { $0.append("player \(p) value \(value): \(error)") }
+                return
+            }
+        }
+    }
+
+    var snapshot: [Player] { state.withLock { $0 } }
+    var wrong: [String] { wrongAnswers.withLock { $0 } }
+
+    /// Waits until every player has an acknowledged save after `instant` (up to `timeout`);
+    /// from `instant` to the first acknowledgement after it, the soonest and the latest player.
+    func recovery(after instant: ContinuousClock.Instant, timeout: Duration = .seconds(45)) async throws -> (first: Duration, all: Duration)? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let firsts = snapshot.map { $0.ackTimes.first { $0 > instant } }
+            if firsts.allSatisfy({ $0 != nil }) {
+                let times = firsts.compactMap { $0 }
+                return (times.min()! - instant, times.max()! - instant)
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return nil
+    }
+
+    /// The longest time any player went without an acknowledged save between `from` and `to`.
+    func longestStall(from: ContinuousClock.Instant, to: ContinuousClock.Instant) -> Duration {
+        var longest = Duration.zero
+        for player in snapshot {
+            var last = from
+            for t in player.ackTimes where t > from && t <= to {
+                longest = max(longest, t - last)
+                last = t
+            }
+            longest = max(longest, to - last)
+        }
+        return longest
+    }
+
+    /// Stops the sessions and checks, through every client, that each player's stored value is
+    /// at least its last acknowledged save and at most the last it sent (one whose answer was
+    /// lost may have landed).
+    func stopAndVerify(_ clients: [JellyClient], sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        stopped.withLock { $0 = true }
+        let t = task.withLock { $0 }
+        try await t?.value
+        #expect(wrong.isEmpty, "wrong answers: \(wrong)", sourceLocation: sourceLocation)
+        let final = snapshot
+        for p in 0..<players {
+            for c in clients {
+                let stored = try await c.get(partition: "player-\(p)", key: "progress").map { Int(String(decoding: $0.value, as: UTF8.self)) ?? -1 } ?? 0
+                #expect(stored >= final[p].acked && stored <= final[p].attempted,
+                        "player \(p): stored \(stored), last acknowledged \(final[p].acked), last sent \(final[p].attempted)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+}
+
+func milliseconds(_ d: Duration) -> Int { Int(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000) }
+
+/// Faults on a real network between separate hosts (network namespaces), each under the session
+/// workload through two Jelly nodes. Each prints its recovery time: from the heal (or the pause,
+/// for a paused server the nodes must route around) to the first acknowledged save of the first
+/// and of the last player. docs/cluster.md lists what each fault does to clients.
+@Suite(.serialized) struct ClusterNetworkTests {
+    static let players = 6
+    static let faultSeconds = 15
+
+    /// A NATS server cut off from the other two and from both Jelly nodes (its link down) for
+    /// 15 s: the other two are a quorum, so saves go on (a node connected to the cut server moves
+    /// to another within its stall timeout); nothing acknowledged is lost; after the heal the
+    /// server catches up.
+    @Test func natsServerCutOffAndHealed() async throws {
+        try await NetworkCluster.run { cluster in
+            let work = SessionWorkload(players: Self.players, clients: cluster.clients)
+            _ = try #require(try await work.recovery(after: .now), "the sessions started")
+            let victim = try await cluster.leader(of: "\(cluster.prefix)_0")
+            let cut = ContinuousClock.now
+            try cluster.network.cut(victim)
+            try await Task.sleep(for: .seconds(Self.faultSeconds))
+            let healed = ContinuousClock.now
+            try cluster.network.heal(victim)
+            let stall = work.longestStall(from: cut, to: healed)
+            let recovery = try #require(try await work.recovery(after: healed), "every player saves again after the heal")
+            print("fault: NATS server \(victim) (stream leader) cut off \(Self.faultSeconds) s: longest stall \(milliseconds(stall)) ms; after the heal, first save \(milliseconds(recovery.first)) ms, every player \(milliseconds(recovery.all)) ms")
+            // The server led a stream: its followers elect a new leader after NATS's Raft election
+            // timeout (4–9 s, fixed in nats-server), and a node's request waits up to 3 s.
+            #expect(stall < .seconds(14), "saves stopped for \(stall) while a quorum was up")
+            #expect(recovery.all < .seconds(10))
+            try await work.stopAndVerify(cluster.clients)
+        }
+    }
+
+    /// A Jelly node cut off from NATS (its game servers still reach it) for 15 s: it answers
+    /// 503, its game servers go on through the other node with their tokens; a holder whose
+    /// lease expired while its node was cut off is fenced after the heal, and the save it sent
+    /// into the cut never lands.
+    @Test func jellyNodeCutOffFromNATS() async throws {
+        try await NetworkCluster.run { cluster in
+            let (a, b) = (cluster.clients[0], cluster.clients[1])
+            let stale = try await a.acquireLock(partition: "fenced", owner: "gs-a", ttlMilliseconds: 3_000)
+            try await a.put(partition: "fenced", key: "k", value: Array("a1".utf8), lockToken: stale.token)
+
+            let work = SessionWorkload(players: Self.players, clients: cluster.clients)
+            _ = try #require(try await work.recovery(after: .now), "the sessions started")
+            let cut = ContinuousClock.now
+            try cluster.network.cut("j1")
+            // The holder's save through the cut-off node fails (503), never succeeds.
+            let inTheCut = await #expect(throws: (any Error).self) {
+                try await a.put(partition: "fenced", key: "k", value: Array("a2-in-the-cut".utf8), lockToken: stale.token)
+            }
+            // Health says so while it lasts (within the stall timeout of the first waiting request).
+            var health = try await httpGet(cluster.nodes[0].base + "/v1/health")
+            for _ in 0..<50 where health.status != 503 {
+                try await Task.sleep(for: .milliseconds(100))
+                health = try await httpGet(cluster.nodes[0].base + "/v1/health")
+            }
+            #expect(health.status == 503, "the cut-off node says it cannot serve: \(health.body) (the save failed with \(String(describing: inTheCut)))")
+            // Its lease expires; another game server takes the partition through the other node.
+            try await Task.sleep(for: .seconds(4))
+            let taken = try await b.acquireLock(partition: "fenced", owner: "gs-b", ttlMilliseconds: 60_000)
+            #expect(taken.token > stale.token)
+            try await b.put(partition: "fenced", key: "k", value: Array("b1".utf8), lockToken: taken.token)
+            try await Task.sleep(until: cut + .seconds(Self.faultSeconds))
+            let healed = ContinuousClock.now
+            let stall = work.longestStall(from: cut, to: healed)
+            try cluster.network.heal("j1")
+            try await cluster.waitHealthy(a)
+            let back = ContinuousClock.now - healed
+            // The stale holder is fenced through its own node, and nothing it sent landed.
+            try await expectError(.locked, "the expired holder after the heal") {
+                try await a.put(partition: "fenced", key: "k", value: Array("a3".utf8), lockToken: stale.token)
+            }
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await a.get(partition: "fenced", key: "k")?.value == Array("b1".utf8))
+            #expect(try await b.get(partition: "fenced", key: "k")?.value == Array("b1".utf8))
+            let recovery = try #require(try await work.recovery(after: healed))
+            print("fault: Jelly node j1 cut off from NATS \(Self.faultSeconds) s: longest stall \(milliseconds(stall)) ms (its game servers moved to j2); after the heal, j1 serves in \(milliseconds(back)) ms, every player saves in \(milliseconds(recovery.all)) ms")
+            #expect(back < .seconds(10))
+            #expect(stall < .seconds(10), "its game servers moved to the other node")
+            try await work.stopAndVerify(cluster.clients)
+        }
+    }
+
+    /// The leader of a stream paused (SIGSTOP) for 15 s, then resumed: the others elect a new
+    /// leader; saves to that stream stop until they do; no acknowledged save is lost; the paused
+    /// server catches up after it resumes.
+    @Test func streamLeaderPaused() async throws {
+        try await NetworkCluster.run { cluster in
+            let work = SessionWorkload(players: Self.players, clients: cluster.clients)
+            _ = try #require(try await work.recovery(after: .now), "the sessions started")
+            let victim = try await cluster.leader(of: "\(cluster.prefix)_0")
+            let paused = ContinuousClock.now
+            cluster.nats.signal(victim, SIGSTOP)
+            let during = try await work.recovery(after: paused + .seconds(1), timeout: .seconds(Self.faultSeconds - 1))
+            try await Task.sleep(until: paused + .seconds(Self.faultSeconds))
+            let resumed = ContinuousClock.now
+            let stall = work.longestStall(from: paused, to: resumed)
+            cluster.nats.signal(victim, SIGCONT)
+            let recovery = try #require(try await work.recovery(after: resumed), "every player saves after the resume")
+            print("fault: stream leader \(victim) paused \(Self.faultSeconds) s: longest stall \(milliseconds(stall)) ms\(during.map { ", every player saved again \(milliseconds($0.all) + 1000) ms into the pause" } ?? ""); after the resume, every player saves in \(milliseconds(recovery.all)) ms")
+            #expect(during != nil, "a new leader took over during the pause")
+            // NATS's election timeout (4–9 s) plus a node's request timeout (3 s).
+            #expect(stall < .seconds(14))
+            #expect(recovery.all < .seconds(10))
+            try await work.stopAndVerify(cluster.clients)
+        }
+    }
+
+    /// The NATS server a Jelly node is connected to paused (SIGSTOP: its connections stay open,
+    /// nothing answers) for 15 s: the node's stall watchdog drops the connection and another
+    /// server takes over; writes through both nodes resume within 5 s of the pause (a loaded
+    /// test machine gets 8). The server leads no stream here (leaders moved off first): a paused
+    /// stream leader is `streamLeaderPaused`, bounded by NATS's own election. (What health says
+    /// meanwhile: NATSClientTests' StalledServerTests.)
+    @Test func connectedNATSServerPaused() async throws {
+        try await NetworkCluster.run { cluster in
+            let work = SessionWorkload(players: Self.players, clients: cluster.clients)
+            _ = try #require(try await work.recovery(after: .now), "the sessions started")
+            let victim = try #require(try await cluster.connectedServer(of: 0), "j1's log names its server")
+            try await cluster.moveLeaders(awayFrom: victim)
+            let paused = ContinuousClock.now
+            cluster.nats.signal(victim, SIGSTOP)
+            let recovery = try #require(try await work.recovery(after: paused, timeout: .seconds(Self.faultSeconds)), "saves resume during the pause")
+            // A save acknowledged just after the pause may have been on its way already: the
+            // resumption is the first acknowledgement after the longest stall.
+            try await Task.sleep(until: paused + .seconds(Self.faultSeconds))
+            let stall = work.longestStall(from: paused, to: .now)
+            // j1 may have had no requests for a while (its game servers moved to j2 on a 503):
+            // a node notices a silent server when a request waits on it, so send one.
+            let asked = ContinuousClock.now
+            var answered = false
+            while !answered && ContinuousClock.now < asked + .seconds(10) {
+                do {
+                    try await cluster.clients[0].put(partition: "probe", key: "k", value: [1])
+                    answered = true
+                } catch let e as JellyError where e.code == .unavailable {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            let probe = ContinuousClock.now - asked
+            let moved = try await cluster.connectedServer(of: 0)
+            cluster.nats.signal(victim, SIGCONT)
+            print("fault: NATS server \(victim), j1's, paused \(Self.faultSeconds) s: longest stall \(milliseconds(stall)) ms (every player saved within \(milliseconds(recovery.all)) ms of the pause); a request through j1 answered in \(milliseconds(probe)) ms, j1 then on \(moved ?? "none")")
+            #expect(stall < .seconds(8), "writes resumed within 5 s of the pause (8 allowed here)")
+            #expect(answered && probe < .seconds(8), "j1 serves again: \(probe)")
+            #expect(moved != victim, "j1 moved to another server: \(cluster.nodes[0].log.suffix(3000))")
+            try await work.stopAndVerify(cluster.clients)
+        }
+    }
+}
