@@ -203,8 +203,13 @@ public final class NATSConnection: Sendable {
     }
 
     /// Publishes a request and waits for the first reply (through the connection's inbox).
-    /// A 503 status reply (nobody listening) throws `.noResponders`.
-    public func request(_ subject: String, payload: ByteBuffer = ByteBuffer(), headers: NATSHeaders? = nil, timeout: Duration? = nil) async throws -> NATSMessage {
+    /// A 503 status reply (nobody listening) throws `.noResponders`. `preceding` messages are
+    /// published first, without replies, in the same write (the leading messages of an atomic
+    /// batch whose last message is the request: one write and one flush per batch).
+    public func request(
+        _ subject: String, payload: ByteBuffer = ByteBuffer(), headers: NATSHeaders? = nil, timeout: Duration? = nil,
+        preceding: [(subject: String, headers: NATSHeaders?, payload: ByteBuffer)] = []
+    ) async throws -> NATSMessage {
         let timeout = timeout ?? options.requestTimeout
         let loop = group.next()
         let message = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<NATSMessage, any Error>) in
@@ -231,6 +236,10 @@ public final class NATSConnection: Sendable {
                 }
                 if !stillPending { timer.cancel() }
                 var pieces: [ByteBuffer] = []
+                pieces.reserveCapacity((preceding.count + 1) * 3)
+                for m in preceding {
+                    ClientOp.pub(into: &pieces, allocator: channel.allocator, subject: m.subject, reply: nil, headers: m.headers, payload: m.payload)
+                }
                 ClientOp.pub(into: &pieces, allocator: channel.allocator, subject: subject, reply: inboxPrefix + String(id), headers: headers, payload: payload)
                 Self.send(pieces, on: channel).whenFailure { [weak self] error in
                     self?.finishRequest(id, with: .failure(NATSError.notConnected("write failed: \(error)")))
