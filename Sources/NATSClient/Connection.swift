@@ -364,6 +364,7 @@ public final class NATSConnection: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ServerOpDecoder()))
                     try channel.pipeline.syncOperations.addHandler(handler)
+                    try channel.pipeline.syncOperations.addHandler(FlushCoalescer())
                 }
             }
             .connect(host: server.host, port: server.port)
@@ -561,6 +562,27 @@ public struct NATSSubscription: Sendable {
     let connection: NATSConnection
 
     public func unsubscribe() { connection.unsubscribe(sid: sid) }
+}
+
+/// Turns the flushes asked for in one turn of the event loop into one, at its end. NATS writes
+/// are small and many (a request, a publish, each its own `send`), and a flush is a `writev`
+/// system call: under load, the dozens of requests queued on the loop at once go out in one.
+/// Outermost in the pipeline, so every flush of the channel passes here first.
+final class FlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private var scheduled = false
+
+    func flush(context: ChannelHandlerContext) {
+        guard !scheduled else { return }
+        scheduled = true
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (coalescer, context) = bound.value
+            coalescer.scheduled = false
+            context.flush()
+        }
+    }
 }
 
 /// The pipeline end of one connection: the handshake, then forwarding to `NATSConnection`.
