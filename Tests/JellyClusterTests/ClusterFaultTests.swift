@@ -47,17 +47,7 @@ final class TwoNodeCluster: @unchecked Sendable {
         return try JellyClient(config)
     }
 
-    func waitHealthy(_ c: JellyClient, timeout: TimeInterval = 30) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            do {
-                _ = try await c.get(partition: "health-probe", key: "k")
-                return
-            } catch {}
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw ConformanceFailure("the jelly node did not become ready")
-    }
+    func waitHealthy(_ c: JellyClient) async throws { try await waitUntilServing(c) }
 
     /// Replaces node `i` with a new process (after it was killed).
     func restartNode(_ i: Int) async throws {
@@ -67,21 +57,7 @@ final class TwoNodeCluster: @unchecked Sendable {
         try await waitHealthy(clients[i])
     }
 
-    /// The NATS server leading `stream`, asked through a client of our own.
-    func leader(of stream: String) async throws -> String {
-        let connection = try await NATSConnection.connect(options: NATSOptions(servers: try NATSServerAddress.list(nats.urls)), timeout: .seconds(30))
-        let js = JetStream(connection: connection)
-        // A loaded machine (the whole suite at once on two cores) can take many seconds.
-        for _ in 0..<300 {
-            if let leader = try? await js.streamInfo(stream)?.cluster?.leader {
-                await connection.close()
-                return leader
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        await connection.close()
-        throw ConformanceFailure("stream \(stream) has no leader")
-    }
+    func leader(of stream: String) async throws -> String { try await streamLeader(stream, servers: nats.urls) }
 
     func finish() async {
         for c in clients { try? await c.close() }
@@ -315,6 +291,35 @@ final class Shared<T: Sendable>: Sendable {
     private let value: Mutex<T>
     init(_ initial: T) { value = Mutex(initial) }
     func withLock<R>(_ body: (inout T) -> R) -> R { value.withLock { body(&$0) } }
+}
+
+/// The NATS server leading `stream`, asked through a client of our own.
+func streamLeader(_ stream: String, servers: String) async throws -> String {
+    let connection = try await NATSConnection.connect(options: NATSOptions(servers: try NATSServerAddress.list(servers)), timeout: .seconds(30))
+    let js = JetStream(connection: connection)
+    // A loaded machine (the whole suite at once on two cores) can take many seconds.
+    for _ in 0..<300 {
+        if let leader = try? await js.streamInfo(stream)?.cluster?.leader {
+            await connection.close()
+            return leader
+        }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    await connection.close()
+    throw ConformanceFailure("stream \(stream) has no leader")
+}
+
+/// Waits until a Jelly node answers a read (a missing key is an answer).
+func waitUntilServing(_ c: JellyClient, timeout: TimeInterval = 30) async throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        do {
+            _ = try await c.get(partition: "health-probe", key: "k")
+            return
+        } catch {}
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    throw ConformanceFailure("the jelly node did not become ready")
 }
 
 /// A plain GET through curl-free Foundation networking.

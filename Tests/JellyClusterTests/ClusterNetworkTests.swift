@@ -51,17 +51,7 @@ final class NetworkCluster: @unchecked Sendable {
         }
     }
 
-    func waitHealthy(_ c: JellyClient, timeout: TimeInterval = 30) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            do {
-                _ = try await c.get(partition: "health-probe", key: "k")
-                return
-            } catch {}
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw ConformanceFailure("the jelly node did not become ready")
-    }
+    func waitHealthy(_ c: JellyClient) async throws { try await waitUntilServing(c) }
 
     /// The NATS server (n1–n3) a Jelly node is connected to now: its log's last "connected to NATS".
     func connectedServer(of node: Int) async throws -> String? {
@@ -70,19 +60,7 @@ final class NetworkCluster: @unchecked Sendable {
     }
 
     /// The NATS server leading `stream`, asked from this machine (on the cluster network).
-    func leader(of stream: String) async throws -> String {
-        let connection = try await NATSConnection.connect(options: NATSOptions(servers: try NATSServerAddress.list(nats.urls)), timeout: .seconds(30))
-        let js = JetStream(connection: connection)
-        for _ in 0..<300 {
-            if let leader = try? await js.streamInfo(stream)?.cluster?.leader {
-                await connection.close()
-                return leader
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        await connection.close()
-        throw ConformanceFailure("stream \(stream) has no leader")
-    }
+    func leader(of stream: String) async throws -> String { try await streamLeader(stream, servers: nats.urls) }
 
     /// Moves every shard stream's leader off `server` (JetStream's leader step-down with a
     /// preferred server) and waits until none is led by it.
