@@ -205,9 +205,10 @@ final class TwoNodeCluster: @unchecked Sendable {
         try await b.put(partition: "teleport", key: "pos", value: Array("2".utf8), lockToken: moved.token)
 
         // Expiry, then a takeover through node B, fences the old holder through node A.
-        let short = try await a.acquireLock(partition: "expiry", owner: "gs-a", ttlMilliseconds: 300)
+        // Long enough for the save to land first on a loaded machine (300 ms was not, in a CI run).
+        let short = try await a.acquireLock(partition: "expiry", owner: "gs-a", ttlMilliseconds: 3_000)
         try await a.put(partition: "expiry", key: "k", value: Array("a".utf8), lockToken: short.token)
-        try await Task.sleep(for: .milliseconds(500))
+        try await Task.sleep(for: .milliseconds(3_500))
         let taken = try await b.acquireLock(partition: "expiry", owner: "gs-b", ttlMilliseconds: 30_000)
         #expect(taken.token > short.token)
         try await expectError(.locked, "expired holder after takeover") {
