@@ -13,6 +13,8 @@ public final class NATSTestServers: @unchecked Sendable {
         public var name: String
         /// The address it listens on: 127.0.0.1, or its host's on a `TestNetwork`.
         public var address = "127.0.0.1"
+        /// The address its routes listen on (another network on a `TestNetwork`).
+        public var routesAddress = "127.0.0.1"
         public var clientPort: Int
         public var clusterPort: Int
         public var storeDirectory: String
@@ -51,7 +53,10 @@ public final class NATSTestServers: @unchecked Sendable {
                 clusterPort: network == nil ? try freePort() : 6222,
                 storeDirectory: directory.path + "/n\(i)", configFile: directory.path + "/n\(i).conf"
             )
-            if let network { node.address = network.clusterAddress(node.name) }
+            if let network {
+                node.address = network.clusterAddress(node.name)
+                node.routesAddress = network.routesAddress(node.name)
+            }
             nodes.append(node)
         }
         self.nodes = nodes
@@ -65,8 +70,8 @@ public final class NATSTestServers: @unchecked Sendable {
 
             """
             if count > 1 {
-                let routes = nodes.map { "nats-route://\($0.address):\($0.clusterPort)" }.joined(separator: ", ")
-                config += "cluster { name: jelly-test, listen: \(node.address):\(node.clusterPort), routes: [\(routes)] }\n"
+                let routes = nodes.map { "nats-route://\($0.routesAddress):\($0.clusterPort)" }.joined(separator: ", ")
+                config += "cluster { name: jelly-test, listen: \(node.routesAddress):\(node.clusterPort), routes: [\(routes)] }\n"
             }
             try config.write(toFile: node.configFile, atomically: true, encoding: .utf8)
         }

@@ -5,8 +5,9 @@ import Foundation
 /// the cluster network, Jelly nodes in j1 and j2 on both networks; the test process is on both
 /// (an operator's machine), so it can ask NATS who leads a stream and talk to the Jelly nodes.
 ///
-/// A fault is a host's cluster link taken down (`cut`): for a NATS host, every peer and client
-/// loses it; for a Jelly host, NATS does (its game servers still reach it).
+/// A fault is a host's links taken down (`cut`): for a NATS host, every peer and client loses
+/// it; for a Jelly host, NATS does (its game servers still reach it). `isolate` cuts a NATS host
+/// from its peers only (NATS servers route to each other on a network of their own).
 public final class TestNetwork: Sendable {
     public let name: String
     public let octet: Int
@@ -56,6 +57,11 @@ public final class TestNetwork: Sendable {
         }
     }
 
+    /// A NATS host's address on the routes network (between NATS servers only).
+    public func routesAddress(_ host: String) -> String {
+        "10.\(octet).3.\(host.dropFirst())"
+    }
+
     /// A Jelly host's address on the client network.
     public func clientAddress(_ host: String) -> String {
         host == "j1" ? "10.\(octet).2.11" : "10.\(octet).2.12"
@@ -67,10 +73,13 @@ public final class TestNetwork: Sendable {
         ("/usr/sbin/ip", ["netns", "exec", "\(name)-\(host)", executable] + arguments)
     }
 
-    /// Takes `host`'s cluster link down.
+    /// Takes `host`'s links to the other hosts down (a Jelly host keeps its clients).
     public func cut(_ host: String) throws { try run(["cut", host]) }
 
-    /// Puts `host`'s cluster link back.
+    /// Takes a NATS host's routes down: it keeps its clients, loses its peers.
+    public func isolate(_ host: String) throws { try run(["isolate", host]) }
+
+    /// Puts back what `cut` or `isolate` took down.
     public func heal(_ host: String) throws { try run(["heal", host]) }
 
     /// Removes the hosts (stop what runs in them first).

@@ -17,7 +17,8 @@ final class NetworkCluster: @unchecked Sendable {
     private(set) var clients: [JellyClient] = []
     let hosts = ["j1", "j2"]
 
-    init() async throws {
+    /// `servers`: the NATS servers each Jelly host lists (all three by default).
+    init(servers: [String: [String]] = [:]) async throws {
         network = try TestNetwork()
         do {
             nats = try await NATSTestServers(count: 3, network: network)
@@ -26,14 +27,15 @@ final class NetworkCluster: @unchecked Sendable {
             throw error
         }
         do {
-            let config = nats.directory.path + "/jelly.json"
-            // Every node lists the servers in its own order: the connections spread over the cluster.
-            let json = """
-            {"nats": {"servers": [\(nats.nodes.map { "\"\($0.url)\"" }.joined(separator: ","))], "shards": 2, "replicas": 3,
-                      "stream_prefix": "\(prefix)", "subject_prefix": "\(prefix.lowercased())", "request_timeout_ms": 3000}}
-            """
-            try json.write(toFile: config, atomically: true, encoding: .utf8)
             for host in hosts {
+                // Every node starts with a random server of its list: the connections spread.
+                let listed = nats.nodes.filter { servers[host]?.contains($0.name) ?? true }
+                let config = nats.directory.path + "/jelly-\(host).json"
+                let json = """
+                {"nats": {"servers": [\(listed.map { "\"\($0.url)\"" }.joined(separator: ","))], "shards": 2, "replicas": 3,
+                          "stream_prefix": "\(prefix)", "subject_prefix": "\(prefix.lowercased())", "request_timeout_ms": 3000}}
+                """
+                try json.write(toFile: config, atomically: true, encoding: .utf8)
                 // The client network is this machine's private bridge: no keys needed.
                 nodes.append(try JellyServeProcess(
                     arguments: ["--config", config, "--insecure-allow-unauthenticated-network-access"], network: network, networkHost: host))
@@ -90,8 +92,8 @@ final class NetworkCluster: @unchecked Sendable {
         network.finish()
     }
 
-    static func run(_ body: (NetworkCluster) async throws -> Void) async throws {
-        let cluster = try await NetworkCluster()
+    static func run(servers: [String: [String]] = [:], _ body: (NetworkCluster) async throws -> Void) async throws {
+        let cluster = try await NetworkCluster(servers: servers)
         do {
             try await body(cluster)
         } catch {
@@ -258,6 +260,87 @@ func milliseconds(_ d: Duration) -> Int { Int(d.components.seconds * 1000 + d.co
             // The server led a stream: its followers elect a new leader after NATS's Raft election
             // timeout (4–9 s, fixed in nats-server; longer on a starved machine), so the stall is
             // reported, not bounded here; what Jelly owes is the recovery after the heal.
+            #expect(recovery.all < .seconds(10))
+            try await work.stopAndVerify(cluster.clients)
+        }
+    }
+
+    /// A NATS server cut off from its two peers but not from its clients, for 15 s, while j1
+    /// knows only that server (the minority side) and j2 the other two (the majority). Through j1
+    /// no save succeeds (503); a holder on j1 whose lease expired meanwhile is fenced after the
+    /// heal and its save never lands; every acknowledged save is kept. Reads through j1 can be
+    /// stale meanwhile: a known issue, recorded as such below.
+    @Test func natsServerIsolatedFromItsPeers() async throws {
+        try await NetworkCluster.run(servers: ["j1": ["n1"], "j2": ["n2", "n3"]]) { cluster in
+            let (a, b) = (cluster.clients[0], cluster.clients[1])
+            let stale = try await a.acquireLock(partition: "minority", owner: "gs-a", ttlMilliseconds: 3_000)
+            try await a.put(partition: "minority", key: "k", value: Array("a1".utf8), lockToken: stale.token)
+            let work = SessionWorkload(players: Self.players, clients: cluster.clients)
+            _ = try #require(try await work.recovery(after: .now), "the sessions started")
+            let isolated = ContinuousClock.now
+            try cluster.network.isolate("n1")
+
+            var wrong: [String] = []
+            do {
+                try await a.put(partition: "minority", key: "k", value: Array("a2-minority".utf8), lockToken: stale.token)
+                wrong.append("a save through the minority side was acknowledged")
+            } catch let e as JellyError where e.code == .unavailable {}
+            // The lease runs out; gs-b takes the partition on the majority side (after its
+            // election, if n1 led the stream) and saves.
+            try await Task.sleep(until: isolated + .seconds(4))
+            var taken: LockInfo?
+            // (The partition lasts until it did: an election on a loaded machine can take long.)
+            while taken == nil && ContinuousClock.now < isolated + .seconds(40) {
+                do { taken = try await b.acquireLock(partition: "minority", owner: "gs-b", ttlMilliseconds: 60_000) } catch let e as JellyError where e.code == .unavailable {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            let token = try #require(taken, "the majority side took the lock during the partition").token
+            try await b.put(partition: "minority", key: "k", value: Array("b1".utf8), lockToken: token)
+            // A read through the minority side should be a 503 or the majority's value, never
+            // "a1". It is not, today: n1 still thinks it leads for up to nats-server's lost-quorum
+            // interval (10 s) and answers STREAM.MSG.GET from its stale copy. A known issue
+            // (docs/cluster.md, "Stale reads"): this test notices the day it is fixed.
+            var seenThroughMinority = "503"
+            do {
+                seenThroughMinority = try await a.get(partition: "minority", key: "k").map { String(decoding: $0.value, as: UTF8.self) } ?? "nothing"
+            } catch let e as JellyError where e.code == .unavailable {}
+            withKnownIssue("a stale JetStream leader answers reads on the minority side", isIntermittent: true) {
+                #expect(seenThroughMinority == "b1" || seenThroughMinority == "503", "a read through the minority side answered \(seenThroughMinority) after b1 was acknowledged")
+            }
+            try await Task.sleep(until: isolated + .seconds(Self.faultSeconds))
+            let healed = ContinuousClock.now
+            try cluster.network.heal("n1")
+            // The expired holder is fenced through its own node once n1 is back in the cluster.
+            var fenced = false
+            while !fenced && ContinuousClock.now < healed + .seconds(30) {
+                do {
+                    try await a.put(partition: "minority", key: "k", value: Array("a3".utf8), lockToken: stale.token)
+                    wrong.append("the expired holder's save after the heal was acknowledged")
+                    break
+                } catch let e as JellyError where e.code == .locked {
+                    fenced = true
+                } catch let e as JellyError where e.code == .unavailable {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            let back = ContinuousClock.now - healed
+            #expect(fenced, "the expired holder is fenced after the heal")
+            #expect(wrong.isEmpty, "\(wrong)")
+            #expect(try await b.get(partition: "minority", key: "k")?.value == Array("b1".utf8))
+            // Reads through j1 stay stale until n1 hears the new leader (the known issue above).
+            var staleFor: Duration?
+            while staleFor == nil && ContinuousClock.now < healed + .seconds(40) {
+                if let v = try? await a.get(partition: "minority", key: "k"), v.value == Array("b1".utf8) { staleFor = ContinuousClock.now - healed }
+                else { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(staleFor != nil, "reads through j1 see b1 after the heal")
+            let stall = work.longestStall(from: isolated, to: healed)
+            let recovery = try #require(try await work.recovery(after: healed))
+            print("fault: NATS server n1 isolated from its peers \(Self.faultSeconds) s, j1 on it alone: saves through j1 answered 503; a read through j1 during it: \(seenThroughMinority); reads through j1 fresh \(staleFor.map { "\(milliseconds($0))" } ?? "never") ms after the heal; longest stall \(milliseconds(stall)) ms (j1's game servers moved to j2); after the heal, j1 serves in \(milliseconds(back)) ms, every player saves in \(milliseconds(recovery.all)) ms")
+            // j1 through n1 came back in 0.03–15 s in quiet runs (n1 rejoining its peers and
+            // catching up is NATS's); bounded loosely, reported. Game servers on j2 recover at once.
+            #expect(back < .seconds(30))
             #expect(recovery.all < .seconds(10))
             try await work.stopAndVerify(cluster.clients)
         }
