@@ -58,6 +58,10 @@ public final class NATSConnection: Sendable {
         var stallProbeSentAt: UInt64?
         /// Since when the connected server has not answered a waiting request (nil: it answers).
         var stalledSince: UInt64?
+        /// When the earliest request that timed out with nothing at all heard after it was sent
+        /// was sent: evidence of a silent server that outlives the request (its caller gave up,
+        /// no other request may be waiting), until something arrives.
+        var unansweredSince: UInt64?
         /// A server just left for not answering: tried last for a while (a paused server still
         /// accepts TCP connections, and each attempt would cost a handshake timeout).
         var avoid: (server: NATSServerAddress, until: UInt64)?
@@ -227,7 +231,7 @@ public final class NATSConnection: Sendable {
                 continuation.resume(throwing: error)
             case .success(let (id, channel)):
                 let timer = loop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [weak self] () -> Void in
-                    self?.finishRequest(id, with: .failure(NATSError.timeout(subject: subject)))
+                    self?.requestTimedOut(id, subject: subject)
                 }
                 let stillPending = state.withLock { s -> Bool in
                     guard s.requests[id] != nil else { return false }
@@ -250,6 +254,17 @@ public final class NATSConnection: Sendable {
             throw NATSError.noResponders(subject: subject)
         }
         return message
+    }
+
+    /// A request's time ran out: if nothing at all came from the server since it was sent, the
+    /// stall watchdog keeps that in mind (`unansweredSince`) after the request is gone.
+    private func requestTimedOut(_ id: UInt64, subject: String) {
+        let inbound = lastInbound.load(ordering: .relaxed)
+        state.withLock { s in
+            guard let sent = s.requests[id]?.sentAt, inbound < sent else { return }
+            s.unansweredSince = min(s.unansweredSince ?? sent, sent)
+        }
+        finishRequest(id, with: .failure(NATSError.timeout(subject: subject)))
     }
 
     private func finishRequest(_ id: UInt64, with result: Result<NATSMessage, any Error>) {
@@ -398,6 +413,7 @@ public final class NATSConnection: Sendable {
             s.pingsOutstanding = 0
             s.stallProbeSentAt = nil
             s.stalledSince = nil
+            s.unansweredSince = nil
             s.lastError = ""
             discover(from: info, tls: server.tls, into: &s)
             var buffer = channel.allocator.buffer(capacity: 256)
@@ -450,11 +466,16 @@ public final class NATSConnection: Sendable {
                 // Read under the lock: a request registered meanwhile is never newer than `now`.
                 let now = monotonicNow()
                 if let probe = s.stallProbeSentAt {
-                    if inbound >= probe { s.stallProbeSentAt = nil; s.stalledSince = nil; return .none }
+                    if inbound >= probe { s.stallProbeSentAt = nil; s.stalledSince = nil; s.unansweredSince = nil; return .none }
                     return now > probe && now - probe > UInt64(limit) ? .drop : .none
                 }
-                let oldest = s.requests.values.map(\.sentAt).min()
-                guard let oldest, now > oldest, now - oldest > UInt64(limit), inbound < oldest else { return .none }
+                // The oldest request sent after the last thing heard (an earlier one may have been
+                // overtaken by an answer to another), or one that timed out unanswered.
+                var oldest = s.requests.values.lazy.map(\.sentAt).filter { $0 > inbound }.min()
+                if let unanswered = s.unansweredSince {
+                    if inbound >= unanswered { s.unansweredSince = nil } else { oldest = min(oldest ?? unanswered, unanswered) }
+                }
+                guard let oldest, now > oldest, now - oldest > UInt64(limit) else { return .none }
                 s.stallProbeSentAt = now
                 s.stalledSince = oldest
                 return .probe
