@@ -171,6 +171,13 @@ import Testing
             if !ready { try await Task.sleep(for: .milliseconds(100)) }
         }
         try #require(ready, "the responder answers through the cluster")
+        // A request nobody answers, sent before the last answer heard: the oldest waiting
+        // request is then older than the last sign of life, and the watchdog must still judge
+        // the newer ones (it once looked only at the oldest, and waited for its timeout).
+        let silent = try rc.subscribe("svc.silent")
+        let unanswered = Task { try? await nc.request("svc.silent", timeout: .seconds(60)) }
+        try await Task.sleep(for: .milliseconds(300))
+        _ = try await nc.request("svc.echo", payload: ByteBuffer(string: "after the silent one"), timeout: .seconds(5))
 
         servers.signal(paused.name, SIGSTOP)
         defer { servers.signal(paused.name, SIGCONT) }
@@ -200,6 +207,8 @@ import Testing
         #expect(answered && took < .seconds(12), "a request got through \(took) after the server paused (answered: \(answered))")
         #expect(nc.status.server?.port != first.port, "still on the paused server")
         #expect(sawStall, "the stall was visible (stalledMilliseconds) while it lasted")
+        unanswered.cancel()
+        silent.unsubscribe()
         responder.cancel()
         await nc.close()
         await rc.close()
