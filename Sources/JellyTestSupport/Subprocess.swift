@@ -150,6 +150,11 @@ public final class Subprocess: @unchecked Sendable {
         if let status { return status }
         var raw: Int32 = 0
         let r = waitpid(processIdentifier, &raw, WNOHANG)
+        if r == -1 && errno == ECHILD {
+            // Reaped elsewhere: gone, its status unknown. (Waiting on would spin for ever.)
+            status = -1
+            return status
+        }
         guard r == processIdentifier else { return nil }
         // Exit code, or the signal that ended it (as Foundation's `terminationStatus`).
         let signal = raw & 0x7f
@@ -161,8 +166,7 @@ public final class Subprocess: @unchecked Sendable {
     @discardableResult
     public func waitUntilExit() -> Int32 {
         while true {
-            if let s = lock.withLock({ reapLocked() }) { return s }
-            usleep(2_000)
+            if let s = waitUntilExit(seconds: 3_600) { return s }
         }
     }
 

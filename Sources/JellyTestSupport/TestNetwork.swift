@@ -46,25 +46,20 @@ public final class TestNetwork: Sendable {
         }
     }
 
-    /// The host's address on the cluster network (NATS servers and Jelly nodes).
-    public func clusterAddress(_ host: String) -> String {
-        switch host {
-        case "n1": "10.\(octet).1.1"
-        case "n2": "10.\(octet).1.2"
-        case "n3": "10.\(octet).1.3"
-        case "j1": "10.\(octet).1.11"
-        default: "10.\(octet).1.12"
-        }
-    }
+    /// The host's address on the cluster network (NATS servers and Jelly nodes): n1–n3 are
+    /// .1–.3, j1 and j2 .11 and .12, as in `scripts/netns-cluster`.
+    public func clusterAddress(_ host: String) -> String { "10.\(octet).1.\(Self.hostNumber(host))" }
 
     /// A NATS host's address on the routes network (between NATS servers only).
-    public func routesAddress(_ host: String) -> String {
-        "10.\(octet).3.\(host.dropFirst())"
-    }
+    public func routesAddress(_ host: String) -> String { "10.\(octet).3.\(Self.hostNumber(host))" }
 
     /// A Jelly host's address on the client network.
-    public func clientAddress(_ host: String) -> String {
-        host == "j1" ? "10.\(octet).2.11" : "10.\(octet).2.12"
+    public func clientAddress(_ host: String) -> String { "10.\(octet).2.\(Self.hostNumber(host))" }
+
+    /// n1 → 1, j1 → 11: the last byte of a host's addresses.
+    private static func hostNumber(_ host: String) -> Int {
+        let number = Int(host.dropFirst()) ?? 0
+        return host.hasPrefix("j") ? 10 + number : number
     }
 
     /// `executable arguments` run inside `host` (`ip netns exec` execs it: the pid is the

@@ -166,17 +166,6 @@ public final class NATSConnection: Sendable {
         _ = Self.send(pieces, on: channel)
     }
 
-    /// Publishes several messages in one write, in order (one batch of an atomic publish, say).
-    public func publish(_ messages: [(subject: String, headers: NATSHeaders?, payload: ByteBuffer)]) throws {
-        let channel = try connectedChannel()
-        var pieces: [ByteBuffer] = []
-        pieces.reserveCapacity(messages.count * 3)
-        for m in messages {
-            ClientOp.pub(into: &pieces, allocator: channel.allocator, subject: m.subject, reply: nil, headers: m.headers, payload: m.payload)
-        }
-        _ = Self.send(pieces, on: channel)
-    }
-
     /// Subscribes to `subject` (wildcards allowed). The stream ends when the subscription is
     /// removed or the connection closed.
     public func subscribe(_ subject: String, queue: String? = nil) throws -> NATSSubscription {

@@ -10,7 +10,7 @@ import Synchronization
 import Testing
 
 /// A three-node NATS cluster (R3, sync always) and two real `jelly serve --nats` nodes.
-final class TwoNodeCluster: @unchecked Sendable {
+final class TwoNodeCluster: ClusterFixture, @unchecked Sendable {
     let nats: NATSTestServers
     let prefix = "F" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
     private(set) var nodes: [JellyServeProcess] = []
@@ -68,14 +68,7 @@ final class TwoNodeCluster: @unchecked Sendable {
 
     /// Runs `body` on a fresh cluster and always tears it down.
     static func run(_ body: (TwoNodeCluster) async throws -> Void) async throws {
-        let cluster = try await TwoNodeCluster()
-        do {
-            try await body(cluster)
-        } catch {
-            await cluster.finish()
-            throw error
-        }
-        await cluster.finish()
+        try await TwoNodeCluster().use(body)
     }
 }
 
@@ -292,6 +285,24 @@ final class Shared<T: Sendable>: Sendable {
     private let value: Mutex<T>
     init(_ initial: T) { value = Mutex(initial) }
     func withLock<R>(_ body: (inout T) -> R) -> R { value.withLock { body(&$0) } }
+}
+
+/// NATS servers and Jelly nodes a test starts and must stop, whatever happens.
+protocol ClusterFixture: AnyObject {
+    func finish() async
+}
+
+extension ClusterFixture {
+    /// Runs `body` on the fixture and always tears it down.
+    func use(_ body: (Self) async throws -> Void) async throws {
+        do {
+            try await body(self)
+        } catch {
+            await finish()
+            throw error
+        }
+        await finish()
+    }
 }
 
 /// The NATS server leading `stream`, asked through a client of our own.

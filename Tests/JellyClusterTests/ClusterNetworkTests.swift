@@ -9,7 +9,7 @@ import Testing
 
 /// Three NATS servers and two Jelly nodes on separate hosts (`TestNetwork`: network namespaces),
 /// game servers' traffic from this machine to the Jelly nodes' client addresses.
-final class NetworkCluster: @unchecked Sendable {
+final class NetworkCluster: ClusterFixture, @unchecked Sendable {
     let network: TestNetwork
     let nats: NATSTestServers
     let prefix = "N" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
@@ -93,14 +93,7 @@ final class NetworkCluster: @unchecked Sendable {
     }
 
     static func run(servers: [String: [String]] = [:], _ body: (NetworkCluster) async throws -> Void) async throws {
-        let cluster = try await NetworkCluster(servers: servers)
-        do {
-            try await body(cluster)
-        } catch {
-            await cluster.finish()
-            throw error
-        }
-        await cluster.finish()
+        try await NetworkCluster(servers: servers).use(body)
     }
 }
 
