@@ -3,8 +3,8 @@ import NATSClient
 
 /// The change feed, waiting for changes and client pushes (docs/sync.md) on the cluster store.
 ///
-/// The feed reads every object subject's last message of the partition through the stream
-/// leader (tombstones are kept: a deleted object's subject keeps its delete marker, so the floor
+/// The feed reads every object subject's last message of the partition at one point of the
+/// stream, proven fresh (ClusterStore+FreshReads; tombstones are kept: a deleted object's subject keeps its delete marker, so the floor
 /// is 0); the epoch is the shard stream's `jelly_epoch`, new whenever the stream is made. A wait
 /// subscribes to the partition's subjects, so a commit through any node wakes it.
 extension ClusterStore {
@@ -76,13 +76,12 @@ extension ClusterStore {
     /// commits and its lock's last message), and its lease. The feed's `next` and a wait's
     /// "has it changed" both come from here, so they agree: a push that wrote only its
     /// progress moves both.
-    func partitionState(_ s: PartitionSubjects) async throws -> (entries: [(String, PartitionCache.Object, StoredObject?)], highest: UInt64, lease: Lease?) {
-        async let lockRead = readLock(s)
-        let (entries, _) = try await readAll(s, after: nil, limit: nil, includeSystem: true)
-        let (lockSequence, lease) = try await lockRead
-        var highest = lockSequence
-        for (_, state, object) in entries { highest = max(highest, object?.version ?? state.tombstone ?? state.sequence) }
-        return (entries, highest, lease)
+    /// Read at one point, proven fresh by a barrier: a client never sees its feed go back.
+    func partitionState(_ s: PartitionSubjects) async throws -> (entries: [(key: String, state: PartitionCache.Object, object: StoredObject?)], highest: UInt64, lease: Lease?) {
+        let snapshot = try await partitionSnapshot(s, atLeast: try await barrier(s))
+        var highest = snapshot.lockSequence
+        for entry in snapshot.objects { highest = max(highest, entry.object?.version ?? entry.state.tombstone ?? entry.state.sequence) }
+        return (snapshot.objects, highest, snapshot.lease)
     }
 
     public func sync(partition: String, clientID: String, mutations: [ClientMutation], role: SyncRole) async throws -> SyncResult {

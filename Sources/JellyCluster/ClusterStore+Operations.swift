@@ -4,13 +4,15 @@ import NATSClient
 import NIOCore
 
 extension ClusterStore {
-    // MARK: Reads (through the stream leader: they see every acknowledged write)
+    // MARK: Reads (proven fresh: they see every acknowledged write, ClusterStore+FreshReads)
 
     public func get(partition: String, key: String) async throws -> StoredObject? {
         try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
         try Names.validate(key, as: .key, maxBytes: limits.keyBytesMax)
         try checkReady()
-        return try await readObject(subjects(partition), key: key).1
+        let s = subjects(partition)
+        guard let m = try await freshLastMessage(s, subject: s.object(key)) else { return nil }
+        return try Self.object(of: m, key: key).1
     }
 
     public func list(partition: String, after: String?, limit: Int) async throws -> ObjectListing {
@@ -19,11 +21,15 @@ extension ClusterStore {
         if let after { try Names.validate(after, as: .key, maxBytes: limits.keyBytesMax) }
         try checkReady()
         let limit = max(1, min(limit, limits.listLimitMax))
-        let (entries, more) = try await readAll(subjects(partition), after: after, limit: limit, includeSystem: false)
-        let objects = entries.compactMap { $0.2 }.map {
-            ObjectSummary(key: $0.key, version: $0.version, size: $0.value.count, contentType: $0.contentType, access: $0.access)
+        let s = subjects(partition)
+        let snapshot = try await partitionSnapshot(s, atLeast: try await barrier(s))
+        var objects: [ObjectSummary] = []
+        for entry in snapshot.objects where !SystemKeys.isSystem(entry.key) {
+            guard let object = entry.object, after.map({ $0.utf8.lexicographicallyPrecedes(entry.key.utf8) }) ?? true else { continue }
+            if objects.count == limit { return ObjectListing(objects: objects, next: objects.last?.key) }
+            objects.append(ObjectSummary(key: object.key, version: object.version, size: object.value.count, contentType: object.contentType, access: object.access))
         }
-        return ObjectListing(objects: objects, next: more ? entries.last?.0 : nil)
+        return ObjectListing(objects: objects, next: nil)
     }
 
     /// Candidates from every shard stream's lock and object subjects (`STREAM.INFO` with a
@@ -62,8 +68,10 @@ extension ClusterStore {
     public func inspectLock(partition: String) async throws -> LockInfo? {
         try Names.validate(partition, as: .partition, maxBytes: limits.partitionBytesMax)
         try checkReady()
-        let (_, lease) = try await readLock(subjects(partition))
-        guard let lease, lease.isLive(at: clock.nowMilliseconds()) else { return nil }
+        let s = subjects(partition)
+        guard let m = try await freshLastMessage(s, subject: s.lock),
+              let lease = try Self.lease(of: m, now: clock.nowMilliseconds(), limits: limits),
+              lease.isLive(at: clock.nowMilliseconds()) else { return nil }
         return lease.info(partition: partition)
     }
 
@@ -74,16 +82,18 @@ extension ClusterStore {
     }
 
     public func acquireLockAndLoad(partition: String, owner: String, ttlMilliseconds: Int64) async throws -> (lock: LockInfo, objects: [StoredObject]) {
-        let info = try await grantedLease(partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds))
-        // The load ran after the lock's publish was acknowledged, through the stream leader.
+        let (info, granted) = try await leaseOperationAndSequence(partition, .acquire(owner: owner, ttlMilliseconds: ttlMilliseconds))
+        guard let info else { throw JellyError(.io, "internal error: acquiring a lock left no lease") }
+        // Read at a point at or after the grant: every write acknowledged before it is seen (the
+        // lock is a quorum write; the replica that answers the read must have reached it).
         let s = subjects(partition)
-        let (entries, _) = try await readAll(s, after: nil, limit: nil, includeSystem: true)
+        let snapshot = try await partitionSnapshot(s, atLeast: granted)
         try await partitions.exclusive(partition) { cache in
             guard cache != nil else { return }
-            for (key, state, _) in entries { cache?.objects[ByteName(key)] = state }
+            for entry in snapshot.objects { cache?.objects[ByteName(entry.key)] = entry.state }
             cache?.complete = true
         }
-        return (info, entries.compactMap { SystemKeys.isSystem($0.0) ? nil : $0.2 })
+        return (info, snapshot.objects.compactMap { SystemKeys.isSystem($0.key) ? nil : $0.object })
     }
 
     public func renewLock(partition: String, token: LockToken, ttlMilliseconds: Int64) async throws -> LockInfo {
@@ -115,6 +125,12 @@ extension ClusterStore {
     /// with that message's sequence as the expectation: if anyone changed the lock meanwhile,
     /// JetStream refuses it and the request is decided again on the new state.
     func leaseOperation(_ partition: String, _ request: LeaseRequest) async throws -> LockInfo? {
+        try await leaseOperationAndSequence(partition, request).info
+    }
+
+    /// `leaseOperation`, and the lock subject's sequence after it (what it wrote, or what it read
+    /// when it wrote nothing).
+    func leaseOperationAndSequence(_ partition: String, _ request: LeaseRequest) async throws -> (info: LockInfo?, sequence: UInt64) {
         try request.validate(partition: partition, limits: limits)
         try checkReady()
         let s = subjects(partition)
@@ -140,7 +156,7 @@ extension ClusterStore {
                 lease = extended
             case .clear(let previous):
                 if case .breakLock = request { result = previous?.info(partition: partition) }
-                guard previous != nil else { return result }
+                guard previous != nil else { return (result, state.lockSequence) }
                 headers[Header.lock] = "free"
                 record = nil
             }
@@ -149,7 +165,7 @@ extension ClusterStore {
             if lease?.token.rawValue == 0 { lease?.token = LockToken(ack.seq) }
             cache?.lockSequence = ack.seq
             cache?.lease = lease
-            return lease?.info(partition: partition) ?? result
+            return (lease?.info(partition: partition) ?? result, ack.seq)
         }
     }
 

@@ -26,6 +26,8 @@ public final class ClusterStore: JellyStore, Sendable {
     let frameCounter = Atomic<UInt64>(0)
     let streamStates = Mutex<[String: StreamNodeState]>([:])
     private let preparer = Mutex<Task<Void, Never>?>(nil)
+    /// Each shard stream's shared read barriers (`ClusterStore+FreshReads.swift`).
+    let barrierRounds = Mutex<[String: BarrierRounds]>([:])
 
     struct Readiness: Sendable {
         var ready = false
@@ -149,7 +151,8 @@ public final class ClusterStore: JellyStore, Sendable {
         config.discard = "old"
         config.allowAtomic = true
         config.allowMsgTTL = true // frames' age retention (`Nats-TTL`)
-        config.allowDirect = false
+        // Direct gets (any replica answers) carry the reads that prove their freshness.
+        config.allowDirect = true
         // A new random epoch each time a stream is made: a recreated stream is another history.
         config.metadata = ["jelly_shards": String(configuration.shards), "jelly_format": "1", "jelly_epoch": String(UInt64.random(in: 1...UInt64.max), radix: 16)]
         return config
@@ -170,13 +173,15 @@ public final class ClusterStore: JellyStore, Sendable {
                 guard have.subjects == wanted.subjects, have.maxMsgsPerSubject == 1, have.allowAtomic else {
                     throw JellyError(.invalidArgument, "stream \(wanted.name) exists with settings Jelly did not make (subjects \(have.subjects), max_msgs_per_subject \(have.maxMsgsPerSubject), allow_atomic \(have.allowAtomic)); use another stream prefix or remove it")
                 }
-                if !have.allowMsgTTL {
+                if !have.allowMsgTTL || !have.allowDirect {
                     // Streams made before streams (frames) existed: per-message TTLs carry a
-                    // stream's age retention. Enabling it changes nothing else.
+                    // stream's age retention. Streams made before reads proved their freshness:
+                    // direct gets carry those reads. Enabling either changes nothing else.
                     var updated = have
                     updated.allowMsgTTL = true
+                    updated.allowDirect = true
                     _ = try await js.updateStream(updated)
-                    logger.notice("enabled allow_msg_ttl on stream \(wanted.name) for frame retention")
+                    logger.notice("enabled allow_msg_ttl and allow_direct on stream \(wanted.name) (frame retention, fresh reads)")
                 }
                 if have.numReplicas != configuration.replicas {
                     logger.warning("stream \(wanted.name) has \(have.numReplicas) replicas, the configuration says \(configuration.replicas); change it with `nats stream edit`, Jelly leaves it as it is")
@@ -361,33 +366,6 @@ extension ClusterStore {
         }
         return try Self.object(of: m, key: key)
     }
-
-    /// Every object subject of the partition with its last message, keys in byte order,
-    /// tombstones included (as nil objects). Reads go through the stream leader.
-    func readAll(_ s: PartitionSubjects, after: String?, limit: Int?, includeSystem: Bool) async throws -> (objects: [(String, PartitionCache.Object, StoredObject?)], more: Bool) {
-        let subjects = try await call("listing a partition") { try await js.subjects(stream: s.stream, filter: s.objectPrefix + ">") }
-        var keys = subjects.keys.compactMap { s.key(ofSubject: $0) }
-        if !includeSystem { keys.removeAll(where: SystemKeys.isSystem) }
-        keys.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-        if let after { keys = keys.filter { after.utf8.lexicographicallyPrecedes($0.utf8) } }
-        var out: [(String, PartitionCache.Object, StoredObject?)] = []
-        var live = 0
-        var index = 0
-        while index < keys.count {
-            if let limit, live >= limit { return (out, true) }
-            let slice = Array(keys[index..<min(index + Self.readsInParallel, keys.count)])
-            index += slice.count
-            for (key, (state, object)) in zip(slice, try await readObjects(s, keys: slice)) {
-                if let limit, live >= limit { return (out, true) }
-                out.append((key, state, object))
-                if object != nil { live += 1 }
-            }
-        }
-        return (out, false)
-    }
-
-    /// Most object reads a list or load has in flight at once.
-    static let readsInParallel = 32
 
     /// Reads `keys` concurrently from the stream leader; the results are in the order of `keys`.
     func readObjects(_ s: PartitionSubjects, keys: [String]) async throws -> [(PartitionCache.Object, StoredObject?)] {

@@ -8,6 +8,7 @@ import JellyCore
 ///     object   <subjectPrefix>.<shard>.<P>.o.<K>
 ///     frame    <subjectPrefix>.<shard>.<P>.s.<S>.<U>   one subject per frame (U unique)
 ///     retain   <subjectPrefix>.<shard>.<P>.r.<S>       a stream's retention, when not the default
+///     barrier  <subjectPrefix>.<shard>.b               plain reads' proof of freshness (one per shard)
 ///
 /// P and K are the partition's and key's UTF-8 bytes in unpadded base64url, so any name that
 /// the contract allows is one subject token (no `.`, `*`, `>` or spaces).
@@ -15,6 +16,8 @@ struct PartitionSubjects: Sendable {
     let stream: String
     let lock: String
     let fence: String
+    /// The shard's read barrier (one token after the shard, so never a partition's subject).
+    let barrier: String
     let objectPrefix: String
     /// Every subject of the partition (lock, fence, objects).
     let partitionWildcard: String
@@ -23,6 +26,7 @@ struct PartitionSubjects: Sendable {
     init(partition: String, shards: Int, streamPrefix: String, subjectPrefix: String) {
         let shard = Int(PartitionSubjects.hash(partition) % UInt64(shards))
         let base = "\(subjectPrefix).\(shard).\(Base64URL.encode(Array(partition.utf8)))"
+        barrier = "\(subjectPrefix).\(shard).b"
         stream = "\(streamPrefix)_\(shard)"
         self.base = base
         lock = base + ".l"

@@ -33,10 +33,14 @@ public final class NATSConnection: Sendable {
 
     struct PendingRequest: Sendable {
         var subject: String
-        var continuation: CheckedContinuation<NATSMessage, any Error>
+        /// Resumed with the reply, or with every reply of a `requestMany` (the status message last).
+        var continuation: CheckedContinuation<[NATSMessage], any Error>
         var timeout: Scheduled<Void>?
         /// When it was sent (monotonic nanoseconds), for the stall watchdog.
         var sentAt: UInt64 = 0
+        /// A `requestMany`: replies without a status are kept here until one with a status ends it.
+        var collecting = false
+        var replies: [NATSMessage] = []
     }
 
     struct State: Sendable {
@@ -203,16 +207,32 @@ public final class NATSConnection: Sendable {
         _ subject: String, payload: ByteBuffer = ByteBuffer(), headers: NATSHeaders? = nil, timeout: Duration? = nil,
         preceding: [(subject: String, headers: NATSHeaders?, payload: ByteBuffer)] = []
     ) async throws -> NATSMessage {
+        let replies = try await send(subject, payload: payload, headers: headers, timeout: timeout, preceding: preceding, collecting: false)
+        guard let message = replies.last else { throw NATSError.timeout(subject: subject) }
+        return message
+    }
+
+    /// Publishes a request whose answer is several messages ended by a status message (JetStream's
+    /// batched direct gets end with `204 EOB`, or answer with one status such as `404`): returns
+    /// them all, the status message last. The time limit is for the whole answer.
+    public func requestMany(_ subject: String, payload: ByteBuffer = ByteBuffer(), timeout: Duration? = nil) async throws -> [NATSMessage] {
+        try await send(subject, payload: payload, headers: nil, timeout: timeout, preceding: [], collecting: true)
+    }
+
+    private func send(
+        _ subject: String, payload: ByteBuffer, headers: NATSHeaders?, timeout: Duration?,
+        preceding: [(subject: String, headers: NATSHeaders?, payload: ByteBuffer)], collecting: Bool
+    ) async throws -> [NATSMessage] {
         let timeout = timeout ?? options.requestTimeout
         let loop = group.next()
-        let message = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<NATSMessage, any Error>) in
+        let replies = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[NATSMessage], any Error>) in
             let registered: Result<(UInt64, any Channel), NATSError> = state.withLock { s in
                 guard s.status == .connected, let channel = s.channel else {
                     return .failure(s.status == .closed ? .closed : .notConnected(s.lastError))
                 }
                 let id = s.nextRequest
                 s.nextRequest += 1
-                s.requests[id] = PendingRequest(subject: subject, continuation: continuation, timeout: nil, sentAt: monotonicNow())
+                s.requests[id] = PendingRequest(subject: subject, continuation: continuation, timeout: nil, sentAt: monotonicNow(), collecting: collecting)
                 return .success((id, channel))
             }
             switch registered {
@@ -239,10 +259,26 @@ public final class NATSConnection: Sendable {
                 }
             }
         }
-        if message.status == 503 && message.payload.readableBytes == 0 {
+        if let last = replies.last, last.status == 503 && last.payload.readableBytes == 0 {
             throw NATSError.noResponders(subject: subject)
         }
-        return message
+        return replies
+    }
+
+    /// A reply reached the inbox: it answers its request, or (a `requestMany`) is kept until the
+    /// status message that ends the answer.
+    private func replied(_ id: UInt64, _ message: NATSMessage) {
+        let done: PendingRequest? = state.withLock { s in
+            guard let pending = s.requests[id] else { return nil }
+            if pending.collecting && message.status == nil {
+                s.requests[id]?.replies.append(message)
+                return nil
+            }
+            return s.requests.removeValue(forKey: id)
+        }
+        guard let done else { return }
+        done.timeout?.cancel()
+        done.continuation.resume(returning: done.replies + [message])
     }
 
     /// A request's time ran out: if nothing at all came from the server since it was sent, the
@@ -256,7 +292,7 @@ public final class NATSConnection: Sendable {
         finishRequest(id, with: .failure(NATSError.timeout(subject: subject)))
     }
 
-    private func finishRequest(_ id: UInt64, with result: Result<NATSMessage, any Error>) {
+    private func finishRequest(_ id: UInt64, with result: Result<[NATSMessage], any Error>) {
         guard let pending = state.withLock({ $0.requests.removeValue(forKey: id) }) else { return }
         pending.timeout?.cancel()
         pending.continuation.resume(with: result)
@@ -517,7 +553,7 @@ public final class NATSConnection: Sendable {
     func received(_ message: NATSMessage, sid: UInt64) {
         if sid == Self.inboxSID {
             guard message.subject.hasPrefix(inboxPrefix), let id = UInt64(message.subject.dropFirst(inboxPrefix.count)) else { return }
-            finishRequest(id, with: .success(message))
+            replied(id, message)
             return
         }
         guard let sub = state.withLock({ $0.subscriptions[sid] }) else { return }

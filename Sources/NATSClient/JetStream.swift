@@ -213,6 +213,15 @@ struct FlatJSONReader {
 }
 
 /// A message read back from a stream.
+/// The answer of `JetStream.lastMessages`: messages in stream order; every message up to
+/// `upToSequence` was reflected at the replica that answered (0: unknown, nothing matched);
+/// `pending` matching subjects were left out (the answer hit the server's size cap).
+public struct LastMessages: Sendable {
+    public var messages: [StoredMessage]
+    public var upToSequence: UInt64
+    public var pending: UInt64
+}
+
 public struct StoredMessage: Sendable {
     public var subject: String
     public var sequence: UInt64
@@ -306,18 +315,26 @@ public struct JetStream: Sendable {
 
     /// Every subject matching `filter` that holds messages, with its message count (all pages).
     public func subjects(stream: String, filter: String) async throws -> [String: UInt64] {
+        try await subjectsWithLastSequence(stream: stream, filter: filter).subjects
+    }
+
+    /// `subjects`, and the lowest stream last sequence the pages were read at (the leader
+    /// answers: everything up to it is reflected).
+    public func subjectsWithLastSequence(stream: String, filter: String) async throws -> (subjects: [String: UInt64], lastSequence: UInt64) {
         struct Request: Encodable {
             var subjects_filter: String
             var offset: Int
         }
         var all: [String: UInt64] = [:]
         var offset = 0
+        var lastSequence = UInt64.max
         while true {
             let info = try await api("STREAM.INFO.\(stream)", Request(subjects_filter: filter, offset: offset), as: StreamInfo.self)
+            lastSequence = min(lastSequence, info.state.lastSeq)
             let page = info.state.subjects ?? [:]
             all.merge(page) { a, _ in a }
             offset += page.count
-            guard let total = info.total, offset < total, !page.isEmpty else { return all }
+            guard let total = info.total, offset < total, !page.isEmpty else { return (all, lastSequence) }
         }
     }
 
@@ -337,6 +354,44 @@ public struct JetStream: Sendable {
         }
         return try await getMessage(stream: stream, Request(seq: max(from, 1), next_by_subj: subject))
     }
+
+    /// The last message of every subject matching `subjects` (wildcards allowed), read at one
+    /// point of the stream by whichever replica answers direct gets (the stream needs
+    /// `allow_direct`; a follower may lag: `upToSequence` says how far the answer reaches).
+    /// Messages below `from` are left out (to read on after a partial answer). At most
+    /// `lastMessagesMax` subjects may match (else `JetStreamAPIError` 413).
+    public func lastMessages(stream: String, subjects: [String], from: UInt64 = 0) async throws -> LastMessages {
+        struct Request: Encodable {
+            var multi_last: [String]
+            var seq: UInt64?
+        }
+        let body = try JSONEncoder().encode(Request(multi_last: subjects, seq: from > 0 ? from : nil))
+        let replies = try await connection.requestMany(apiPrefix + ".DIRECT.GET." + stream, payload: ByteBuffer(bytes: body), timeout: timeout)
+        var answer = LastMessages(messages: [], upToSequence: 0, pending: 0)
+        for reply in replies {
+            guard let headers = reply.headers else {
+                throw NATSError.protocolViolation("a direct get on \(stream) answered without headers")
+            }
+            switch headers.status {
+            case nil:
+                guard let subject = headers["Nats-Subject"], let sequence = headers["Nats-Sequence"].flatMap({ UInt64($0) }) else {
+                    throw NATSError.protocolViolation("a direct get on \(stream) answered a message without its subject or sequence")
+                }
+                answer.messages.append(StoredMessage(subject: subject, sequence: sequence, headers: headers, payload: Array(reply.payload.readableBytesView)))
+            case 204?:
+                answer.upToSequence = headers["Nats-UpTo-Sequence"].flatMap { UInt64($0) } ?? 0
+                answer.pending = headers["Nats-Num-Pending"].flatMap { UInt64($0) } ?? 0
+            case 404?:
+                break // no subject matches (at this replica)
+            case let status?:
+                throw JetStreamAPIError(code: status, errCode: 0, description: "direct get on \(stream): \(headers.statusDescription ?? "status \(status)")")
+            }
+        }
+        return answer
+    }
+
+    /// Most subjects one `lastMessages` call may match (nats-server answers 413 beyond it).
+    public static let lastMessagesMax = 1024
 
     private struct GetAnswer: Decodable {
         struct Message: Decodable {
