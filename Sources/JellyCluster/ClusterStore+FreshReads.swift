@@ -49,7 +49,7 @@ extension ClusterStore {
         let messages: [StoredMessage]
         do {
             messages = try await provenLastMessages(s.stream, [s.objectPrefix + ">", s.lock, s.barrier], atLeast: atLeast)
-        } catch let e as JetStreamAPIError where e.code == 413 {
+        } catch is TooManySubjects {
             messages = try await provenLastMessagesOfLargePartition(s, atLeast: atLeast)
         }
         let now = clock.nowMilliseconds()
@@ -82,7 +82,7 @@ extension ClusterStore {
     func provenLastMessages(_ stream: String, _ filters: [String], atLeast: UInt64) async throws -> [StoredMessage] {
         var waited = 0
         var pause = 1
-        var answer = try await call("reading \(stream)") { try await js.lastMessages(stream: stream, subjects: filters) }
+        var answer = try await lastMessages(stream, filters)
         while answer.upToSequence < atLeast {
             guard waited < Self.freshReadWaitMilliseconds else {
                 throw JellyError(.unavailable, "the NATS server this node reads from has \(stream) only up to sequence \(answer.upToSequence), behind a write at \(atLeast) that this read must see (cut off from its cluster, or far behind); retry, or through another node")
@@ -90,16 +90,29 @@ extension ClusterStore {
             try await Task.sleep(for: .milliseconds(pause))
             waited += pause
             pause = min(pause * 2, 100)
-            answer = try await call("reading \(stream)") { try await js.lastMessages(stream: stream, subjects: filters) }
+            answer = try await lastMessages(stream, filters)
         }
         guard answer.pending > 0 else { return answer.messages }
         var bySubject: [String: StoredMessage] = [:]
         for m in answer.messages { bySubject[m.subject] = m }
         while answer.pending > 0, let last = answer.messages.last {
-            answer = try await call("reading \(stream)") { try await js.lastMessages(stream: stream, subjects: filters, from: last.sequence + 1) }
+            answer = try await lastMessages(stream, filters, from: last.sequence + 1)
             for m in answer.messages { bySubject[m.subject] = m }
         }
         return bySubject.values.sorted { $0.sequence < $1.sequence }
+    }
+
+    /// More subjects match than one direct get may answer (nats-server's 413).
+    struct TooManySubjects: Error {}
+
+    private func lastMessages(_ stream: String, _ filters: [String], from: UInt64 = 0) async throws -> LastMessages {
+        do {
+            return try await whileElecting { try await js.lastMessages(stream: stream, subjects: filters, from: from) }
+        } catch let e as JetStreamAPIError where e.code == 413 {
+            throw TooManySubjects()
+        } catch {
+            throw Self.mapped(error, "reading \(stream)")
+        }
     }
 
     /// A partition with more subjects than one direct get may match: its subjects listed through
