@@ -17,9 +17,10 @@ final class NetworkCluster: ClusterFixture, @unchecked Sendable {
     private(set) var clients: [JellyClient] = []
     let hosts = ["j1", "j2"]
 
-    /// `servers`: the NATS servers each Jelly host lists (all three by default).
-    init(servers: [String: [String]] = [:]) async throws {
-        network = try TestNetwork()
+    /// `servers`: the NATS servers each Jelly host lists (all three by default); `delayMilliseconds`:
+    /// the latency between any two hosts, each way.
+    init(servers: [String: [String]] = [:], delayMilliseconds: Int = 0) async throws {
+        network = try TestNetwork(delayMilliseconds: delayMilliseconds)
         do {
             nats = try await NATSTestServers(count: 3, network: network)
         } catch {
@@ -92,8 +93,8 @@ final class NetworkCluster: ClusterFixture, @unchecked Sendable {
         network.finish()
     }
 
-    static func run(servers: [String: [String]] = [:], _ body: (NetworkCluster) async throws -> Void) async throws {
-        try await NetworkCluster(servers: servers).use(body)
+    static func run(servers: [String: [String]] = [:], delayMilliseconds: Int = 0, _ body: (NetworkCluster) async throws -> Void) async throws {
+        try await NetworkCluster(servers: servers, delayMilliseconds: delayMilliseconds).use(body)
     }
 }
 
@@ -254,6 +255,43 @@ func milliseconds(_ d: Duration) -> Int { Int(d.components.seconds * 1000 + d.co
             // timeout (4–9 s, fixed in nats-server; longer on a starved machine), so the stall is
             // reported, not bounded here; what Jelly owes is the recovery after the heal.
             #expect(recovery.all < .seconds(10))
+            try await work.stopAndVerify(cluster.clients)
+        }
+    }
+
+    /// The hosts 5 ms apart each way (tc netem, or scripts/netdelay.c where the kernel has none):
+    /// sessions work across them, each save's time shows its hops (game server → node → stream
+    /// leader → a follower and back: at least six one-way trips), and a Jelly node cut off from
+    /// NATS under that latency is left and comes back as on a quiet network.
+    @Test func sessionsAcrossLinksOf5ms() async throws {
+        try await NetworkCluster.run(delayMilliseconds: 5) { cluster in
+            let work = SessionWorkload(players: Self.players, clients: cluster.clients)
+            _ = try #require(try await work.recovery(after: .now), "the sessions started")
+            let from = ContinuousClock.now
+            try await Task.sleep(for: .seconds(3))
+            let to = ContinuousClock.now
+            var gaps: [Duration] = []
+            for player in work.snapshot {
+                let times = player.ackTimes.filter { $0 > from && $0 <= to }
+                gaps += zip(times.dropFirst(), times).map { $0 - $1 }
+            }
+            gaps.sort()
+            let median = try #require(gaps.isEmpty ? nil : gaps[gaps.count / 2], "saves were acknowledged across the 5 ms links")
+            print("latency: hosts 5 ms apart: \(gaps.count + Self.players) saves in 3 s by \(Self.players) game servers, a save every \(milliseconds(median)) ms (median)")
+            #expect(median >= .milliseconds(30), "six one-way trips of 5 ms at least: the delay is in effect")
+            #expect(median < .milliseconds(500))
+            let cut = ContinuousClock.now
+            try cluster.network.cut("j1")
+            try await Task.sleep(for: .seconds(5))
+            let healed = ContinuousClock.now
+            try cluster.network.heal("j1")
+            let stall = work.longestStall(from: cut, to: healed)
+            try await cluster.waitHealthy(cluster.clients[0])
+            let back = ContinuousClock.now - healed
+            let recovery = try #require(try await work.recovery(after: healed), "every player saves again after the heal")
+            print("fault, hosts 5 ms apart: Jelly node j1 cut off from NATS 5 s: longest stall \(milliseconds(stall)) ms; after the heal, j1 serves in \(milliseconds(back)) ms, every player saves in \(milliseconds(recovery.all)) ms")
+            #expect(stall < .seconds(5))
+            #expect(back < .seconds(10))
             try await work.stopAndVerify(cluster.clients)
         }
     }
