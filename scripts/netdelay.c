@@ -3,8 +3,9 @@
 //
 //   netdelay QUEUE DELAY_US
 //
-// Run inside a network namespace whose OUTPUT chain sends the packets to delay to the queue
-// (`iptables-legacy -A OUTPUT -d NET -j NFQUEUE --queue-num QUEUE`). Packets keep their order:
+// Run inside a network namespace whose INPUT chain sends the packets to delay to the queue
+// (`iptables-legacy -A INPUT -i eth+ -j NFQUEUE --queue-num QUEUE`; on the way in, because a
+// packet held on the way out counts against its sender's socket and TCP then throttles itself). Packets keep their order:
 // each is released DELAY_US after it was queued, with one batch verdict for every packet due
 // (queue ids grow, and the delay is the same for all, so the due packets are a prefix).
 // Speaks nfnetlink_queue over a raw netlink socket: no library needed. Exits on SIGTERM/SIGINT,
