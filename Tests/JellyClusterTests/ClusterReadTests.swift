@@ -13,16 +13,13 @@ import Testing
     /// More object subjects than one direct get may match (1,024): the load, the listing and the
     /// feed still see every object, read through the listing and chunks.
     @Test func aPartitionLargerThanOneDirectGetIsReadWhole() async throws {
-        let servers = try await NATSTestServers(count: 1)
-        defer { servers.finish() }
-        let harness = try await ClusterStoreHarness(servers: servers, replicas: 1, shards: 1)
-        let store = harness.cluster
-        let count = JetStream.lastMessagesMax + 76
-        var written = 0
-        while written < count {
-            let batch = (written..<min(written + 200, count)).map { WriteOperation.put(key: String(format: "k%05d", $0), value: Array("v\($0)".utf8)) }
-            try await store.write(partition: "big", batch, lockToken: nil, releaseLock: false)
-            written += batch.count
+        try await withStoreOnOneServer { _, store in
+            let count = JetStream.lastMessagesMax + 76
+            var written = 0
+            while written < count {
+                let batch = (written..<min(written + 200, count)).map { WriteOperation.put(key: String(format: "k%05d", $0), value: Array("v\($0)".utf8)) }
+                try await store.write(partition: "big", batch, lockToken: nil, releaseLock: false)
+                written += batch.count
         }
         try await store.delete(partition: "big", key: "k00007")
         let (lock, objects) = try await store.acquireLockAndLoad(partition: "big", owner: "gs", ttlMilliseconds: 30_000)
@@ -49,50 +46,44 @@ import Testing
         // (A feed read from 0 leaves deletions out: a new replica has nothing to delete.)
         #expect(fed.count == count - 1 && fed["k00007"] == nil && !fed.values.contains(true), "the feed gave \(fed.count) keys")
         try await store.releaseLock(partition: "big", token: lock.token)
-        await harness.finish()
+        }
     }
 
     /// Concurrent plain reads of one shard share their barriers instead of writing one each, and
     /// each read still sees the write acknowledged just before it began.
     @Test func concurrentPlainReadsShareBarriers() async throws {
-        let servers = try await NATSTestServers(count: 1)
-        defer { servers.finish() }
-        let harness = try await ClusterStoreHarness(servers: servers, replicas: 1, shards: 1)
-        let store = harness.cluster
-        let stream = "\(harness.configuration.streamPrefix)_0"
-        let js = JetStream(connection: store.connection)
-        let version = try await store.put(partition: "p", key: "k", value: Array("fresh".utf8))
-        let before = try #require(try await js.streamInfo(stream)).state.lastSeq
-        let reads = 64
-        let seen = try await withThrowingTaskGroup(of: UInt64?.self) { group in
-            for _ in 0..<reads { group.addTask { try await store.get(partition: "p", key: "k")?.version } }
-            return try await group.reduce(into: [UInt64?]()) { $0.append($1) }
+        try await withStoreOnOneServer { harness, store in
+            let stream = "\(harness.configuration.streamPrefix)_0"
+            let js = JetStream(connection: store.connection)
+            let version = try await store.put(partition: "p", key: "k", value: Array("fresh".utf8))
+            let before = try #require(try await js.streamInfo(stream)).state.lastSeq
+            let reads = 64
+            let seen = try await withThrowingTaskGroup(of: UInt64?.self) { group in
+                for _ in 0..<reads { group.addTask { try await store.get(partition: "p", key: "k")?.version } }
+                return try await group.reduce(into: [UInt64?]()) { $0.append($1) }
         }
         let barriers = try #require(try await js.streamInfo(stream)).state.lastSeq - before
         #expect(seen.allSatisfy { $0 == version })
         #expect(barriers >= 1 && barriers <= 8, "\(reads) concurrent reads wrote \(barriers) barriers")
-        await harness.finish()
+        }
     }
 
     /// An answer from a replica that has not reached the read's proof is asked again, then refused
     /// (503), never returned: here the proof is past the stream's end, as a lagging or cut-off
     /// replica would see it (the partitioned case: ClusterNetworkTests).
     @Test func aReadBehindItsProofIsRefused() async throws {
-        let servers = try await NATSTestServers(count: 1)
-        defer { servers.finish() }
-        let harness = try await ClusterStoreHarness(servers: servers, replicas: 1, shards: 1)
-        let store = harness.cluster
-        let version = try await store.put(partition: "p", key: "k", value: Array("v".utf8))
-        let s = store.subjects("p")
-        #expect(try await store.partitionSnapshot(s, atLeast: version).objects.map(\.key) == ["k"])
-        let started = ContinuousClock.now
-        await #expect {
-            _ = try await store.partitionSnapshot(s, atLeast: version + 1_000)
-        } throws: { error in
-            (error as? JellyError)?.code == .unavailable && "\(error)".contains("behind a write at \(version + 1_000)")
+        try await withStoreOnOneServer { _, store in
+            let version = try await store.put(partition: "p", key: "k", value: Array("v".utf8))
+            let s = store.subjects("p")
+            #expect(try await store.partitionSnapshot(s, atLeast: version).objects.map(\.key) == ["k"])
+            let started = ContinuousClock.now
+            await #expect {
+                _ = try await store.partitionSnapshot(s, atLeast: version + 1_000)
+            } throws: { error in
+                (error as? JellyError)?.code == .unavailable && "\(error)".contains("behind a write at \(version + 1_000)")
         }
         #expect(ContinuousClock.now - started >= .milliseconds(ClusterStore.freshReadWaitMilliseconds), "asked again before refusing")
-        await harness.finish()
+        }
     }
 
     /// `BarrierRounds` on its own: a read joins a round only if that round is sent after the
@@ -117,6 +108,20 @@ import Testing
         #expect(try await late.value == 3, "a read that began while round 2 was sent waits for round 3")
         #expect(gate.sends == 3)
     }
+}
+
+/// A cluster store on one fresh NATS server, one shard, R1 (its streams removed afterwards).
+private func withStoreOnOneServer(_ body: (ClusterStoreHarness, ClusterStore) async throws -> Void) async throws {
+    let servers = try await NATSTestServers(count: 1)
+    defer { servers.finish() }
+    let harness = try await ClusterStoreHarness(servers: servers, replicas: 1, shards: 1)
+    do {
+        try await body(harness, harness.cluster)
+    } catch {
+        await harness.finish()
+        throw error
+    }
+    await harness.finish()
 }
 
 /// Publishes that each wait until released, numbered in the order they were sent.
