@@ -4,8 +4,8 @@ import NATSClient
 /// The change feed, waiting for changes and client pushes (docs/sync.md) on the cluster store.
 ///
 /// The feed reads every object subject's last message of the partition at one point of the
-/// stream, proven fresh (ClusterStore+FreshReads; tombstones are kept: a deleted object's subject keeps its delete marker, so the floor
-/// is 0); the epoch is the shard stream's `jelly_epoch`, new whenever the stream is made. A wait
+/// stream, proven fresh (ClusterStore+FreshReads; tombstones are kept: a deleted object's
+/// subject keeps its delete marker, so the floor is 0); the epoch is the shard stream's `jelly_epoch`, new whenever the stream is made. A wait
 /// subscribes to the partition's subjects, so a commit through any node wakes it.
 extension ClusterStore {
     public func changes(partition: String, since: UInt64, limit: Int, epoch: String?, role: SyncRole) async throws -> ChangeBatch {

@@ -33,13 +33,15 @@ extension ClusterStore {
     }
 
     /// Candidates from every shard stream's lock and object subjects (`STREAM.INFO` with a
-    /// subjects filter), then each page's partitions counted through `list` and `inspectLock`:
+    /// subjects filter), then each page's partitions counted from one proven read each (its
+    /// objects and lock at a point after one barrier per shard, taken when the listing began):
     /// a round trip per partition listed, for operators.
     public func listPartitions(prefix: String?, after: String?, limit: Int) async throws -> PartitionListing {
         let limits = self.limits
         try checkReady()
         let limit = max(1, min(limit, limits.listLimitMax))
         var names = Set<String>()
+        var barriers: [String: UInt64] = [:]
         let partitionToken = configuration.subjectPrefix.split(separator: ".").count + 1
         for shard in 0..<configuration.shards {
             let stream = "\(configuration.streamPrefix)_\(shard)"
@@ -53,14 +55,11 @@ extension ClusterStore {
             }
         }
         return try await PartitionListing.page(names, prefix: prefix, after: after, limit: limit) { name in
-            var objects = 0
-            var cursor: String? = nil
-            repeat {
-                let page = try await list(partition: name, after: cursor, limit: limits.listLimitMax)
-                objects += page.objects.count
-                cursor = page.next
-            } while cursor != nil
-            let lock = try await inspectLock(partition: name)
+            let s = subjects(name)
+            if barriers[s.stream] == nil { barriers[s.stream] = try await barrier(s) }
+            let snapshot = try await partitionSnapshot(s, atLeast: barriers[s.stream] ?? 0)
+            let objects = snapshot.objects.filter { $0.object != nil && !SystemKeys.isSystem($0.key) }.count
+            let lock = snapshot.lease.flatMap { $0.isLive(at: clock.nowMilliseconds()) ? $0.info(partition: name) : nil }
             return objects > 0 || lock != nil ? PartitionSummary(partition: name, objects: objects, lock: lock) : nil
         }
     }
