@@ -230,8 +230,9 @@ public struct StoredMessage: Sendable {
 }
 
 /// The parts of the JetStream API that a key-value style client needs: stream management,
-/// publish with acknowledgement and expectation headers, atomic batch publish, and reads of a
-/// subject's last message through the stream leader.
+/// publish with acknowledgement and expectation headers, atomic batch publish, reads of a
+/// subject's last message through the stream leader, and of many subjects' last messages at one
+/// point through a direct get.
 public struct JetStream: Sendable {
     public let connection: NATSConnection
     public let apiPrefix: String
