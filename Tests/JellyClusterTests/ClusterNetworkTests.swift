@@ -279,7 +279,8 @@ func milliseconds(_ d: Duration) -> Int { Int(d.components.seconds * 1000 + d.co
             let median = try #require(gaps.isEmpty ? nil : gaps[gaps.count / 2], "saves were acknowledged across the 5 ms links")
             print("latency: hosts 5 ms apart: \(gaps.count + Self.players) saves in 3 s by \(Self.players) game servers, a save every \(milliseconds(median)) ms (median)")
             #expect(median >= .milliseconds(30), "six one-way trips of 5 ms at least: the delay is in effect")
-            #expect(median < .milliseconds(500))
+            // (Under the whole suite a save took 266 ms here: the bound only says saves go on.)
+            #expect(median < .seconds(2))
             let cut = ContinuousClock.now
             try cluster.network.cut("j1")
             try await Task.sleep(for: .seconds(5))
