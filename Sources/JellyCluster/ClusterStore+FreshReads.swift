@@ -73,22 +73,22 @@ extension ClusterStore {
         return try await provenLastMessages(s.stream, [subject, s.barrier], atLeast: atLeast).first { $0.subject == subject }
     }
 
-    /// How long a read waits for the replica answering it to reach its proof before refusing.
+    /// How long a read waits for the replica answering it to reach its proof before refusing
+    /// (from its first answer; the requests' own time counts).
     static let freshReadWaitMilliseconds = 2000
 
     /// `JetStream.lastMessages` until the answering replica has reached `atLeast` (a follower
     /// applies a write a moment after its acknowledgement), reading on when the answer was cut
     /// at the server's size cap. Later pages win for a subject read twice.
     func provenLastMessages(_ stream: String, _ filters: [String], atLeast: UInt64) async throws -> [StoredMessage] {
-        var waited = 0
         var pause = 1
         var answer = try await lastMessages(stream, filters)
+        let deadline = ContinuousClock.now + .milliseconds(Self.freshReadWaitMilliseconds)
         while answer.upToSequence < atLeast {
-            guard waited < Self.freshReadWaitMilliseconds else {
+            guard ContinuousClock.now < deadline else {
                 throw JellyError(.unavailable, "the NATS server this node reads from has \(stream) only up to sequence \(answer.upToSequence), behind a write at \(atLeast) that this read must see (cut off from its cluster, or far behind); retry, or through another node")
             }
             try await Task.sleep(for: .milliseconds(pause))
-            waited += pause
             pause = min(pause * 2, 100)
             answer = try await lastMessages(stream, filters)
         }

@@ -1,7 +1,8 @@
 import Foundation
 
 /// Separate hosts on this machine for cluster tests: `scripts/netns-cluster` (network namespaces,
-/// veth pairs, two bridges), which the benchmarks use too. NATS servers run in hosts n1–n3 on
+/// veth pairs, three bridges, optional latency between every two hosts), which the benchmarks
+/// use too. NATS servers run in hosts n1–n3 on
 /// the cluster network, Jelly nodes in j1 and j2 on both networks; the test process is on both
 /// (an operator's machine), so it can ask NATS who leads a stream and talk to the Jelly nodes.
 ///

@@ -207,7 +207,7 @@ public final class NATSConnection: Sendable {
         _ subject: String, payload: ByteBuffer = ByteBuffer(), headers: NATSHeaders? = nil, timeout: Duration? = nil,
         preceding: [(subject: String, headers: NATSHeaders?, payload: ByteBuffer)] = []
     ) async throws -> NATSMessage {
-        let replies = try await send(subject, payload: payload, headers: headers, timeout: timeout, preceding: preceding, collecting: false)
+        let replies = try await sendRequest(subject, payload: payload, headers: headers, timeout: timeout, preceding: preceding, collecting: false)
         guard let message = replies.last else { throw NATSError.timeout(subject: subject) }
         return message
     }
@@ -216,10 +216,11 @@ public final class NATSConnection: Sendable {
     /// batched direct gets end with `204 EOB`, or answer with one status such as `404`): returns
     /// them all, the status message last. The time limit is for the whole answer.
     public func requestMany(_ subject: String, payload: ByteBuffer = ByteBuffer(), timeout: Duration? = nil) async throws -> [NATSMessage] {
-        try await send(subject, payload: payload, headers: nil, timeout: timeout, preceding: [], collecting: true)
+        try await sendRequest(subject, payload: payload, headers: nil, timeout: timeout, preceding: [], collecting: true)
     }
 
-    private func send(
+    /// One request and its inbox registration, for `request` and `requestMany`.
+    private func sendRequest(
         _ subject: String, payload: ByteBuffer, headers: NATSHeaders?, timeout: Duration?,
         preceding: [(subject: String, headers: NATSHeaders?, payload: ByteBuffer)], collecting: Bool
     ) async throws -> [NATSMessage] {

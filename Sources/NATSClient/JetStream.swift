@@ -212,7 +212,6 @@ struct FlatJSONReader {
     }
 }
 
-/// A message read back from a stream.
 /// The answer of `JetStream.lastMessages`: messages in stream order; every message up to
 /// `upToSequence` was reflected at the replica that answered (0: unknown, nothing matched);
 /// `pending` matching subjects were left out (the answer hit the server's size cap).
@@ -222,6 +221,7 @@ public struct LastMessages: Sendable {
     public var pending: UInt64
 }
 
+/// A message read back from a stream.
 public struct StoredMessage: Sendable {
     public var subject: String
     public var sequence: UInt64

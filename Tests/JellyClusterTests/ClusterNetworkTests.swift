@@ -84,6 +84,21 @@ final class NetworkCluster: ClusterFixture, @unchecked Sendable {
         }
     }
 
+    /// The game servers' sessions through both nodes, once every player has saved.
+    func startSessions(players: Int, sourceLocation: SourceLocation = #_sourceLocation) async throws -> SessionWorkload {
+        let work = SessionWorkload(players: players, clients: clients)
+        _ = try #require(try await work.recovery(after: .now), "the sessions started", sourceLocation: sourceLocation)
+        return work
+    }
+
+    /// gs-a holding `partition` through j1 with a 3 s lease, its save "a1" made (key k): the
+    /// holder a fault leaves behind, whose lease runs out and who must be fenced after the heal.
+    func expiringHolder(of partition: String) async throws -> LockInfo {
+        let lock = try await clients[0].acquireLock(partition: partition, owner: "gs-a", ttlMilliseconds: 3_000)
+        try await clients[0].put(partition: partition, key: "k", value: Array("a1".utf8), lockToken: lock.token)
+        return lock
+    }
+
     func finish() async {
         for c in clients { try? await c.close() }
         clients = []
@@ -240,8 +255,7 @@ func milliseconds(_ d: Duration) -> Int { Int(d.components.seconds * 1000 + d.co
     /// server catches up.
     @Test func natsServerCutOffAndHealed() async throws {
         try await NetworkCluster.run { cluster in
-            let work = SessionWorkload(players: Self.players, clients: cluster.clients)
-            _ = try #require(try await work.recovery(after: .now), "the sessions started")
+            let work = try await cluster.startSessions(players: Self.players)
             let victim = try await cluster.leader(of: "\(cluster.prefix)_0")
             let cut = ContinuousClock.now
             try cluster.network.cut(victim)
@@ -265,8 +279,7 @@ func milliseconds(_ d: Duration) -> Int { Int(d.components.seconds * 1000 + d.co
     /// NATS under that latency is left and comes back as on a quiet network.
     @Test func sessionsAcrossLinksOf5ms() async throws {
         try await NetworkCluster.run(delayMilliseconds: 5) { cluster in
-            let work = SessionWorkload(players: Self.players, clients: cluster.clients)
-            _ = try #require(try await work.recovery(after: .now), "the sessions started")
+            let work = try await cluster.startSessions(players: Self.players)
             let from = ContinuousClock.now
             try await Task.sleep(for: .seconds(3))
             let to = ContinuousClock.now
@@ -305,10 +318,8 @@ func milliseconds(_ d: Duration) -> Int { Int(d.components.seconds * 1000 + d.co
     @Test func natsServerIsolatedFromItsPeers() async throws {
         try await NetworkCluster.run(servers: ["j1": ["n1"], "j2": ["n2", "n3"]]) { cluster in
             let (a, b) = (cluster.clients[0], cluster.clients[1])
-            let stale = try await a.acquireLock(partition: "minority", owner: "gs-a", ttlMilliseconds: 3_000)
-            try await a.put(partition: "minority", key: "k", value: Array("a1".utf8), lockToken: stale.token)
-            let work = SessionWorkload(players: Self.players, clients: cluster.clients)
-            _ = try #require(try await work.recovery(after: .now), "the sessions started")
+            let stale = try await cluster.expiringHolder(of: "minority")
+            let work = try await cluster.startSessions(players: Self.players)
             let isolated = ContinuousClock.now
             try cluster.network.isolate("n1")
 
@@ -393,11 +404,8 @@ func milliseconds(_ d: Duration) -> Int { Int(d.components.seconds * 1000 + d.co
     @Test func jellyNodeCutOffFromNATS() async throws {
         try await NetworkCluster.run { cluster in
             let (a, b) = (cluster.clients[0], cluster.clients[1])
-            let stale = try await a.acquireLock(partition: "fenced", owner: "gs-a", ttlMilliseconds: 3_000)
-            try await a.put(partition: "fenced", key: "k", value: Array("a1".utf8), lockToken: stale.token)
-
-            let work = SessionWorkload(players: Self.players, clients: cluster.clients)
-            _ = try #require(try await work.recovery(after: .now), "the sessions started")
+            let stale = try await cluster.expiringHolder(of: "fenced")
+            let work = try await cluster.startSessions(players: Self.players)
             let cut = ContinuousClock.now
             try cluster.network.cut("j1")
             // The holder's save through the cut-off node fails (503), never succeeds.
@@ -442,8 +450,7 @@ func milliseconds(_ d: Duration) -> Int { Int(d.components.seconds * 1000 + d.co
     /// server catches up after it resumes.
     @Test func streamLeaderPaused() async throws {
         try await NetworkCluster.run { cluster in
-            let work = SessionWorkload(players: Self.players, clients: cluster.clients)
-            _ = try #require(try await work.recovery(after: .now), "the sessions started")
+            let work = try await cluster.startSessions(players: Self.players)
             let victim = try await cluster.leader(of: "\(cluster.prefix)_0")
             let paused = ContinuousClock.now
             cluster.nats.signal(victim, SIGSTOP)
@@ -468,8 +475,7 @@ func milliseconds(_ d: Duration) -> Int { Int(d.components.seconds * 1000 + d.co
     /// meanwhile: NATSClientTests' StalledServerTests.)
     @Test func connectedNATSServerPaused() async throws {
         try await NetworkCluster.run { cluster in
-            let work = SessionWorkload(players: Self.players, clients: cluster.clients)
-            _ = try #require(try await work.recovery(after: .now), "the sessions started")
+            let work = try await cluster.startSessions(players: Self.players)
             let victim = try #require(try await cluster.connectedServer(of: 0), "j1's log names its server")
             try await cluster.moveLeaders(awayFrom: victim)
             let paused = ContinuousClock.now
